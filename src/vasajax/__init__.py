@@ -1,0 +1,8 @@
+"""vasajax: VASA-1 (Xu et al. 2024, arXiv 2404.10667) in JAX + Flax NNX.
+
+Stage 1 (``vasajax.face``): a 3D face latent space (appearance volume, identity, head pose, facial dynamics).
+Stage 2 (``vasajax.motion``): a diffusion transformer that turns audio into per-frame motion latents.
+See README.md for the map from the architecture to the files.
+"""
+
+__version__ = "0.1.0"
