@@ -1,0 +1,563 @@
+"""Audio front end: load any audio as 16 kHz mono, and turn it into per-video-frame features.
+
+VASA-1 §3.2 conditions the motion diffusion transformer on "synchronized audio features A = {f_audio^i}", one
+per motion frame, from a pretrained Wav2Vec2. We offer that (``kind="wav2vec2"``, a local Hugging Face
+checkpoint through ``vasajax.motion.wav2vec2``) and, as the default that needs no weights, log-mel features
+(``kind="logmel"``). Either way ``frame_features(wave_16k, cfg)`` returns ``T×A``: two 50 Hz feature vectors
+per 25 fps video frame, concatenated (``A = 2·n_mels`` or ``2·hidden_size``).
+
+Alignment convention (exact, integer arithmetic on absolute sample indices, so nothing drifts):
+video frame ``i`` shows audio time ``[i/fps, (i+1)/fps)``. Its two halves have centres ``(i+¼)/fps`` and
+``(i+¾)/fps``; feature slot ``k ∈ {2i, 2i+1}`` (``k = 2i + h``) is centred on sample
+``c_k = ⌊sr·(2k+1) / (4·fps)⌋``. At 16 kHz and 25 fps a frame is 640 samples and ``c_{2i} = 640i + 160``,
+``c_{2i+1} = 640i + 480``. Log-mel slot ``k`` is the power spectrum of a 400-sample (25 ms) periodic Hann
+window centred on ``c_k``, i.e. samples ``[c_k − 200, c_k + 200)`` (``[640i−40, 640i+360)`` and
+``[640i+280, 640i+680)`` at 25 fps: each frame peeks 2.5 ms into its neighbours). Samples before 0 or past the
+end count as zeros. ``features[i] = concat(slot[2i], slot[2i+1])``. For wav2vec2, whose 50 Hz output ``j``
+covers ``[320j, 320j+400)``, the input is shifted by 40 samples so that output ``j`` is centred on
+``320j + 160``, which equals ``c_j`` at 25 fps; other frame rates linearly interpolate to the ``c_k`` times.
+
+``num_video_frames(n)`` = ``⌈n·fps/sr⌉``: every frame that shows any audio, the last one possibly partial.
+
+Log-mel features depend only on samples within 200 of their centre, so ``LogMelStream`` (push chunks, get
+the frames whose samples are complete) gives the same features as the whole clip; wav2vec2 attends over its
+whole window and is not streaming-exact (long audio runs in overlapping windows, see ``AudioConfig``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from vasajax.errors import UserError
+
+SAMPLE_RATE = 16_000
+"""The sample rate (Hz) of every waveform in vasajax."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AudioConfig:
+    """How audio becomes per-video-frame features (``frame_features``)."""
+
+    kind: str = "logmel"
+    """"logmel" (default, no weights) or "wav2vec2" (needs ``checkpoint``; VASA-1's choice)."""
+    fps: float = 25
+    """Video frame rate; two feature slots per frame. Exact for any rational rate (29.97 → 2997/100)."""
+    sample_rate: int = SAMPLE_RATE
+    """Waveform rate (Hz) the features expect; ``load_audio`` resamples to it."""
+    n_mels: int = 80
+    """Mel bins per slot (log-mel); the feature dim is ``2·n_mels``."""
+    n_fft: int = 512
+    """FFT size of the log-mel STFT (samples; ≥ ``win_length``)."""
+    win_length: int = 400
+    """Hann window length in samples (400 = 25 ms), centred on each slot's centre sample."""
+    fmin: float = 0.0
+    """Lowest mel filter edge (Hz)."""
+    fmax: float | None = None
+    """Highest mel filter edge (Hz); None = sample_rate / 2."""
+    log_floor: float = 1e-5
+    """Mel power is clamped below at this before the natural log (silence → log(1e-5) ≈ −11.5)."""
+    norm_mean: float = -7.0
+    """Fixed normalisation: ``(log_mel − norm_mean) / norm_std`` (per-bin statistics: ``FeatureStats``)."""
+    norm_std: float = 4.0
+    """See ``norm_mean``. Defaults: espeak-ng speech at RMS 0.1 → mean ≈ −0.15, std ≈ 1; silence → −1.13."""
+    block_frames: int = 1500
+    """Log-mel is computed in blocks of this many video frames (60 s at 25 fps) to bound memory."""
+    checkpoint: str | None = None
+    """wav2vec2: directory with a Hugging Face ``config.json`` + ``model.safetensors`` (never downloaded)."""
+    w2v_layer: int = -1
+    """wav2vec2: which output: −1 = last hidden state, 0..L = ``hidden_states[i]`` (0 = transformer input)."""
+    w2v_normalize: bool | None = None
+    """wav2vec2: zero-mean/unit-variance input per window as HF's feature extractor does; None = read
+    ``do_normalize`` from the checkpoint's ``preprocessor_config.json`` (True if absent)."""
+    w2v_window_s: float = 20.0
+    """wav2vec2: audio longer than this runs in windows of this length (one jit shape), bounded memory."""
+    w2v_context_s: float = 1.0
+    """wav2vec2: extra audio each side of a window that the model sees but whose outputs are discarded."""
+
+    def __post_init__(self):
+        if self.kind not in ("logmel", "wav2vec2"):
+            raise UserError(f"audio config: kind must be 'logmel' or 'wav2vec2', got {self.kind!r}")
+        if not self.fps > 0 or not self.sample_rate > 0:
+            raise UserError("audio config: fps and sample_rate must be positive")
+        if self.win_length > self.n_fft:
+            raise UserError("audio config: win_length must not exceed n_fft")
+
+    @property
+    def fps_fraction(self) -> Fraction:
+        """``fps`` as an exact fraction (floats via their shortest decimal, e.g. 29.97 → 2997/100)."""
+        return Fraction(str(self.fps)) if isinstance(self.fps, float) else Fraction(self.fps)
+
+    @classmethod
+    def tiny(cls) -> AudioConfig:
+        """Tests and smoke runs: 16 mel bins (A = 32)."""
+        return cls(n_mels=16)
+
+    @classmethod
+    def small(cls) -> AudioConfig:
+        """The shipped demo: 80-bin log-mel (A = 160); needs no weights."""
+        return cls()
+
+    @classmethod
+    def paper(cls, checkpoint: str | None = None) -> AudioConfig:
+        """VASA-1: wav2vec2 features (A = 2·hidden, 1536 for base); ``checkpoint`` must be set to extract."""
+        return cls(kind="wav2vec2", checkpoint=checkpoint)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def _ffmpeg_exe() -> str:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise UserError(
+            "imageio-ffmpeg is not installed; `pip install imageio-ffmpeg` to read audio"
+        ) from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg_cmd(path: Path, sample_rate: int) -> list[str]:
+    return [
+        _ffmpeg_exe(),
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-vn",
+        "-sn",
+        "-dn",
+        "-ac",
+        "1",
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "f32le",
+        "-acodec",
+        "pcm_f32le",
+        "pipe:1",
+    ]
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"audio file not found: {p}")
+    if p.stat().st_size == 0:
+        raise UserError(f"audio file is empty (0 bytes): {p}")
+    return p
+
+
+def _ffmpeg_error(p: Path, stderr: bytes) -> UserError:
+    lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+    why = lines[-1].strip() if lines else "ffmpeg failed"
+    return UserError(f"cannot read audio from {p} ({why}); give a wav, mp3, m4a, flac or ogg file")
+
+
+def _to_mono_float32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x
+
+
+def load_audio(
+    path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, timeout_s: float = 600.0
+) -> np.ndarray:
+    """Any audio ffmpeg reads (any rate, mono or stereo, also a video's sound track) → mono float32 at
+    ``sample_rate``. Channels are averaged. Silence is fine; an empty, unreadable or sound-less file raises
+    ``UserError``. wav/flac already at ``sample_rate`` take a soundfile fast path; everything else is decoded
+    and resampled by imageio-ffmpeg's ffmpeg, killed after ``timeout_s``. One hour is 230 MB of float32; for
+    bounded memory use ``iter_audio``.
+    """
+    p = _check_file(path)
+    if p.suffix.lower() in (".wav", ".flac"):
+        try:
+            import soundfile
+
+            info = soundfile.info(str(p))
+            if info.samplerate == sample_rate:
+                wave = _to_mono_float32(soundfile.read(str(p), dtype="float32", always_2d=True)[0])
+                if wave.size == 0:
+                    raise UserError(f"audio file has no samples: {p}")
+                return wave
+        except UserError:
+            raise
+        except Exception:  # not really wav/flac, or a codec soundfile lacks: let ffmpeg decide
+            pass
+    try:
+        r = subprocess.run(_ffmpeg_cmd(p, sample_rate), capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"decoding {p} took longer than {timeout_s:.0f} s; pass a larger timeout_s") from None
+    if r.returncode != 0:
+        raise _ffmpeg_error(p, r.stderr)
+    wave = np.frombuffer(r.stdout, dtype="<f4").astype(np.float32)
+    if wave.size == 0:
+        raise UserError(f"no audio samples in {p} (no sound track, or zero length)")
+    return wave
+
+
+def iter_audio(
+    path: str | os.PathLike,
+    *,
+    chunk_s: float = 10.0,
+    sample_rate: int = SAMPLE_RATE,
+    stall_timeout_s: float = 60.0,
+) -> Iterator[np.ndarray]:
+    """Streams a file as mono float32 chunks of ``chunk_s`` seconds (the last one shorter), with bounded
+    memory for audio of any length. ffmpeg is killed if a chunk takes longer than ``stall_timeout_s`` to
+    arrive, or when the generator is closed. Errors as in ``load_audio``.
+    """
+    p = _check_file(path)
+    chunk_bytes = 4 * max(1, round(chunk_s * sample_rate))
+    proc = subprocess.Popen(_ffmpeg_cmd(p, sample_rate), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stderr: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    total, stalled = 0, threading.Event()
+
+    def _kill():
+        stalled.set()
+        proc.kill()
+
+    try:
+        pending = b""
+        while True:
+            timer = threading.Timer(stall_timeout_s, _kill)
+            timer.start()
+            try:
+                data = proc.stdout.read(chunk_bytes - len(pending))
+            finally:
+                timer.cancel()
+            if stalled.is_set():
+                raise UserError(
+                    f"decoding {p} stalled for {stall_timeout_s:.0f} s; pass a larger stall_timeout_s"
+                )
+            if not data:
+                break
+            pending += data
+            if len(pending) >= chunk_bytes:
+                total += len(pending) // 4
+                yield np.frombuffer(pending, dtype="<f4").astype(np.float32)
+                pending = b""
+        rc = proc.wait(timeout=stall_timeout_s)
+        reader.join(timeout=5)
+        if rc != 0:
+            raise _ffmpeg_error(p, b"".join(stderr))
+        n = len(pending) // 4
+        if total + n == 0:
+            raise UserError(f"no audio samples in {p} (no sound track, or zero length)")
+        if n:
+            yield np.frombuffer(pending[: 4 * n], dtype="<f4").astype(np.float32)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+# ------------------------------------------------------------------------------------------- alignment
+
+
+def num_video_frames(num_samples: int, fps: float = 25, sample_rate: int = SAMPLE_RATE) -> int:
+    """Video frames covering ``num_samples`` of audio: ``⌈num_samples·fps/sample_rate⌉`` (exact; 0 → 0).
+
+    A trailing partial frame counts (its missing audio is treated as silence).
+    """
+    f = Fraction(str(fps)) if isinstance(fps, float) else Fraction(fps)
+    return math.ceil(Fraction(num_samples) * f / sample_rate)
+
+
+def slot_centers(first_slot: int, num_slots: int, cfg: AudioConfig) -> np.ndarray:
+    """Centre sample ``c_k = ⌊sr·(2k+1)/(4·fps)⌋`` of slots ``k = first_slot … first_slot+num_slots−1``
+    (slot ``2i + h`` is half ``h`` of video frame ``i``), as int64, exact for any length."""
+    f = cfg.fps_fraction
+    k = np.arange(first_slot, first_slot + num_slots, dtype=np.int64)
+    return (cfg.sample_rate * (2 * k + 1) * f.denominator) // (4 * f.numerator)
+
+
+# -------------------------------------------------------------------------------------------- log-mel
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_tables(sample_rate: int, n_fft: int, win_length: int, n_mels: int, fmin: float, fmax: float | None):
+    import librosa
+
+    mel_FxM = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).T
+    window = np.zeros(n_fft)
+    lo = (n_fft - win_length) // 2
+    window[lo : lo + win_length] = np.hanning(win_length + 1)[:-1]  # periodic Hann, centred in the FFT
+    return mel_FxM.astype(np.float64), window
+
+
+def _logmel_slots(buf: np.ndarray, buf_start: int, first_slot: int, num_slots: int, cfg: AudioConfig):
+    """Normalised log-mel of slots ``[first_slot, first_slot+num_slots)`` from ``buf``, whose element 0 is
+    absolute sample ``buf_start``; samples outside ``buf`` are zeros. Returns ``num_slots×n_mels`` float32."""
+    mel_FxM, window = _mel_tables(cfg.sample_rate, cfg.n_fft, cfg.win_length, cfg.n_mels, cfg.fmin, cfg.fmax)
+    half = cfg.n_fft // 2
+    centers = slot_centers(first_slot, num_slots, cfg)
+    lo, hi = int(centers[0]) - half, int(centers[-1]) + half
+    local = np.zeros(hi - lo, dtype=np.float64)
+    a, b = max(lo, buf_start), min(hi, buf_start + len(buf))
+    if b > a:
+        local[a - lo : b - lo] = buf[a - buf_start : b - buf_start]
+    idx = (centers - half - lo)[:, None] + np.arange(cfg.n_fft)[None, :]
+    spec = np.fft.rfft(local[idx] * window, axis=-1)
+    power_SxF = spec.real**2 + spec.imag**2
+    logmel = np.log(np.maximum(power_SxF @ mel_FxM, cfg.log_floor))
+    return ((logmel - cfg.norm_mean) / cfg.norm_std).astype(np.float32)
+
+
+def logmel_features(wave_16k: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """``T×2·n_mels`` normalised log-mel for the whole wave (``T = num_video_frames``), in blocks."""
+    wave = np.asarray(wave_16k, dtype=np.float32).reshape(-1)
+    T = num_video_frames(wave.size, cfg.fps, cfg.sample_rate)
+    out = np.zeros((T, 2 * cfg.n_mels), np.float32)
+    for i in range(0, T, cfg.block_frames):
+        n = min(cfg.block_frames, T - i)
+        out[i : i + n] = _logmel_slots(wave, 0, 2 * i, 2 * n, cfg).reshape(n, 2 * cfg.n_mels)
+    return out
+
+
+class LogMelStream:
+    """Incremental log-mel: ``push(chunk)`` returns the frames whose audio is complete, ``finish()`` the rest.
+
+    The concatenated outputs equal ``frame_features(whole_wave, cfg)`` for any chunking. Memory is bounded by
+    the chunk size plus one window.
+    """
+
+    def __init__(self, cfg: AudioConfig):
+        if cfg.kind != "logmel":
+            raise UserError("LogMelStream needs an AudioConfig with kind='logmel'")
+        self.cfg = cfg
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start = 0  # absolute index of buf[0]
+        self.next_frame = 0
+        self.finished = False
+
+    @property
+    def num_samples(self) -> int:
+        """Samples pushed so far."""
+        return self.buf_start + len(self.buf)
+
+    def _emit(self, stop: int) -> np.ndarray:
+        cfg, i = self.cfg, self.next_frame
+        if stop <= i:
+            return np.zeros((0, 2 * cfg.n_mels), np.float32)
+        out = _logmel_slots(self.buf, self.buf_start, 2 * i, 2 * (stop - i), cfg).reshape(-1, 2 * cfg.n_mels)
+        self.next_frame = stop
+        keep_from = int(slot_centers(2 * stop, 1, cfg)[0]) - cfg.n_fft // 2  # first sample still needed
+        drop = min(max(0, keep_from - self.buf_start), len(self.buf))
+        self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop
+        return out
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Adds samples; returns ``n×2·n_mels`` features for the frames completed by them (n may be 0)."""
+        if self.finished:
+            raise UserError("LogMelStream.push after finish(); start a new stream")
+        self.buf = np.concatenate([self.buf, np.asarray(chunk, np.float32).reshape(-1)])
+        out = []
+        while True:  # emit complete frames in blocks; frame i is complete when c_{2i+1} + n_fft/2 ≤ samples
+            stop = self.next_frame
+            while stop < self.next_frame + self.cfg.block_frames and self._complete(stop):
+                stop += 1
+            if stop == self.next_frame:
+                break
+            out.append(self._emit(stop))
+        return np.concatenate(out) if out else self._emit(self.next_frame)
+
+    def _complete(self, i: int) -> bool:
+        return int(slot_centers(2 * i + 1, 1, self.cfg)[0]) + self.cfg.n_fft // 2 <= self.num_samples
+
+    def finish(self) -> np.ndarray:
+        """Ends the stream; returns the remaining frames (audio past the end counts as silence)."""
+        self.finished = True
+        T = num_video_frames(self.num_samples, self.cfg.fps, self.cfg.sample_rate)
+        out = []
+        while self.next_frame < T:
+            out.append(self._emit(min(T, self.next_frame + self.cfg.block_frames)))
+        return np.concatenate(out) if out else self._emit(self.next_frame)
+
+
+def iter_frame_features(chunks: Iterable[np.ndarray], cfg: AudioConfig) -> Iterator[np.ndarray]:
+    """Streams log-mel ``n×A`` blocks for an iterable of wave chunks (e.g. ``iter_audio(path)``)."""
+    stream = LogMelStream(cfg)
+    for chunk in chunks:
+        out = stream.push(chunk)
+        if len(out):
+            yield out
+    out = stream.finish()
+    if len(out):
+        yield out
+
+
+# ------------------------------------------------------------------------------------------- wav2vec2
+
+
+@functools.lru_cache(maxsize=2)
+def _load_wav2vec2(checkpoint: str):
+    import json
+
+    from vasajax.motion import wav2vec2, wav2vec2_params
+
+    w_cfg, model = wav2vec2_params.load(checkpoint)
+    forward, params = wav2vec2.make_forward(model)
+    d = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    pre = d / "preprocessor_config.json"
+    do_normalize = bool(json.loads(pre.read_text()).get("do_normalize", True)) if pre.is_file() else True
+    return w_cfg, forward, params, do_normalize
+
+
+def _wav2vec2_model(cfg: AudioConfig):
+    if not cfg.checkpoint:
+        raise UserError(
+            "audio kind 'wav2vec2' needs AudioConfig.checkpoint: a local directory with a Hugging "
+            "Face config.json + model.safetensors (or use kind='logmel')"
+        )
+    return _load_wav2vec2(str(Path(cfg.checkpoint).expanduser().resolve()))
+
+
+def to_video_rate(
+    feats_50hz_NxD: np.ndarray, num_frames: int, cfg: AudioConfig, rate: float = 50.0
+) -> np.ndarray:
+    """Resamples features at ``rate`` Hz (row ``j`` centred at time ``(j+½)/rate``) to two per video frame:
+    ``num_frames×2D``, slot ``k`` at time ``(k+½)/(2·fps)``, by linear interpolation (edge rows repeat).
+    At 25 fps and 50 Hz the slot times coincide with the rows, so this is an exact copy."""
+    src_NxD = np.asarray(feats_50hz_NxD, np.float32)
+    a, b = _row_positions(2 * num_frames, cfg, rate)  # slot k sits at row position a_k / b
+    j0 = a // b  # floor, also for negative a
+    w_S = ((a - j0 * b) / b).astype(np.float32)
+    w_S = np.where(j0 < 0, 0.0, w_S)[:, None]
+    j0 = np.clip(j0, 0, len(src_NxD) - 1)
+    j1 = np.minimum(j0 + 1, len(src_NxD) - 1)
+    out_SxD = (1 - w_S) * src_NxD[j0] + w_S * src_NxD[j1]
+    return out_SxD.reshape(num_frames, -1).astype(np.float32)
+
+
+def _row_positions(num_slots: int, cfg: AudioConfig, rate: float) -> tuple[np.ndarray, int]:
+    """Fractional row index ``a_k / b`` of slot ``k`` in a ``rate`` Hz sequence whose row ``j`` is centred at
+    ``(j+½)/rate``: ``(k+½)·rate/(2·fps) − ½``, as exact integers."""
+    ratio = Fraction(str(rate)) / (2 * cfg.fps_fraction)
+    k = np.arange(num_slots, dtype=np.int64)
+    return (2 * k + 1) * ratio.numerator - ratio.denominator, 2 * ratio.denominator
+
+
+def wav2vec2_features(wave_16k: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """``T×2·hidden`` wav2vec2 features (``w2v_layer``) aligned to video frames; see the module docstring.
+
+    Audio up to ``w2v_window_s`` runs in one pass (one jit shape per length); longer audio in windows of that
+    length that each see ``w2v_context_s`` more audio on both sides (one jit shape in all).
+    """
+    w_cfg, forward, params, do_norm_ckpt = _wav2vec2_model(cfg)
+    do_norm = do_norm_ckpt if cfg.w2v_normalize is None else cfg.w2v_normalize
+    wave = np.asarray(wave_16k, np.float32).reshape(-1)
+    T = num_video_frames(wave.size, cfg.fps, cfg.sample_rate)
+    hop, rf = w_cfg.total_stride, w_cfg.receptive_field
+    shift = (rf - hop) // 2  # 40 for the standard convs: output j then centres on hop·j + hop/2
+    rate = cfg.sample_rate / hop
+    a, b = _row_positions(max(2 * T, 1), cfg, rate)
+    n_out = max(1, -(-int(a[-1]) // b) + 1)  # rows up to ⌈last slot position⌉: 2T at 25 fps
+
+    def run(x_N: np.ndarray) -> np.ndarray:
+        if do_norm:
+            x_N = (x_N - x_N.mean()) / np.sqrt(x_N.var() + 1e-7)
+        last, hidden = forward(params, x_N[None])
+        out = last if cfg.w2v_layer == -1 else hidden[cfg.w2v_layer]
+        return np.asarray(out[0])
+
+    padded = np.zeros(hop * (n_out - 1) + rf, np.float32)  # input for exactly n_out outputs
+    n_copy = min(wave.size, padded.size - shift)
+    padded[shift : shift + n_copy] = wave[:n_copy]
+    win = max(1, round(cfg.w2v_window_s * rate))
+    if n_out <= win:
+        feats = run(padded)
+    else:
+        ctx = round(cfg.w2v_context_s * rate)
+        ext = np.concatenate(
+            [np.zeros(ctx * hop, np.float32), padded, np.zeros((win + ctx) * hop, np.float32)]
+        )
+        parts = []
+        for j in range(0, n_out, win):  # outputs [j, j+win) from input rows [j-ctx, j+win+ctx)
+            seg = ext[j * hop : j * hop + hop * (win + 2 * ctx - 1) + rf]
+            parts.append(run(seg)[ctx : ctx + win])
+        feats = np.concatenate(parts)[:n_out]
+    return to_video_rate(feats, T, cfg, rate=rate)
+
+
+# ------------------------------------------------------------------------------------------ entry point
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureStats:
+    """Per-dimension statistics for normalising features: ``(x − mean) / std``."""
+
+    mean: np.ndarray
+    """``A`` means."""
+    std: np.ndarray
+    """``A`` standard deviations (floored at 1e-3 by ``compute``)."""
+
+    @classmethod
+    def compute(cls, features: Iterable[np.ndarray]) -> FeatureStats:
+        """Statistics over all rows of an iterable of ``T×A`` arrays (streaming, float64 sums)."""
+        n, s, ss = 0, 0.0, 0.0
+        for f in features:
+            f = np.asarray(f, np.float64)
+            n, s, ss = n + len(f), s + f.sum(0), ss + (f * f).sum(0)
+        if n == 0:
+            raise UserError("FeatureStats.compute got no feature rows")
+        mean = s / n
+        std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
+        return cls(mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes an ``.npz`` with ``mean`` and ``std``."""
+        np.savez(path, mean=self.mean, std=self.std)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FeatureStats:
+        """Reads what ``save`` wrote (no pickle)."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["mean"], z["std"])
+
+    def __call__(self, features_TxA: np.ndarray) -> np.ndarray:
+        if features_TxA.shape[-1] != self.mean.shape[-1]:
+            raise UserError(
+                f"feature stats have dim {self.mean.shape[-1]} but features have "
+                f"{features_TxA.shape[-1]}; recompute the stats for this audio config"
+            )
+        return ((features_TxA - self.mean) / self.std).astype(np.float32)
+
+
+def feature_dim(cfg: AudioConfig) -> int:
+    """``A``, the per-video-frame feature size (reads the checkpoint's config.json for wav2vec2)."""
+    if cfg.kind == "logmel":
+        return 2 * cfg.n_mels
+    if not cfg.checkpoint:
+        raise UserError(
+            "audio kind 'wav2vec2' needs AudioConfig.checkpoint (a local HF checkpoint directory)"
+        )
+    from vasajax.motion import wav2vec2_params
+
+    return 2 * wav2vec2_params.read_config(cfg.checkpoint).hidden_size
+
+
+def frame_features(wave_16k: np.ndarray, cfg: AudioConfig, stats: FeatureStats | None = None) -> np.ndarray:
+    """The one entry point for stage 2: mono wave at ``cfg.sample_rate`` → ``T×A`` float32 features,
+    ``T = num_video_frames(len(wave))``, row ``i`` = video frame ``i`` (see the module docstring for exactly
+    which samples feed it). ``stats`` applies per-dimension normalisation on top of the fixed one."""
+    wave = np.asarray(wave_16k)
+    if wave.ndim != 1:
+        raise UserError(f"frame_features expects a mono 1-D wave, got shape {wave.shape}; see load_audio")
+    if not np.all(np.isfinite(wave)):
+        raise UserError("audio contains NaN or infinite samples")
+    feats = logmel_features(wave, cfg) if cfg.kind == "logmel" else wav2vec2_features(wave, cfg)
+    return stats(feats) if stats is not None else feats
