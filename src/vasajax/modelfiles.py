@@ -302,8 +302,8 @@ def _canonical_mesh_cached(path: str) -> CanonicalMesh:
             mesh = parse_geometry_metadata(z.read(GEOMETRY_MEMBER))
     except (KeyError, zipfile.BadZipFile, ValueError, IndexError) as e:
         raise UserError(f"{path} holds no readable {GEOMETRY_MEMBER}; {FETCH_HINT}") from e
-    for a in dataclasses.astuple(mesh):
-        a.setflags(write=False)
+    for field in dataclasses.fields(mesh):  # not astuple(): it deep-copies
+        getattr(mesh, field.name).setflags(write=False)
     return mesh
 
 
