@@ -127,27 +127,11 @@ def _ffmpeg_exe() -> str:
 
 
 def _ffmpeg_cmd(path: Path, sample_rate: int) -> list[str]:
-    return [
-        _ffmpeg_exe(),
-        "-nostdin",
-        "-hide_banner",
-        "-v",
-        "error",
-        "-i",
-        str(path),
-        "-vn",
-        "-sn",
-        "-dn",
-        "-ac",
-        "1",
-        "-ar",
-        str(sample_rate),
-        "-f",
-        "f32le",
-        "-acodec",
-        "pcm_f32le",
-        "pipe:1",
-    ]
+    # -rematrix_maxval 1: downmix coefficients sum to 1, so stereo becomes (L+R)/2 (ffmpeg's default is
+    # (L+R)/√2, which can clip) and matches the soundfile path's channel mean.
+    out = ["-vn", "-sn", "-dn", "-rematrix_maxval", "1.0", "-ac", "1", "-ar", str(sample_rate)]
+    pcm = ["-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+    return [_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), *out, *pcm]
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -174,10 +158,10 @@ def load_audio(
     path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, timeout_s: float = 600.0
 ) -> np.ndarray:
     """Any audio ffmpeg reads (any rate, mono or stereo, also a video's sound track) → mono float32 at
-    ``sample_rate``. Channels are averaged. Silence is fine; an empty, unreadable or sound-less file raises
-    ``UserError``. wav/flac already at ``sample_rate`` take a soundfile fast path; everything else is decoded
-    and resampled by imageio-ffmpeg's ffmpeg, killed after ``timeout_s``. One hour is 230 MB of float32; for
-    bounded memory use ``iter_audio``.
+    ``sample_rate``. Channels are averaged (ffmpeg: downmix weights normalised to sum 1). Silence is fine; an
+    empty, unreadable or sound-less file raises ``UserError``. wav/flac already at ``sample_rate`` take a
+    soundfile fast path; everything else is decoded and resampled by imageio-ffmpeg's ffmpeg, killed after
+    ``timeout_s``. One hour is 230 MB of float32; for bounded memory use ``iter_audio``.
     """
     p = _check_file(path)
     if p.suffix.lower() in (".wav", ".flac"):
@@ -328,6 +312,11 @@ def logmel_features(wave_16k: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     return out
 
 
+def first_sample_needed(frame: int, cfg: AudioConfig) -> int:
+    """First absolute sample that log-mel frame ``frame`` reads (``c_2i − n_fft/2``; may be negative)."""
+    return int(slot_centers(2 * frame, 1, cfg)[0]) - cfg.n_fft // 2
+
+
 class LogMelStream:
     """Incremental log-mel: ``push(chunk)`` returns the frames whose audio is complete, ``finish()`` the rest.
 
@@ -335,13 +324,17 @@ class LogMelStream:
     the chunk size plus one window.
     """
 
-    def __init__(self, cfg: AudioConfig):
+    def __init__(self, cfg: AudioConfig, *, start_frame: int = 0):
+        """``start_frame > 0`` resumes mid-clip: the first pushed sample is then absolute sample
+        ``first_sample_needed(start_frame, cfg)`` and the first output row is frame ``start_frame``."""
         if cfg.kind != "logmel":
             raise UserError("LogMelStream needs an AudioConfig with kind='logmel'")
         self.cfg = cfg
         self.buf = np.zeros(0, np.float32)
-        self.buf_start = 0  # absolute index of buf[0]
-        self.next_frame = 0
+        self.buf_start = (
+            first_sample_needed(start_frame, cfg) if start_frame else 0
+        )  # absolute index of buf[0]
+        self.next_frame = start_frame
         self.finished = False
 
     @property
@@ -355,7 +348,7 @@ class LogMelStream:
             return np.zeros((0, 2 * cfg.n_mels), np.float32)
         out = _logmel_slots(self.buf, self.buf_start, 2 * i, 2 * (stop - i), cfg).reshape(-1, 2 * cfg.n_mels)
         self.next_frame = stop
-        keep_from = int(slot_centers(2 * stop, 1, cfg)[0]) - cfg.n_fft // 2  # first sample still needed
+        keep_from = first_sample_needed(stop, cfg)
         drop = min(max(0, keep_from - self.buf_start), len(self.buf))
         self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop
         return out
