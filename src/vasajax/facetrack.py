@@ -418,9 +418,9 @@ def smooth_crops(params_Tx3: np.ndarray, *, fps: float = 25.0, sigma_s: float | 
 
     Zero-phase Gaussian smoothing (no lag, unlike a causal one-euro filter) of cx, cy and log(side) with a
     standard deviation of ``sigma_s`` seconds; ends are padded by odd reflection, which keeps linear drifts
-    unbiased up to the last frame. Rows with NaN (frames without a face) are filled by linear interpolation
-    first. ``sigma_s=None`` gives one fixed crop for the whole clip (the per-column median): then all head
-    motion, translation included, stays visible inside the crop, which suits training clips.
+    unbiased up to the last frame. Rows with NaN (frames without a face) are first filled by linear
+    interpolation. ``sigma_s=None`` gives one fixed crop for the whole clip (the median of cx, cy, log side):
+    then all head motion, translation included, stays visible inside the crop, which suits training clips.
     """
     p = np.array(params_Tx3, np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
@@ -428,9 +428,9 @@ def smooth_crops(params_Tx3: np.ndarray, *, fps: float = 25.0, sigma_s: float | 
     ok = np.isfinite(p).all(axis=1)
     if not ok.any():
         raise UserError("no frame of the clip has a face; cannot place a crop")
+    p[ok, 2] = np.log(p[ok, 2])
     t = np.arange(len(p))
     p = np.stack([np.interp(t, t[ok], p[ok, c]) for c in range(3)], axis=1)
-    p[:, 2] = np.log(p[:, 2])
     if sigma_s is None:
         p[:] = np.median(p, axis=0)
     elif sigma_s > 0 and len(p) > 1:
