@@ -140,3 +140,5 @@ def test_canonical_mesh_from_bundle(real_task):
     assert abs(m.vertices[1, 0]) < 1e-4 and m.vertices[1, 2] > m.vertices[:, 2].max() - 0.2
     assert m.vertices[263, 0] > 0  # +x = the face's left = image right
     assert mf.canonical_mesh(real_task) is m and not m.vertices.flags.writeable  # parsed once, read-only
+    vertices, uv, triangles, ids, weights = m  # also unpacks like a tuple, in this order
+    assert triangles is m.triangles and vertices is m.vertices

@@ -21,7 +21,6 @@ basis) from ``geometry_pipeline_metadata_landmarks.binarypb`` inside the bundle 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import hashlib
 import os
@@ -33,6 +32,7 @@ import tempfile
 import threading
 import urllib.request
 import zipfile
+from typing import NamedTuple
 
 import numpy as np
 
@@ -193,8 +193,7 @@ def face_landmarker_path(path: str | os.PathLike | None = None, *, fetch: bool =
 # --- canonical face mesh -------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class CanonicalMesh:
+class CanonicalMesh(NamedTuple):
     """MediaPipe's canonical face mesh; vertex i is landmark i of the 478 (iris points 468-477 are not in it).
 
     Attributes:
@@ -302,8 +301,8 @@ def _canonical_mesh_cached(path: str) -> CanonicalMesh:
             mesh = parse_geometry_metadata(z.read(GEOMETRY_MEMBER))
     except (KeyError, zipfile.BadZipFile, ValueError, IndexError) as e:
         raise UserError(f"{path} holds no readable {GEOMETRY_MEMBER}; {FETCH_HINT}") from e
-    for field in dataclasses.fields(mesh):  # not astuple(): it deep-copies
-        getattr(mesh, field.name).setflags(write=False)
+    for a in mesh:
+        a.setflags(write=False)
     return mesh
 
 
