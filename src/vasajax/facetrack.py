@@ -112,8 +112,11 @@ GAZE_GAIN = 1.25
 # --- images ----------------------------------------------------------------------------------------------
 
 
-def to_uint8_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """uint8 H×W×3 RGB from uint8/uint16/float (in [0, 1]) arrays that are H×W, H×W×1, H×W×3 or H×W×4."""
+def to_uint8_rgb(image: np.ndarray, name: str = "image", min_side: int = 0) -> np.ndarray:
+    """uint8 H×W×3 RGB from uint8/uint16/float (in [0, 1]) arrays that are H×W, H×W×1, H×W×3 or H×W×4.
+
+    Raises a UserError for other shapes, or when a side is under ``min_side`` pixels.
+    """
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
@@ -128,10 +131,8 @@ def to_uint8_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
         a = np.clip(a, 0.0, 1.0) * 255.0 + 0.5
     elif a.dtype.kind in "b":
         a = a * 255
-    if min(a.shape[:2]) < MIN_IMAGE_SIDE:
-        raise UserError(
-            f"{name} is {a.shape[1]}×{a.shape[0]} px; use a portrait of at least {MIN_IMAGE_SIDE} px"
-        )
+    if min(a.shape[:2]) < min_side:
+        raise UserError(f"{name} is {a.shape[1]}×{a.shape[0]} px; use a portrait of at least {min_side} px")
     return np.ascontiguousarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
@@ -172,7 +173,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             rgb = _pil_to_rgb(im)
     except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UserError(f"cannot read {p} as an image ({type(e).__name__}); use a PNG or JPEG photo") from e
-    return to_uint8_rgb(rgb, name=str(p))
+    return to_uint8_rgb(rgb, name=str(p), min_side=MIN_IMAGE_SIDE)
 
 
 # --- tracker ------------------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def track_image(
 ) -> FaceObservation:
     """The largest face in a portrait (a warning when there are several); no face → one-line UserError."""
     if isinstance(image_or_path, np.ndarray):
-        name, image = "the given image", to_uint8_rgb(image_or_path)
+        name, image = "the given image", to_uint8_rgb(image_or_path, min_side=MIN_IMAGE_SIDE)
     else:
         name, image = str(image_or_path), load_image(image_or_path)
     if tracker is None:

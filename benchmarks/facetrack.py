@@ -1,0 +1,127 @@
+"""Face tracking benchmark: MediaPipe FaceLandmarker ms per image (IMAGE and VIDEO mode) and the label path.
+
+    python benchmarks/facetrack.py                # on this machine, ~20 s
+    python benchmarks/facetrack.py --frames 200   # longer runs, steadier medians
+
+Times ``FaceTracker.detect`` on the bundled portraits (IMAGE mode: every image detected from scratch; VIDEO
+mode: a synthetic clip of the astronaut drifting a few pixels per frame, so the landmarker tracks between
+frames), tracker start-up, and the per-frame data-preparation path (crop params + 256² crop + labels).
+Prints a table and writes ``benchmarks/results/facetrack-<device>-<date>.json``. MediaPipe runs on the CPU
+(XNNPACK) whatever accelerator JAX sees, so the device name is the CPU's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vasajax import facetrack as ft  # noqa: E402
+
+
+def device_name() -> str:
+    return f"cpu-{os.cpu_count()}core-{platform.machine()}"
+
+
+def timed_ms(fn, n: int) -> dict[str, float]:
+    """Median / p90 / mean milliseconds of ``n`` calls of ``fn`` (after one warm-up call)."""
+    fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    ts.sort()
+    return {
+        "median_ms": statistics.median(ts),
+        "p90_ms": ts[int(0.9 * (n - 1))],
+        "mean_ms": statistics.fmean(ts),
+    }
+
+
+def drifting_clip(image: np.ndarray, n: int) -> list[np.ndarray]:
+    """The image translated by (1.5, 0.75) px per frame (wrapping back every 40 frames)."""
+    h, w = image.shape[:2]
+    out = []
+    for i in range(n):
+        k = i % 40
+        m = np.array([[1.0, 0, 1.5 * k], [0, 1.0, 0.75 * k]])
+        out.append(cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=100, help="timed calls per measurement")
+    ap.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/facetrack-<device>-<date>)"
+    )
+    args = ap.parse_args()
+    n = args.frames
+    portraits = {name: ft.load_image(path) for name, path in ft.PORTRAITS.items()}
+    results: dict[str, dict] = {}
+
+    t0 = time.perf_counter()
+    with ft.FaceTracker(mode="image", max_faces=4) as tracker:
+        results["startup_image_mode_incl_mediapipe_import"] = {"ms": (time.perf_counter() - t0) * 1e3}
+        for name, img in portraits.items():
+            r = timed_ms(lambda img=img: tracker.detect(img), n)
+            results[f"image_mode/{name}_{img.shape[1]}x{img.shape[0]}"] = r
+        img = portraits["astronaut"]
+        obs = tracker.detect(img)[0]
+        cfg = ft.CropConfig.small()
+
+        def prep_frame():
+            p = ft.crop_params(obs.landmarks, cfg)
+            ft.apply_crop(img, p, cfg.size)
+            ft.frame_labels(obs, p)
+
+        results["labels+crop_256/astronaut"] = timed_ms(prep_frame, n)
+    with ft.FaceTracker(mode="image", max_faces=1) as tracker:
+        results["image_mode_max1/astronaut_512x512"] = timed_ms(
+            lambda: tracker.detect(portraits["astronaut"]), n
+        )
+
+    clip = drifting_clip(portraits["astronaut"], n + 1)
+    for max_faces in (1, 4):
+        with ft.FaceTracker(mode="video", max_faces=max_faces) as video:
+            frames = iter(clip)
+            r = timed_ms(lambda video=video, frames=frames: video.detect(next(frames)), n)
+            results[f"video_mode_max{max_faces}/astronaut_512x512_drifting"] = r
+
+    print(f"{'measurement':<48} {'median ms':>10} {'p90 ms':>8}")
+    for k, v in results.items():
+        med = v.get("median_ms", v.get("ms"))
+        print(f"{k:<48} {med:>10.2f} {v.get('p90_ms', float('nan')):>8.2f}")
+    import mediapipe
+
+    date = datetime.date.today().isoformat()
+    out = pathlib.Path(
+        args.out or pathlib.Path(__file__).parent / "results" / f"facetrack-{device_name()}-{date}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "device": device_name(),
+        "date": date,
+        "mediapipe": mediapipe.__version__,
+        "python": platform.python_version(),
+        "frames_per_measurement": n,
+        "note": "MediaPipe FaceLandmarker (XNNPACK, CPU); shared machine, other jobs may add noise",
+    }
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
