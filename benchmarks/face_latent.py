@@ -1,0 +1,178 @@
+"""Stage-1 face latent model benchmark: parameters, GFLOPs per frame, and speed of encode / decode.
+
+    python benchmarks/face_latent.py                       # tiny + small on this machine (+ paper FLOPs)
+    python benchmarks/face_latent.py --configs paper --dtype bfloat16 --batch 32   # on a GPU
+
+Prints a table and writes ``benchmarks/results/face_latent-<device>-<date>.json``. FLOPs come from XLA's cost
+analysis of the compiled function (per frame = total / batch); timings are the median of ``--iters`` runs
+after a warm-up, with ``block_until_ready``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from vasajax.face.config import PRESETS  # noqa: E402
+from vasajax.face.model import FaceLatentModel, count_params, decode_fn, encode_fn  # noqa: E402
+
+
+def device_name() -> str:
+    d = jax.devices()[0]
+    if d.platform == "cpu":
+        return f"cpu-{os.cpu_count()}core-{platform.machine()}"
+    return d.device_kind.replace(" ", "_")
+
+
+def flops_of(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):  # older JAX returned a list with one dict
+        cost = cost[0]
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def peak_memory_gib() -> float | None:
+    stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**30
+    return None
+
+
+def timeit(fn, *args, iters: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench_config(name: str, dtype: str, batch: int, iters: int, run: bool) -> dict:
+    cfg = PRESETS[name](dtype=dtype)
+    abstract_model = nnx.eval_shape(lambda: FaceLatentModel(cfg, rngs=nnx.Rngs(0)))
+    graphdef, abstract_params = nnx.split(abstract_model)
+    per_module = {
+        k: count_params(nnx.state(getattr(abstract_model, k)))
+        for k in vars(abstract_model)
+        if isinstance(getattr(abstract_model, k), nnx.Module)
+    }
+    s = cfg.image_size
+    img = jax.ShapeDtypeStruct((batch, s, s, 3), jnp.float32)
+    enc = jax.jit(lambda p, x: encode_fn(graphdef, p, x))
+    dec = jax.jit(lambda p, a, i, po, dy: decode_fn(graphdef, p, a, i, po, dy))
+    lat = jax.eval_shape(enc, abstract_params, img)
+    # Decode the way the product does: one portrait's appearance broadcast to a batch of poses.
+    app1 = jax.ShapeDtypeStruct((1, *lat.appearance.shape[1:]), lat.appearance.dtype)
+    id1 = jax.ShapeDtypeStruct((1, *lat.identity.shape[1:]), lat.identity.dtype)
+    t0 = time.perf_counter()
+    enc_c = enc.lower(abstract_params, img).compile()
+    dec_c = dec.lower(abstract_params, app1, id1, lat.pose, lat.dyn).compile()
+    compile_s = time.perf_counter() - t0
+    row = dict(
+        config=name,
+        dtype=dtype,
+        image_size=s,
+        batch=batch,
+        volume=list(cfg.vol_shape),
+        params_total_M=count_params(abstract_params) / 1e6,
+        params_per_module_M={k: v / 1e6 for k, v in per_module.items()},
+        encode_gflops_per_frame=flops_of(enc_c) / batch / 1e9,
+        decode_gflops_per_frame=flops_of(dec_c) / batch / 1e9,
+        compile_s=compile_s,
+    )
+    if run:
+        model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
+        _, params = nnx.split(model)
+        x = jax.random.uniform(jax.random.key(0), (batch, s, s, 3))
+        enc_t = timeit(enc_c, params, x, iters=iters)
+        latv = enc_c(params, x)
+        a1, i1 = latv.appearance[:1], latv.identity[:1]
+        dec_t = timeit(dec_c, params, a1, i1, latv.pose, latv.dyn, iters=iters)
+        row.update(
+            encode_ms_per_frame=1e3 * enc_t / batch,
+            decode_ms_per_frame=1e3 * dec_t / batch,
+            decode_fps=batch / dec_t,
+            decode_tflops_achieved=row["decode_gflops_per_frame"] * batch / dec_t / 1e3,
+            peak_memory_gib=peak_memory_gib(),
+        )
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["tiny", "small", "paper"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--batch", type=int, default=None, help="frames per call (default: 1 on CPU, 32 on GPU)")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument(
+        "--no-run",
+        nargs="*",
+        default=None,
+        help="configs to size only (default on CPU: paper, whose timing takes minutes)",
+    )
+    ap.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/face_latent-<dev>-<date>.json)"
+    )
+    args = ap.parse_args(argv)
+    dev = device_name()
+    on_cpu = jax.devices()[0].platform == "cpu"
+    batch = args.batch or (1 if on_cpu else 32)
+    no_run = set(args.no_run if args.no_run is not None else (["paper"] if on_cpu else []))
+    print(
+        f"device: {dev} ({jax.devices()[0].device_kind}), jax {jax.__version__}, batch {batch}, {args.dtype}"
+    )
+    rows = []
+    for name in args.configs:
+        row = bench_config(name, args.dtype, batch, args.iters, run=name not in no_run)
+        rows.append(row)
+        timing = (
+            f"encode {row['encode_ms_per_frame']:8.1f} ms/frame  decode {row['decode_ms_per_frame']:8.2f} "
+            f"ms/frame ({row['decode_fps']:.1f} fps, {row['decode_tflops_achieved']:.2f} TFLOP/s)"
+            if "decode_fps" in row
+            else "(sized only)"
+        )
+        print(
+            f"{name:6s} {row['params_total_M']:8.2f} M params  encode {row['encode_gflops_per_frame']:8.2f} "
+            f"GFLOP/frame  decode {row['decode_gflops_per_frame']:7.2f} GFLOP/frame  {timing}"
+        )
+        print("        per module (M):", {k: round(v, 3) for k, v in row["params_per_module_M"].items()})
+    out = pathlib.Path(
+        args.out
+        or pathlib.Path(__file__).parent
+        / "results"
+        / f"face_latent-{dev}-{datetime.date.today().isoformat()}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            dict(
+                benchmark="face_latent",
+                device=dev,
+                device_kind=jax.devices()[0].device_kind,
+                jax=jax.__version__,
+                date=datetime.datetime.now().isoformat(timespec="seconds"),
+                rows=rows,
+            ),
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

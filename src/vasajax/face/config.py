@@ -1,0 +1,209 @@
+"""Configuration of the stage-1 face latent model (MegaPortraits, Drobyshev et al. 2022, as used by VASA-1 §3.1).
+
+One frozen, keyword-only dataclass with three presets:
+
+* ``tiny()``  — 64² images, a few thousand parameters per block; for tests and smoke notebooks (seconds on CPU).
+* ``small()`` — 256² images; the shipped demo model, sized so one decoded frame costs ≲ 55 GFLOPs (see
+  ``benchmarks/face_latent.py`` for the measured numbers).
+* ``paper()`` — 512² images with MegaPortraits' sizes: a 96×16×64×64 appearance volume, warp generators
+  (1×1 conv-2048 → C512×D4 → ResBlock3D 256/128/64/32 with upsampling), a G3D U-Net with ResBlock3D
+  192/384/512 and a G2D with 8 ResBlock2D-512 and upsampling 256/128/64 to 512². The dynamics code is 128-d as in
+  EMOPortraits (MegaPortraits used 512; 128 is enough for expressions and keeps stage 2's motion vector small).
+
+Derived sizes (volume resolution, number of upsamplings) are properties so a config cannot disagree with itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FaceConfig:
+    """Sizes of every part of the face latent model. All fields are plain numbers so a config is JSON-able."""
+
+    image_size: int = 512
+    """Input and output image side (square, RGB in [0, 1])."""
+
+    # Appearance encoder E_app: image -> posed appearance volume.
+    app_stem: int = 64
+    """Channels of the 7×7 stem convolution of E_app."""
+    app_channels: tuple[int, ...] = (128, 256, 512)
+    """ResBlock2D widths of E_app; each block is followed by a 2× average pool."""
+    vol_channels: int = 96
+    """Feature channels C of the appearance volume (D×H×W×C)."""
+    vol_depth: int = 16
+    """Depth D of the appearance volume."""
+    app_res3d: int = 6
+    """ResBlock3D-``vol_channels`` blocks at the end of E_app (MegaPortraits: 3 × 2)."""
+
+    # Motion and identity encoders: image -> (pose, dyn) and image -> z_id.
+    enc_input_size: int = 256
+    """Images are resized to this side before the motion and identity encoders."""
+    enc_channels: tuple[int, ...] = (64, 128, 256, 512)
+    """ResBlock2D widths of the motion / identity encoders (after a stride-2 7×7 stem; each block pools 2×)."""
+    id_dim: int = 512
+    """Size of the identity code z_id."""
+    dyn_dim: int = 128
+    """Size of the facial dynamics code z_dyn (EMOPortraits: 128)."""
+    max_angle: float = 1.4
+    """Bound on |yaw|, |pitch|, |roll| in radians (tanh-squashed encoder output)."""
+    max_shift: float = 0.5
+    """Bound on |tx|, |ty|, |tz| in normalised volume units ([-1, 1] spans the volume)."""
+
+    # Warp generators W_s->c and W_c->d: (pose, dyn, id) -> 3D flow at the volume's resolution.
+    warp_base_channels: int = 512
+    """Channels of the reshaped code tensor (MegaPortraits: 1×1 conv-2048 -> C512×D4)."""
+    warp_base_depth: int = 4
+    """Depth of the reshaped code tensor."""
+    warp_channels: tuple[int, ...] = (256, 128, 64, 32)
+    """ResBlock3D widths of the warp generators; each stage upsamples 2× in H, W (and in D until D is reached)."""
+
+    # G3D: 3D U-Net that refines the canonical volume.
+    g3d_channels: tuple[int, ...] = (192, 384, 512)
+    """ResBlock3D widths per U-Net level; each level below the first halves D, H and W."""
+
+    # G2D: volume -> image.
+    g2d_channels: int = 512
+    """Width after the 1×1 projection of the flattened (D·C) volume."""
+    g2d_blocks: int = 8
+    """ResBlock2D-``g2d_channels`` blocks at volume resolution."""
+    g2d_up_channels: tuple[int, ...] = (256, 128, 64)
+    """Widths of the upsampling ResBlock2Ds; their number must take the volume side to ``image_size``."""
+
+    groups: int = 32
+    """Group-norm groups (reduced to gcd(groups, channels) where a layer is narrower)."""
+    dtype: str = "float32"
+    """Compute dtype ("float32" or "bfloat16"); parameters stay float32."""
+
+    # ---------------------------------------------------------------- derived sizes
+    @property
+    def vol_size(self) -> int:
+        """Height = width of the appearance volume."""
+        return self.image_size // 2 ** len(self.app_channels)
+
+    @property
+    def vol_shape(self) -> tuple[int, int, int, int]:
+        """(D, H, W, C) of the appearance volume."""
+        return (self.vol_depth, self.vol_size, self.vol_size, self.vol_channels)
+
+    @property
+    def warp_base_size(self) -> int:
+        """Height = width of the warp generators' reshaped code tensor."""
+        return self.vol_size // 2 ** len(self.warp_channels)
+
+    @property
+    def pose_dim(self) -> int:
+        return 6
+
+    @property
+    def motion_dim(self) -> int:
+        """Per-frame motion latent size for stage 2: [yaw, pitch, roll, tx, ty, tz] + z_dyn."""
+        return self.pose_dim + self.dyn_dim
+
+    @property
+    def jnp_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    def __post_init__(self):
+        checks = [
+            (
+                self.image_size % 2 ** len(self.app_channels) == 0,
+                "image_size must divide by 2**len(app_channels)",
+            ),
+            (
+                self.vol_size % 2 ** len(self.warp_channels) == 0,
+                "volume side must divide by 2**len(warp_channels)",
+            ),
+            (self.vol_depth % self.warp_base_depth == 0, "vol_depth must be a multiple of warp_base_depth"),
+            (
+                2 ** len(self.g2d_up_channels) * self.vol_size == self.image_size,
+                "g2d_up_channels must upsample the volume side to image_size",
+            ),
+            (
+                self.vol_depth % 2 ** (len(self.g3d_channels) - 1) == 0
+                and self.vol_size % 2 ** (len(self.g3d_channels) - 1) == 0,
+                "volume D and H must divide by 2**(len(g3d_channels)-1)",
+            ),
+            (self.enc_input_size % 2 ** (len(self.enc_channels) + 1) == 0, "enc_input_size too small"),
+            (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
+        ]
+        depth_ups = math.log2(self.vol_depth // self.warp_base_depth)
+        checks.append(
+            (depth_ups <= len(self.warp_channels) and depth_ups.is_integer(), "bad warp_base_depth")
+        )
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"FaceConfig: {msg} ({self})")
+
+    # ---------------------------------------------------------------- presets
+    @classmethod
+    def tiny(cls, **overrides) -> FaceConfig:
+        """64² images, an 8×4×16×16 volume; compiles and runs in seconds on a 2-core CPU."""
+        kw = dict(
+            image_size=64,
+            app_stem=8,
+            app_channels=(16, 16),
+            vol_channels=8,
+            vol_depth=4,
+            app_res3d=1,
+            enc_input_size=64,
+            enc_channels=(8, 16, 16),
+            id_dim=16,
+            dyn_dim=8,
+            warp_base_channels=16,
+            warp_base_depth=1,
+            warp_channels=(16, 8),
+            g3d_channels=(8, 16),
+            g2d_channels=32,
+            g2d_blocks=1,
+            g2d_up_channels=(16, 8),
+            groups=8,
+        )
+        return cls(**{**kw, **overrides})
+
+    @classmethod
+    def small(cls, **overrides) -> FaceConfig:
+        """256² images, a 32×16×64×64 volume (LivePortrait's size); the shipped demo model."""
+        kw = dict(
+            image_size=256,
+            app_stem=32,
+            app_channels=(64, 128),
+            vol_channels=32,
+            vol_depth=16,
+            app_res3d=2,
+            enc_input_size=128,
+            enc_channels=(32, 64, 128, 256),
+            id_dim=128,
+            dyn_dim=64,
+            warp_base_channels=128,
+            warp_base_depth=4,
+            warp_channels=(64, 32, 16, 16),
+            g3d_channels=(32, 64, 128),
+            g2d_channels=128,
+            g2d_blocks=3,
+            g2d_up_channels=(64, 32),
+        )
+        return cls(**{**kw, **overrides})
+
+    @classmethod
+    def paper(cls, **overrides) -> FaceConfig:
+        """512² images with MegaPortraits' sizes (the class defaults)."""
+        return cls(**overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FaceConfig:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(d) - set(fields)
+        if unknown:
+            raise ValueError(f"FaceConfig: unknown fields {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+PRESETS = {"tiny": FaceConfig.tiny, "small": FaceConfig.small, "paper": FaceConfig.paper}

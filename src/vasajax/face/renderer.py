@@ -1,0 +1,124 @@
+"""Stage-1 generators (VASA-1 §3.1, MegaPortraits §3): warp generators, the 3D refiner G3D and the 2D decoder G2D.
+
+* ``WarpGenerator`` — (pose, z_dyn, z_id) → non-rigid 3D flow ``δ_BxDxHxWx3``. As in MegaPortraits the code
+  goes through a "1×1 conv" (a dense layer on the code vector) to C·D values reshaped to a ``D0×1×1×C0``
+  column; we broadcast it over a small ``D0×H0×W0`` grid with a learned positional embedding (the column alone
+  has no spatial extent), then ResBlock3Ds with upsampling reach the volume's resolution, and GroupNorm–ReLU–
+  conv3–tanh gives the flow. The last conv starts at zero, so a fresh model warps by the rigid pose alone.
+* ``G3D`` — a 3D U-Net (ResBlock3D per level, 2× down/up, skip connections) that refines the canonical volume.
+* ``G2D`` — folds depth into channels (D·C), a 1×1 projection, ResBlock2Ds, upsampling ResBlock2Ds, and a
+  GroupNorm–ReLU–conv3–sigmoid to RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from vasajax.face.blocks import ResBlock2D, ResBlock3D, avg_pool, group_norm, upsample_nearest
+from vasajax.face.config import FaceConfig
+
+
+class WarpGenerator(nnx.Module):
+    """Motion code → 3D flow at the appearance volume's resolution, in normalised grid units."""
+
+    def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
+        dt = cfg.jnp_dtype
+        code_dim = cfg.pose_dim + cfg.dyn_dim + cfg.id_dim
+        c0, d0, s0 = cfg.warp_base_channels, cfg.warp_base_depth, cfg.warp_base_size
+        self.c0, self.d0 = c0, d0
+        self.project = nnx.Linear(code_dim, c0 * d0, dtype=dt, rngs=rngs)
+        self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (d0, s0, s0, c0)))
+        factors, depth = [], d0
+        for _ in cfg.warp_channels:
+            factors.append(2 if depth < cfg.vol_depth else 1)
+            depth *= factors[-1]
+        self.depth_factors = tuple(factors)
+        widths = (c0, *cfg.warp_channels)
+        self.blocks = nnx.List(
+            [
+                ResBlock3D(a, b, groups=cfg.groups, dtype=dt, rngs=rngs)
+                for a, b in zip(widths[:-1], widths[1:])
+            ]
+        )
+        self.norm = group_norm(widths[-1], cfg.groups, dt, rngs)
+        self.out = nnx.Conv(
+            widths[-1], 3, (3, 3, 3), padding="SAME", dtype=dt, kernel_init=nnx.initializers.zeros, rngs=rngs
+        )
+
+    def __call__(self, pose_Bx6, dyn_BxZ, id_BxI):
+        code = jnp.concatenate([pose_Bx6, dyn_BxZ, id_BxI], axis=-1)
+        col = self.project(code).reshape(-1, self.d0, 1, 1, self.c0)
+        x = col + self.pos[...].astype(col.dtype)
+        for f, block in zip(self.depth_factors, self.blocks):
+            x = block(upsample_nearest(x, (f, 2, 2)))
+        return jnp.tanh(self.out(jax.nn.relu(self.norm(x)))).astype(jnp.float32)
+
+
+class G3D(nnx.Module):
+    """3D U-Net refiner, ``vol_BxDxHxWxC`` → same shape (residual)."""
+
+    def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
+        dt = cfg.jnp_dtype
+        ch = cfg.g3d_channels
+        g = cfg.groups
+        self.enc = nnx.List(
+            [
+                ResBlock3D(a, b, groups=g, dtype=dt, rngs=rngs)
+                for a, b in zip((cfg.vol_channels, *ch[:-1]), ch)
+            ]
+        )
+        self.dec = nnx.List(
+            [
+                ResBlock3D(ch[i + 1] + ch[i], ch[i], groups=g, dtype=dt, rngs=rngs)
+                for i in reversed(range(len(ch) - 1))
+            ]
+        )
+        self.norm = group_norm(ch[0], g, dt, rngs)
+        self.out = nnx.Conv(ch[0], cfg.vol_channels, (1, 1, 1), dtype=dt, rngs=rngs)
+
+    def __call__(self, vol_BxDxHxWxC):
+        skips = []
+        x = vol_BxDxHxWxC
+        for i, block in enumerate(self.enc):
+            if i > 0:
+                x = avg_pool(x, (2, 2, 2))
+            x = block(x)
+            skips.append(x)
+        for block, skip in zip(self.dec, reversed(skips[:-1])):
+            x = block(jnp.concatenate([upsample_nearest(x, (2, 2, 2)), skip], axis=-1))
+        return vol_BxDxHxWxC + self.out(jax.nn.relu(self.norm(x)))
+
+
+class G2D(nnx.Module):
+    """Volume ``B×D×H×W×C`` → image ``B×(H·2^u)×(W·2^u)×3`` in [0, 1]."""
+
+    def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
+        dt = cfg.jnp_dtype
+        g = cfg.groups
+        self.project = nnx.Conv(
+            cfg.vol_channels * cfg.vol_depth, cfg.g2d_channels, (1, 1), dtype=dt, rngs=rngs
+        )
+        self.blocks = nnx.List(
+            [
+                ResBlock2D(cfg.g2d_channels, cfg.g2d_channels, groups=g, dtype=dt, rngs=rngs)
+                for _ in range(cfg.g2d_blocks)
+            ]
+        )
+        widths = (cfg.g2d_channels, *cfg.g2d_up_channels)
+        self.up = nnx.List(
+            [ResBlock2D(a, b, groups=g, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+        )
+        self.norm = group_norm(widths[-1], g, dt, rngs)
+        self.out = nnx.Conv(widths[-1], 3, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
+
+    def __call__(self, vol_BxDxHxWxC):
+        b, d, h, w, c = vol_BxDxHxWxC.shape
+        x = vol_BxDxHxWxC.transpose(0, 2, 3, 1, 4).reshape(b, h, w, d * c)
+        x = self.project(x)
+        for block in self.blocks:
+            x = block(x)
+        for block in self.up:
+            x = block(upsample_nearest(x, (2, 2)))
+        return jax.nn.sigmoid(self.out(jax.nn.relu(self.norm(x))).astype(jnp.float32))
