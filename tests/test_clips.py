@@ -109,14 +109,16 @@ def test_schema_is_checked():
         clips.decode(bytes(bad))
 
 
-def test_shard_round_trip_rollover_and_manifest(tmp_path):
+@pytest.mark.parametrize("split", [False, True])
+def test_shard_round_trip_rollover_and_manifest(tmp_path, split):
     rng = np.random.default_rng(4)
     recs = [make_clip(i, rng) for i in range(7)]
-    one = len(clips.encode(recs[0], codec="png"))
+    one = sum(len(p) for p in clips.encode_parts(recs[0], codec="png", split_frames=split))
     with clips.ShardWriter(tmp_path, "part", max_bytes=int(2.5 * one)) as w:
         for r in recs:
-            w.write_record(r, codec="png")
-    assert [s["num_records"] for s in w.shards] == [2, 2, 2, 1]
+            w.write_record(r, codec="png", split_frames=split)
+    assert [len(s["entries"]) for s in w.shards] == [2, 2, 2, 1]
+    assert [s["array_records"] for s in w.shards] == [2 * (1 + split * T)] * 3 + [1 + split * T]
     assert not list(tmp_path.glob("*.tmp"))
     manifest = clips.make_manifest("clip", w.shards, dropped={"no_face": 2}, config={"size": S})
     clips.write_manifest(tmp_path / "manifest.json", manifest)
@@ -125,12 +127,25 @@ def test_shard_round_trip_rollover_and_manifest(tmp_path):
     totals = back["totals"]
     assert totals["records"] == 7 and totals["frames"] == 7 * T and totals["identities"] == 3
     assert back["dropped"] == {"no_face": 2}
-    got = [clips.decode(b) for p in clips.shard_paths(back, tmp_path) for b in clips.read_shard(p)]
+    assert [e["record"] for e in back["records"]] == [k * (1 + split * T) for k in range(7)]
+    got = list(clips.read_records(back, tmp_path))
     assert len(got) == 7
     for a, b, entry in zip(got, recs, back["records"]):
         assert_clip_equal(a, b)
         assert entry["source"] == b.source and entry["frames"] == T
         assert entry["labels"]["pose"]["mean"] == pytest.approx(b.pose_Tx6.mean(0), abs=1e-4)
+
+
+def test_split_frames_need_their_parts():
+    rec = make_clip(0, np.random.default_rng(6))
+    parts = clips.encode_parts(rec, codec="png", split_frames=True)
+    assert len(parts) == 1 + T
+    enc = clips.EncodedRecord(parts[0], lambda t: parts[1 + t])
+    np.testing.assert_array_equal(enc.frames([5, 0]), rec.frames_TxSxSx3[[5, 0]])
+    with pytest.raises(ValueError, match="frame_part"):
+        clips.EncodedRecord(parts[0]).frames([0])
+    with pytest.raises(ValueError, match="image codec"):
+        clips.encode_parts(rec, codec="raw", split_frames=True)
 
 
 def test_shard_writer_aborts_on_error(tmp_path):

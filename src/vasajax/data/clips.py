@@ -14,15 +14,23 @@ Record format ("VJR", version 1) — no pickle, readable from any language::
                  {"version": 1, "kind": "clip"|"motion", "meta": {...strings and numbers...},
                   "arrays": {name: {"dtype": "<f4", "shape": [...], "offset": o, "nbytes": n}},
                   "frames": {"codec": "raw"|"png"|"jpeg", "shape": [T, S, S, 3],
-                             "offsets": [o_0, ..., o_T]}}           (clip records only)
+                             "offsets": [o_0, ..., o_T]  or  "external": true}}   (clip records only)
     bytes 8+H..  payload; every offset is relative to the payload start
 
-Arrays are C-order little-endian buffers. Frames are stored either as one raw uint8 buffer or as one
-PNG/JPEG image per frame (blob t spans ``offsets[t]:offsets[t+1]``), so a loader that needs two frames of a
-clip (stage 1 samples a source and a driver frame) decodes two images, not T. Choice of codec (measured on
-this 2-core CPU, see ``benchmarks/data.py``): JPEG q95 shrinks frames ~10x and decodes fast, which is what
-real data wants (the videos were lossy to begin with); PNG is lossless and exact; raw is exact and fastest
-to decode but large. Tests use raw/PNG to check that round trips are bit-exact.
+Arrays are C-order little-endian buffers. Frames are stored as one raw uint8 buffer or as one PNG/JPEG image
+per frame (blob t spans ``offsets[t]:offsets[t+1]``), so a loader that needs two frames of a clip (stage 1
+samples a source and a driver frame) decodes two images, not T.
+
+**Split frames** (``split_frames=True``, what ``prep`` writes): the header record holds audio, labels and
+metadata, and each PNG/JPEG frame is an ArrayRecord record of its own, right after it (record ``r`` is the
+header, ``r + 1 + t`` frame t; the manifest entry says ``record`` and ``parts = 1 + T``). Measured on this
+2-core CPU (``benchmarks/data.py``): reading a 4.7 MB 100-frame 256² JPEG clip as one record costs ~10 ms
+before any decoding, more than decoding the 3 frames a stage-1 example needs; with split frames the loader
+reads a ~0.5 MB header and two ~20 KB frames.
+
+Codec choice (same benchmark): JPEG q95 with 4:2:0 chroma (the source videos are yuv420p already) is several
+times smaller than raw and the fastest to decode per frame; PNG is lossless (exact) but slower; raw is exact
+and large. Tests use raw/PNG to check that round trips are bit-exact.
 
 Ground-truth arrays (SynthTalk: mouth opening, blink, ...) are stored as arrays named ``gt/<name>``; extra
 motion-record arrays as ``extra/<name>``.
@@ -30,7 +38,8 @@ motion-record arrays as ``extra/<name>``.
 Shards: ``ShardWriter`` writes ``<prefix>-NNNNN.array_record`` files (one record per chunk, so random access
 reads one record), each written as ``*.tmp`` and renamed when complete; a new file starts when the size limit
 is reached. The manifest (``write_manifest``/``read_manifest``) lists shards in order (the global record
-index runs through them in that order), one entry per record (source, identity, frames, label summary),
+index runs through them in that order), one entry per clip or motion record (its first ArrayRecord record,
+its number of parts, source, identity, frames, label summary),
 totals, what was dropped and why, and the format version.
 """
 
@@ -42,7 +51,7 @@ import json
 import os
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,14 +174,10 @@ class MotionRecord:
     def __post_init__(self):
         T = self.num_frames
         if self.motion_TxM.ndim != 2 or self.motion_TxM.dtype != np.float32:
-            raise ValueError(
-                f"motion must be float32 T×M, got {self.motion_TxM.dtype} {self.motion_TxM.shape}"
-            )
+            raise ValueError(f"motion must be float32 T×M, got {self.motion_TxM.dtype} {self.motion_TxM.shape}")
         a = self.audio_feat_UxF
         if a.ndim != 2 or a.shape[0] != T * self.feats_per_frame or a.dtype != np.float32:
-            raise ValueError(
-                f"audio_feat must be float32 ({T}*{self.feats_per_frame})×F, got {a.dtype} {a.shape}"
-            )
+            raise ValueError(f"audio_feat must be float32 ({T}*{self.feats_per_frame})×F, got {a.dtype} {a.shape}")
         for name, shape in {"gaze_Tx2": (T, 2), "distance_T": (T,), "emotion_52": (NUM_BLENDSHAPES,)}.items():
             v = getattr(self, name)
             if v.shape != shape or v.dtype != np.float32:
@@ -200,7 +205,7 @@ def _encode_image(img: np.ndarray, codec: str, quality: int) -> bytes:
     if codec == "png":
         Image.fromarray(img).save(buf, format="PNG", compress_level=1)
     else:
-        Image.fromarray(img).save(buf, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+        Image.fromarray(img).save(buf, format="JPEG", quality=quality, subsampling=2)  # 4:2:0 like the video
     return buf.getvalue()
 
 
@@ -212,8 +217,14 @@ def _decode_image(data: bytes | memoryview) -> np.ndarray:
 
 
 def _pack(
-    kind: str, meta: dict, arrays: dict[str, np.ndarray], frames: np.ndarray | None, codec: str, quality: int
-) -> bytes:
+    kind: str,
+    meta: dict,
+    arrays: dict[str, np.ndarray],
+    frames: np.ndarray | None,
+    codec: str,
+    quality: int,
+    split: bool = False,
+) -> list[bytes]:
     chunks: list[bytes] = []
     offset = 0
     arr_hdr = {}
@@ -230,6 +241,13 @@ def _pack(
     if frames is not None:
         if codec not in _CODECS:
             raise ValueError(f"frame codec must be one of {_CODECS}, got {codec!r}")
+        if split:
+            if codec == "raw":
+                raise ValueError("split frames need an image codec (png or jpeg)")
+            blobs = [_encode_image(img, codec, quality) for img in frames]
+            header["frames"] = {"codec": codec, "shape": list(frames.shape), "external": True}
+            h = json.dumps(header, separators=(",", ":")).encode()
+            return [b"".join([_MAGIC[kind], struct.pack("<I", len(h)), h, *chunks]), *blobs]
         offsets = [offset]
         if codec == "raw":
             b = np.ascontiguousarray(frames).tobytes()
@@ -244,22 +262,30 @@ def _pack(
                 offsets.append(offset)
         header["frames"] = {"codec": codec, "shape": list(frames.shape), "offsets": offsets}
     h = json.dumps(header, separators=(",", ":")).encode()
-    return b"".join([_MAGIC[kind], struct.pack("<I", len(h)), h, *chunks])
+    return [b"".join([_MAGIC[kind], struct.pack("<I", len(h)), h, *chunks])]
 
 
 def encode(record: ClipRecord | MotionRecord, *, codec: str = "png", quality: int = 95) -> bytes:
-    """Serialise a record to bytes (format in the module docstring).
+    """Serialise a record to bytes, frames inside (format in the module docstring).
 
     Args:
       record: a ``ClipRecord`` or ``MotionRecord``.
       codec: frame codec for clip records: ``"raw"`` (exact), ``"png"`` (exact, compressed), ``"jpeg"``.
       quality: JPEG quality (1–100); ignored by other codecs.
     """
+    return encode_parts(record, codec=codec, quality=quality)[0]
+
+
+def encode_parts(
+    record: ClipRecord | MotionRecord, *, codec: str = "png", quality: int = 95, split_frames: bool = False
+) -> list[bytes]:
+    """Serialise a record as ArrayRecord records: ``[record]``, or with ``split_frames`` (clip records,
+    png/jpeg) ``[header, frame_0, ..., frame_{T-1}]``."""
     if isinstance(record, ClipRecord):
         arrays = {n: getattr(record, n) for n in _CLIP_ARRAYS}
         arrays.update({f"gt/{k}": np.asarray(v) for k, v in record.ground_truth.items()})
         meta = {n: getattr(record, n) for n in _CLIP_META}
-        return _pack("clip", meta, arrays, record.frames_TxSxSx3, codec, quality)
+        return _pack("clip", meta, arrays, record.frames_TxSxSx3, codec, quality, split_frames)
     if isinstance(record, MotionRecord):
         arrays = {n: getattr(record, n) for n in _MOTION_ARRAYS}
         arrays.update({f"extra/{k}": np.asarray(v) for k, v in record.extra.items()})
@@ -274,10 +300,11 @@ def encode(record: ClipRecord | MotionRecord, *, codec: str = "png", quality: in
 class EncodedRecord:
     """Lazy view of an encoded record: parses the header only; arrays and frames are decoded on request.
 
-    ``EncodedRecord(data).frames([3, 17])`` decodes two frames of a clip and nothing else.
+    ``EncodedRecord(data).frames([3, 17])`` decodes two frames of a clip and nothing else. For split-frame
+    records, ``frame_part(t)`` returns the bytes of frame t (e.g. ``lambda t: source[record + 1 + t]``).
     """
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, frame_part: Callable[[int], bytes] | None = None):
         view = memoryview(data)
         magic = bytes(view[:4])
         if magic not in _KIND_OF_MAGIC:
@@ -292,6 +319,7 @@ class EncodedRecord:
         self.kind: str = _KIND_OF_MAGIC[magic]
         self.meta: dict[str, Any] = self.header["meta"]
         self._payload = view[8 + hlen :]
+        self._frame_part = frame_part
 
     @property
     def num_frames(self) -> int:
@@ -316,6 +344,15 @@ class EncodedRecord:
         fh = self.header["frames"]
         T, S, _, C = fh["shape"]
         idx = list(range(T)) if indices is None else [int(i) for i in indices]
+        if fh.get("external"):
+            if self._frame_part is None:
+                raise ValueError("this record keeps its frames in separate records; pass frame_part")
+            out = np.empty((len(idx), S, S, C), np.uint8)
+            for k, t in enumerate(idx):
+                if not -T <= t < T:
+                    raise IndexError(f"frame {t} out of range for a {T}-frame clip")
+                out[k] = _decode_image(self._frame_part(t % T))
+            return out
         offs = fh["offsets"]
         if fh["codec"] == "raw":
             all_ = np.frombuffer(self._payload[offs[0] : offs[1]], dtype=np.uint8).reshape(T, S, S, C)
@@ -346,9 +383,9 @@ class EncodedRecord:
         )
 
 
-def decode(data: bytes) -> ClipRecord | MotionRecord:
-    """Deserialise bytes written by ``encode`` (exact for raw and PNG frames)."""
-    return EncodedRecord(data).to_record()
+def decode(data: bytes, frame_parts: Sequence[bytes] | None = None) -> ClipRecord | MotionRecord:
+    """Deserialise ``encode``'s bytes, or ``encode_parts``'s header plus frame parts (exact for raw and PNG)."""
+    return EncodedRecord(data, None if frame_parts is None else frame_parts.__getitem__).to_record()
 
 
 # ----------------------------------------------------------------------------------------------- summaries
@@ -399,10 +436,11 @@ class ShardWriter:
 
     Each file is written as ``*.tmp`` and renamed when complete, so a crash never leaves a truncated shard
     under its final name. A new file starts when the next record would push the current one past
-    ``max_bytes`` (a single record larger than the limit gets a file of its own).
+    ``max_bytes`` (a single record larger than the limit gets a file of its own); the parts of one
+    split-frame record always stay in one file.
 
     Use as a context manager; ``shards`` then holds one dict per finished file:
-    ``{"path": file name, "num_records": n, "bytes": b, "records": [summary, ...]}``.
+    ``{"path": file name, "array_records": n, "bytes": b, "entries": [summary + index + parts, ...]}``.
     An exception inside the ``with`` block deletes the unfinished file.
     """
 
@@ -430,7 +468,7 @@ class ShardWriter:
         name = f"{self.prefix}-{len(self.shards):05d}.array_record"
         self._tmp = self.directory / (name + ".tmp")
         self._writer = ArrayRecordWriter(str(self._tmp), self.options)
-        self._cur = {"path": name, "num_records": 0, "bytes": 0, "records": []}
+        self._cur = {"path": name, "array_records": 0, "bytes": 0, "entries": []}
 
     def _finish(self) -> None:
         if self._writer is None:
@@ -440,28 +478,34 @@ class ShardWriter:
         self.shards.append(self._cur)
         self._writer, self._tmp, self._cur = None, None, None
 
-    def write(self, data: bytes, summary: dict[str, Any] | None = None) -> None:
-        """Append one encoded record (and its manifest entry)."""
-        if (
-            self._cur is not None
-            and self._cur["num_records"]
-            and self._cur["bytes"] + len(data) > self.max_bytes
-        ):
+    def write(self, parts: bytes | Sequence[bytes], summary: dict[str, Any] | None = None) -> None:
+        """Append one encoded record (bytes, or the parts from ``encode_parts``) and its manifest entry."""
+        parts = [parts] if isinstance(parts, bytes | bytearray) else list(parts)
+        size = sum(len(p) for p in parts)
+        cur = self._cur
+        if cur is not None and cur["array_records"] and cur["bytes"] + size > self.max_bytes:
             self._finish()
         if self._writer is None:
             self._open()
-        self._writer.write(data)
-        self._cur["num_records"] += 1
-        self._cur["bytes"] += len(data)
-        self._cur["records"].append(summary or {})
+        index = self._cur["array_records"]
+        for p in parts:
+            self._writer.write(p)
+        self._cur["array_records"] += len(parts)
+        self._cur["bytes"] += size
+        self._cur["entries"].append({**(summary or {}), "index": index, "parts": len(parts)})
 
     def write_record(
-        self, record: ClipRecord | MotionRecord, *, codec: str = "png", quality: int = 95
+        self,
+        record: ClipRecord | MotionRecord,
+        *,
+        codec: str = "png",
+        quality: int = 95,
+        split_frames: bool = False,
     ) -> int:
         """Encode and append a record; returns its encoded size in bytes."""
-        data = encode(record, codec=codec, quality=quality)
-        self.write(data, summarize(record))
-        return len(data)
+        parts = encode_parts(record, codec=codec, quality=quality, split_frames=split_frames)
+        self.write(parts, summarize(record))
+        return sum(len(p) for p in parts)
 
     def close(self) -> list[dict[str, Any]]:
         """Finish the current file; returns ``shards``."""
@@ -486,7 +530,7 @@ class ShardWriter:
 
 
 def read_shard(path: str | os.PathLike) -> list[bytes]:
-    """All records of one ArrayRecord shard, in order."""
+    """All ArrayRecord records of one shard file, in order (the parts of split-frame records included)."""
     from array_record.python.array_record_module import ArrayRecordReader
 
     r = ArrayRecordReader(str(path))
@@ -494,6 +538,17 @@ def read_shard(path: str | os.PathLike) -> list[bytes]:
         return list(r.read_all())
     finally:
         r.close()
+
+
+def read_records(manifest: Mapping[str, Any], root: str | os.PathLike) -> Iterator[ClipRecord | MotionRecord]:
+    """Every record of a prepared dataset, decoded, in manifest order (reads one shard file at a time)."""
+    paths = shard_paths(manifest, root)
+    loaded: tuple[int, list[bytes]] = (-1, [])
+    for e in manifest["records"]:
+        if loaded[0] != e["shard"]:
+            loaded = (e["shard"], read_shard(paths[e["shard"]]))
+        parts = loaded[1][e["index"] : e["index"] + e["parts"]]
+        yield decode(parts[0], parts[1:] if len(parts) > 1 else None)
 
 
 # ----------------------------------------------------------------------------------------------- manifest
@@ -509,19 +564,22 @@ def make_manifest(
 ) -> dict[str, Any]:
     """Build a manifest from ``ShardWriter.shards`` lists (concatenated in global record order).
 
-    The per-record summaries move from the shard dicts into ``records`` (each with ``shard`` and ``index``).
+    The per-record entries move from the shard dicts into ``records``; each gets ``shard`` (file index),
+    ``index`` (first ArrayRecord record in that file), ``record`` (the same, counted over all files in
+    order, as ``grain.sources.ArrayRecordDataSource`` numbers them) and ``parts``.
     """
     if kind not in _MAGIC:
         raise ValueError(f"kind must be one of {sorted(_MAGIC)}")
     records, shard_list = [], []
+    base = 0
     for si, sh in enumerate(shards):
-        shard_list.append({k: v for k, v in sh.items() if k != "records"})
-        for ri, entry in enumerate(sh.get("records", [])):
-            records.append({"shard": si, "index": ri, **entry})
-        if len(sh.get("records", [])) != sh["num_records"]:
-            raise ValueError(
-                f"shard {sh['path']}: {sh['num_records']} records but {len(sh['records'])} entries"
-            )
+        shard_list.append({k: v for k, v in sh.items() if k != "entries"})
+        entries = sh.get("entries", [])
+        for entry in entries:
+            records.append({**entry, "shard": si, "record": base + entry["index"]})
+        if sum(e["parts"] for e in entries) != sh["array_records"]:
+            raise ValueError(f"shard {sh['path']}: entries do not account for its {sh['array_records']} records")
+        base += sh["array_records"]
     frames = sum(int(r.get("frames", 0)) for r in records)
     totals = {
         "records": len(records),
@@ -561,9 +619,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     try:
         m = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(
-            f"no manifest at {path}; run `vasajax prep` first or pass the prepared folder"
-        ) from None
+        raise UserError(f"no manifest at {path}; run `vasajax prep` first or pass the prepared folder") from None
     except json.JSONDecodeError as e:
         raise UserError(f"manifest {path} is not valid JSON ({e}); re-run `vasajax prep`") from None
     if m.get("format") != MANIFEST_FORMAT:

@@ -183,7 +183,11 @@ class RecordSource:
         return self._source
 
     def __getitem__(self, i: int) -> clips.EncodedRecord:
-        return clips.EncodedRecord(self._src()[int(i)])
+        entry = self.records[int(i)]
+        src, r = self._src(), int(entry["record"])
+        if entry.get("parts", 1) > 1:  # split frames: frame t is record r + 1 + t
+            return clips.EncodedRecord(src[r], lambda t: src[r + 1 + t])
+        return clips.EncodedRecord(src[r])
 
     def record(self, i: int) -> clips.ClipRecord | clips.MotionRecord:
         """Decode record ``i`` completely."""
@@ -213,9 +217,7 @@ class _PairSampler:
             return f_NxSxSx3
         from PIL import Image
 
-        return np.stack(
-            [np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in f_NxSxSx3]
-        )
+        return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in f_NxSxSx3])
 
     def __call__(self, rec_id: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         rec_id = int(rec_id)
@@ -250,9 +252,7 @@ class _PairSampler:
         return out
 
 
-def face_pairs(
-    path: str | os.PathLike, cfg: LoaderConfig, pairs: PairsConfig | None = None
-) -> grain.IterDataset:
+def face_pairs(path: str | os.PathLike, cfg: LoaderConfig, pairs: PairsConfig | None = None) -> grain.IterDataset:
     """Stage-1 pipeline over a clip-record dataset; iterate it for batches.
 
     Each batch is a dict: ``source``, ``driver`` (and ``cross``) uint8 B×S×S×3; ``source_pose_6``,
@@ -263,9 +263,7 @@ def face_pairs(
     pairs = pairs or PairsConfig()
     src = RecordSource(path)
     if src.manifest["kind"] != "clip":
-        raise UserError(
-            f"{path} holds {src.manifest['kind']} records; stage 1 needs clip records from `prep`"
-        )
+        raise UserError(f"{path} holds {src.manifest['kind']} records; stage 1 needs clip records from `prep`")
     if len(src) == 0:
         raise UserError(f"{path} has no clips; check `dropped` in its manifest.json")
     if pairs.cross_identity and len(src.identity_names) < 2:
@@ -333,9 +331,7 @@ def motion_windows(path: str | os.PathLike, cfg: LoaderConfig, windows: WindowsC
         raise UserError(f"{path} holds {src.manifest['kind']} records; stage 2 needs motion records")
     sampler = _WindowSampler(src, windows)
     if len(sampler.rec_W) == 0:
-        raise UserError(
-            f"no record in {path} has {windows.length} frames (W+K); use a shorter window or longer clips"
-        )
+        raise UserError(f"no record in {path} has {windows.length} frames (W+K); use a shorter window or longer clips")
     return _pipeline(len(sampler.rec_W), sampler, cfg)
 
 
@@ -365,16 +361,12 @@ def _pipeline(num_items: int, sample, cfg: LoaderConfig) -> grain.IterDataset:
         ds = ds.shuffle(seed=cfg.seed)
     ds = ds.repeat(cfg.num_epochs)
     ds = ds.random_map(sample, seed=(cfg.seed * 7919 + 1 + index) % (2**32))
-    it = ds.to_iter_dataset(
-        grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch)
-    )
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch))
     it = it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
     if cfg.worker_count > 0:
         _absl_flags_parsed()
         it = it.mp_prefetch(
-            grain.MultiprocessingOptions(
-                num_workers=cfg.worker_count, per_worker_buffer_size=cfg.worker_buffer_size
-            )
+            grain.MultiprocessingOptions(num_workers=cfg.worker_count, per_worker_buffer_size=cfg.worker_buffer_size)
         )
     return it
 

@@ -93,6 +93,9 @@ class PrepConfig:
     """Frame codec in the records: "jpeg" (default, ~10× smaller), "png" (lossless) or "raw"."""
     jpeg_quality: int = 95
     """JPEG quality when ``codec == "jpeg"``."""
+    split_frames: bool = True
+    """Store each frame as its own ArrayRecord record (stage 1 then reads 2 frames, not the whole clip);
+    ignored for ``codec == "raw"``."""
     max_clips_per_video: int | None = None
     """Keep at most this many clips per video (None: all), to balance long videos against short ones."""
     videos_per_shard: int = 64
@@ -302,9 +305,7 @@ def process_video(
                 faces = tracker.detect(frame, timestamp_ms=t * 1000 // clips.FPS)
                 nfaces.append(len(faces))
                 ratio.append(faces[1].area / max(faces[0].area, 1e-6) if len(faces) > 1 else 0.0)
-                params.append(
-                    facetrack.crop_params(faces[0].landmarks, crop_cfg) if faces else np.full(3, np.nan)
-                )
+                params.append(facetrack.crop_params(faces[0].landmarks, crop_cfg) if faces else np.full(3, np.nan))
                 obs.append(faces[0] if faces else None)
     except UserError:
         raise  # a broken model file or similar: every video would fail
@@ -392,7 +393,8 @@ def _write_clip(writer, frames, obs, crop_of, s, k, audio, res: VideoResult, cfg
             "crop_Tx3": crops,
         },
     )
-    writer.write_record(rec, codec=cfg.codec, quality=cfg.jpeg_quality)
+    split = cfg.split_frames and cfg.codec != "raw"
+    writer.write_record(rec, codec=cfg.codec, quality=cfg.jpeg_quality, split_frames=split)
     res.clips += 1
 
 
@@ -576,11 +578,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"units: {report['units']} for this job ({report['skipped']} already done)",
         f"videos: {s['videos']}, kept {s['videos_kept']}, dropped {sum(s['videos_dropped'].values())}"
-        + (
-            f" ({', '.join(f'{k} {v}' for k, v in s['videos_dropped'].items())})"
-            if s["videos_dropped"]
-            else ""
-        ),
+        + (f" ({', '.join(f'{k} {v}' for k, v in s['videos_dropped'].items())})" if s["videos_dropped"] else ""),
         f"frames: {s['frames_decoded']} decoded; dropped "
         + (", ".join(f"{k} {v}" for k, v in s["frames_dropped"].items()) or "none")
         + f"; tracking cuts {s['tracking_cuts']}",
@@ -609,12 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos-per-shard", type=int, help="videos per resumable work unit")
     p.add_argument("--max-clips-per-video", type=int, help="keep at most this many clips per video")
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
-    p.add_argument(
-        "--shard-index", type=int, default=None, help="this job's index (default $SLURM_ARRAY_TASK_ID or 0)"
-    )
-    p.add_argument(
-        "--num-shards", type=int, default=None, help="number of jobs (default $SLURM_ARRAY_TASK_COUNT or 1)"
-    )
+    p.add_argument("--shard-index", type=int, default=None, help="this job's index (default $SLURM_ARRAY_TASK_ID or 0)")
+    p.add_argument("--num-shards", type=int, default=None, help="number of jobs (default $SLURM_ARRAY_TASK_COUNT or 1)")
     p.add_argument("--limit", type=int, help="only the first N videos (a quick look)")
     p.add_argument("--merge-only", action="store_true", help="only merge finished units into manifest.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
