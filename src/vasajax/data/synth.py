@@ -21,11 +21,13 @@ and testing set — a warped still photo with synthetic speech — not a substit
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
 import os
 import pathlib
+import sys
 from collections.abc import Sequence
 
 import cv2
@@ -163,9 +165,7 @@ def _smoothstep(x: np.ndarray, a: float, b: float) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def _crop(
-    image: np.ndarray, landmarks: np.ndarray, size: int, crop_scale: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _crop(image: np.ndarray, landmarks: np.ndarray, size: int, crop_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """The data-preparation face crop (``facetrack``), so SynthTalk frames are framed like real clips."""
     from vasajax import facetrack
 
@@ -367,9 +367,7 @@ def _blinks(rng: np.random.Generator, t: np.ndarray, fps: float, interval: tuple
         close, hold, open_ = rng.uniform(0.06, 0.1), rng.uniform(0.0, 0.04), rng.uniform(0.13, 0.22)
         x = np.where(t < p, 1 - (p - t) / close, np.where(t < p + hold, 1.0, 1 - (t - p - hold) / open_))
         out = np.maximum(out, _smoothstep(x, 0.0, 1.0))
-        peak += (
-            rng.uniform(0.25, 0.45) if rng.random() < 0.1 else rng.uniform(*interval)
-        )  # some double blinks
+        peak += rng.uniform(0.25, 0.45) if rng.random() < 0.1 else rng.uniform(*interval)  # some double blinks
     return out
 
 
@@ -394,9 +392,7 @@ def sample_motion(
 
     deg = np.pi / 180
     yaw = (
-        cfg.head_yaw_deg
-        * deg
-        * (_noise(rng, n_frames, 0.7 * fps) + 0.4 * activity * _noise(rng, n_frames, 0.15 * fps))
+        cfg.head_yaw_deg * deg * (_noise(rng, n_frames, 0.7 * fps) + 0.4 * activity * _noise(rng, n_frames, 0.15 * fps))
     )
     pitch = (
         cfg.head_pitch_deg
@@ -433,9 +429,7 @@ def sample_motion(
     level = rng.uniform(0.3, 1.0) if rng.random() < cfg.smile_prob else 0.0
     smile = np.clip(level * (1 + 0.15 * _noise(rng, n_frames, 1.0 * fps)), 0, 1)
     out = dict(yaw=yaw, pitch=pitch, roll=roll, tx=tx, ty=ty, scale=scale, blink=blink, gaze_yaw=gyaw)
-    out.update(
-        gaze_pitch=gpitch, smile=smile, speaking=speaking, jaw=m["jaw"], spread=m["spread"], round=m["round"]
-    )
+    out.update(gaze_pitch=gpitch, smile=smile, speaking=speaking, jaw=m["jaw"], spread=m["spread"], round=m["round"])
     out = {k: np.asarray(v, np.float32) for k, v in out.items()}
     out["viseme"] = m["viseme"]
     return out
@@ -530,27 +524,33 @@ def _fill(mask: np.ndarray, pts_Px2: np.ndarray) -> None:
 
 def _paint_mouth(img: np.ndarray, lm: np.ndarray, unit: float) -> None:
     """Paint the mouth interior (dark cavity, upper and lower teeth, tongue) where the lips part."""
-    up, lo = lm[list(UPPER_INNER), :2], lm[list(LOWER_INNER), :2]
     gap = float(np.linalg.norm(lm[13, :2] - lm[14, :2]))
     if gap < 0.25:
         return
+    poly = np.concatenate([lm[list(UPPER_INNER), :2], lm[list(LOWER_INNER)[-2:0:-1], :2]])
     size = img.shape[0]
-    cavity = np.zeros((size, size), np.uint8)
-    _fill(cavity, np.concatenate([up, lo[-2:0:-1]]))
+    (x0, y0), (x1, y1) = np.clip(np.floor(poly.min(0)) - 3, 0, size), np.clip(np.ceil(poly.max(0)) + 3, 0, size)
+    x0, y0, x1, y1 = int(x0), int(y0), int(x1), int(y1)
+    if x1 <= x0 or y1 <= y0:
+        return
+    win = img[y0:y1, x0:x1]  # work in a window around the mouth; points relative to it
+    off = np.array([x0, y0], np.float64)
+    up, lo, poly = lm[list(UPPER_INNER), :2] - off, lm[list(LOWER_INNER), :2] - off, poly - off
+    hw = (y1 - y0, x1 - x0)
+    cavity = np.zeros(hw, np.uint8)
+    _fill(cavity, poly)
     m = cavity.astype(np.float32)[..., None] / 255.0
     down = (lm[14, :2] - lm[13, :2]) / gap
-    centre = 0.5 * (lm[13, :2] + lm[14, :2])
+    centre = 0.5 * (lm[13, :2] + lm[14, :2]) - off
     width = float(np.linalg.norm(up[-1] - up[0]))
-    layer = np.empty_like(img, dtype=np.float32)
-    # Dark, warm cavity, darker towards the back (away from the lips) and the corners.
-    ys, xs = np.mgrid[:size, :size] + 0.5
-    rel = np.stack([xs - centre[0], ys - centre[1]], -1)
-    across = np.abs(rel @ np.array([down[1], -down[0]])) / (0.5 * width + 1e-6)
-    shade = np.clip(1.0 - 0.7 * across**2, 0.25, 1.0)[..., None]
-    layer[:] = np.array([0.23, 0.07, 0.08], np.float32) * shade * 255
+    # Dark, warm cavity, darker towards the corners.
+    ys, xs = np.mgrid[: hw[0], : hw[1]] + 0.5
+    across = np.abs((xs - centre[0]) * down[1] - (ys - centre[1]) * down[0]) / (0.5 * width + 1e-6)
+    shade = np.clip(1.0 - 0.7 * across**2, 0.25, 1.0)[..., None].astype(np.float32)
+    layer = np.array([0.23, 0.07, 0.08], np.float32) * shade * 255
     # Tongue: a dull red mound rising from the lower lip.
-    tongue = np.zeros((size, size), np.uint8)
-    tc = lm[14, :2] - down * 0.15 * gap
+    tongue = np.zeros(hw, np.uint8)
+    tc = lm[14, :2] - off - down * 0.15 * gap
     centre_fx = (int(tc[0] * 16 - 8), int(tc[1] * 16 - 8))
     axes_fx = (int(0.3 * width * 16), int(0.35 * gap * 16))
     angle = -float(np.degrees(np.arctan2(down[0], -down[1])))
@@ -561,11 +561,11 @@ def _paint_mouth(img: np.ndarray, lm: np.ndarray, unit: float) -> None:
     tooth = min(0.4 * gap, 0.06 * unit)
     for lip, h, colour in ((up, tooth, (0.86, 0.8, 0.7)), (lo, -0.35 * tooth, (0.6, 0.54, 0.47))):
         inner = centre + (lip[1:-1] - centre) * np.array([0.82, 1.0])
-        band = np.zeros((size, size), np.uint8)
+        band = np.zeros(hw, np.uint8)
         _fill(band, np.concatenate([inner, inner[::-1] + h * down]))
         bw = cv2.GaussianBlur(band, (3, 3), 0.6).astype(np.float32)[..., None] / 255.0
         layer = layer * (1 - bw) + bw * np.array(colour, np.float32) * np.clip(shade * 1.1, 0, 1) * 255
-    img[:] = np.clip(img * (1 - m) + layer * m, 0, 255)
+    win[:] = np.clip(win * (1 - m) + layer * m, 0, 255)
 
 
 def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray) -> np.ndarray:
@@ -582,9 +582,7 @@ def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray) -> np.ndarray:
     map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2] - 0.5
     map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2] - 0.5
     map_x, map_y = np.where(tid < 0, xs - 0.5, map_x), np.where(tid < 0, ys - 0.5, map_y)
-    img = cv2.remap(p.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101).astype(
-        np.float32
-    )
+    img = cv2.remap(p.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
     _paint_mouth(img, lm, float(np.linalg.norm(lm[EYE_CORNERS[1], :2] - lm[EYE_CORNERS[0], :2])))
     return np.round(img).astype(np.uint8)
 
@@ -646,9 +644,7 @@ def synthesize_clip(
     if not isinstance(portrait, Portrait):
         portrait = prepare_portrait(np.asarray(portrait), cfg)
     if portrait.image.shape[0] != cfg.size:
-        raise UserError(
-            f"portrait was prepared at {portrait.image.shape[0]}² but cfg.size={cfg.size}; re-prepare it"
-        )
+        raise UserError(f"portrait was prepared at {portrait.image.shape[0]}² but cfg.size={cfg.size}; re-prepare it")
     rng = np.random.default_rng([seed, 0x5157])
     speech = synthesize_speech(sentence, voice)
     audio, phon = _cut_speech(speech, cfg.max_speech_s)
@@ -721,9 +717,7 @@ def synthesize_clip(
     return SynthClip(frames=frames, audio=wav, fps=cfg.fps, ground_truth=gt, meta=meta)
 
 
-def write_clip(
-    clip: SynthClip, out_dir: str | os.PathLike, name: str, *, crf: int = 20
-) -> dict[str, pathlib.Path]:
+def write_clip(clip: SynthClip, out_dir: str | os.PathLike, name: str, *, crf: int = 20) -> dict[str, pathlib.Path]:
     """Write ``name``.mp4 (h264 yuv420p + AAC), .wav (16 kHz), .npz (ground truth) and .json (meta)."""
     import imageio_ffmpeg
     import soundfile
@@ -735,7 +729,8 @@ def write_clip(
     t, h, w, _ = clip.frames.shape
     writer = imageio_ffmpeg.write_frames(
         str(paths["mp4"]), (w, h), fps=clip.fps, codec="libx264", pix_fmt_out="yuv420p", quality=None,
-        macro_block_size=1, audio_path=str(paths["wav"]), audio_codec="aac",
+        macro_block_size=1,
+        ffmpeg_log_level="error", audio_path=str(paths["wav"]), audio_codec="aac",
         output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"],
     )  # fmt: skip
     writer.send(None)
@@ -745,3 +740,118 @@ def write_clip(
     np.savez_compressed(paths["npz"], **clip.ground_truth)
     paths["json"].write_text(json.dumps(clip.meta, indent=1, ensure_ascii=False))
     return paths
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inputs: sentences and portraits
+# --------------------------------------------------------------------------------------------------------
+
+ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
+HELDOUT_MARKER = "# HELD-OUT:"
+
+
+def load_sentences(split: str = "train", path: str | os.PathLike | None = None) -> list[str]:
+    """Sentences from ``assets/sentences.txt`` (or ``path``): "train" (1–180), "heldout" (181–200) or "all".
+
+    The held-out split starts after the line beginning with ``# HELD-OUT:``; use it only for evaluation.
+    """
+    if split not in ("train", "heldout", "all"):
+        raise UserError(f"sentence split must be 'train', 'heldout' or 'all', got {split!r}")
+    lines = pathlib.Path(path or ASSETS / "sentences.txt").read_text(encoding="utf-8").splitlines()
+    train, heldout, target = [], [], None
+    target = train
+    for line in lines:
+        if line.startswith(HELDOUT_MARKER):
+            target = heldout
+        elif line.strip() and not line.startswith("#"):
+            target.append(line.strip())
+    out = {"train": train, "heldout": heldout, "all": train + heldout}[split]
+    if not out:
+        raise UserError(f"no {split!r} sentences in {path or ASSETS / 'sentences.txt'}; add one sentence per line")
+    return out
+
+
+def load_portraits(folder: str | os.PathLike | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 image) for every .png/.jpg/.jpeg/.webp in ``folder``, or the bundled public-domain ones."""
+    from vasajax import facetrack
+
+    if folder is None:
+        return [(name, facetrack.load_image(path)) for name, path in facetrack.PORTRAITS.items()]
+    root = pathlib.Path(folder)
+    if not root.is_dir():
+        raise UserError(f"portrait folder {root} does not exist; pass a folder of face photos (.jpg/.png)")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+    if not files:
+        raise UserError(f"no .jpg/.png images in {root}; add portrait photos with one clear face each")
+    return [(p.stem, facetrack.load_image(p)) for p in files]
+
+
+def prepare_portraits(
+    images: Sequence[tuple[str, np.ndarray]], cfg: SynthConfig, *, skip_bad: bool = True
+) -> list[Portrait]:
+    """Track each portrait's face once (one landmarker) and rig it; photos without a face are skipped."""
+    import warnings
+
+    from vasajax import facetrack
+
+    out = []
+    with facetrack.FaceTracker(mode="image", max_faces=1) as tracker:
+        for name, image in images:
+            try:
+                obs = facetrack.track_image(image, tracker=tracker)
+                out.append(prepare_portrait(image, cfg, name=name, landmarks=obs.landmarks, matrix=obs.matrix))
+            except UserError as e:
+                if not skip_bad:
+                    raise
+                warnings.warn(f"skipping portrait {name}: {e}", stacklevel=2)
+    if not out:
+        raise UserError("none of the portraits has a usable face; use photos with one clear, frontal face")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Command line: vasajax synth --out DIR --num-clips N [--portraits DIR] [--size S] [--seed N]
+# --------------------------------------------------------------------------------------------------------
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``vasajax synth``: write N SynthTalk clips (mp4 + wav + npz + json) and an ``index.json``."""
+    import tqdm
+
+    ap = argparse.ArgumentParser(prog="vasajax synth", description="Make SynthTalk clips (offline).")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--num-clips", type=int, default=10, help="number of clips (default 10)")
+    ap.add_argument("--portraits", default=None, help="folder of portrait photos (default: the bundled ones)")
+    ap.add_argument("--size", type=int, default=256, help="frame side S in pixels (default 256)")
+    ap.add_argument("--seed", type=int, default=0, help="base seed; clip i uses (seed, i)")
+    ap.add_argument("--split", default="train", choices=("train", "heldout", "all"), help="sentence split")
+    ap.add_argument("--sentences", default=None, help="text file with one sentence per line")
+    args = ap.parse_args(argv)
+    try:
+        if args.num_clips < 1:
+            raise UserError(f"--num-clips must be at least 1, got {args.num_clips}")
+        if args.size < 64 or args.size % 2:
+            raise UserError(f"--size must be an even number ≥ 64, got {args.size}")
+        cfg = dataclasses.replace(SynthConfig(), size=args.size)
+        sentences = load_sentences(args.split, args.sentences)
+        portraits = prepare_portraits(load_portraits(args.portraits), cfg)
+        index = []
+        for i in tqdm.trange(args.num_clips, desc="SynthTalk", unit="clip", file=sys.stderr):
+            rng = np.random.default_rng([args.seed, i])
+            portrait = portraits[int(rng.integers(len(portraits)))]
+            sentence = sentences[int(rng.integers(len(sentences)))]
+            voice = Voice.random(rng)
+            clip = synthesize_clip(portrait, sentence, voice, seed=int(rng.integers(2**31)), cfg=cfg)
+            name = f"clip{i:05d}"
+            write_clip(clip, args.out, name, crf=cfg.crf)
+            index.append({"name": name, "portrait": portrait.name, "text": sentence,
+                          "num_frames": int(len(clip.frames))})  # fmt: skip
+        (pathlib.Path(args.out) / "index.json").write_text(json.dumps({"clips": index, "fps": cfg.fps}, indent=1))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())
