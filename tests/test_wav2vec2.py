@@ -147,9 +147,7 @@ def test_presets_match_transformers_parameter_count(name):
     ours = nnx.eval_shape(lambda: wav2vec2.Wav2Vec2(cfg, rngs=nnx.Rngs(0)))
     n_ours = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(ours)))
     hf_cfg = transformers.Wav2Vec2Config(
-        **{
-            k: getattr(cfg, k) for k in ("conv_bias", "feat_extract_norm", "hidden_size", "num_hidden_layers")
-        },
+        **{k: getattr(cfg, k) for k in ("conv_bias", "feat_extract_norm", "hidden_size", "num_hidden_layers")},
         num_attention_heads=cfg.num_attention_heads,
         intermediate_size=cfg.intermediate_size,
         do_stable_layer_norm=cfg.do_stable_layer_norm,
@@ -158,9 +156,7 @@ def test_presets_match_transformers_parameter_count(name):
         hf = transformers.Wav2Vec2Model(hf_cfg)
     n_hf = sum(p.numel() for p in hf.parameters())
     assert n_ours == n_hf - cfg.hidden_size - cfg.num_conv_pos_embeddings
-    assert (
-        wav2vec2.Wav2Vec2Config.small() == wav2vec2.Wav2Vec2Config.paper() == wav2vec2.Wav2Vec2Config.base()
-    )
+    assert wav2vec2.Wav2Vec2Config.small() == wav2vec2.Wav2Vec2Config.paper() == wav2vec2.Wav2Vec2Config.base()
 
 
 def test_frame_features_with_wav2vec2(checkpoints):
@@ -180,7 +176,14 @@ def test_frame_features_with_wav2vec2(checkpoints):
         direct = torch_model(torch.from_numpy(x[None])).last_hidden_state[0].numpy()
     assert direct.shape[0] == 2 * T
     np.testing.assert_allclose(feats, direct.reshape(T, 64), atol=1e-4)
-    # long audio runs in fixed-size windows with context; same frame count, finite
-    win = audio.AudioConfig(kind="wav2vec2", checkpoint=str(d), w2v_window_s=0.3, w2v_context_s=0.1)
-    long = audio.frame_features(wave, win)
-    assert long.shape == (T, 64) and np.all(np.isfinite(long))
+    # long audio runs in fixed windows of 15 rows that also see 5 rows of context on each side
+    win = audio.AudioConfig(
+        kind="wav2vec2", checkpoint=str(d), w2v_window_s=0.3, w2v_context_s=0.1, w2v_normalize=False
+    )
+    long_Sx32 = audio.frame_features(wave, win).reshape(2 * T, 32)
+    seg = 320 * (15 + 2 * 5 - 1) + 400
+    x_ext = np.concatenate([np.zeros(5 * 320, np.float32), x, np.zeros(seg, np.float32)])
+    for j in (0, 15, 30):
+        with torch.no_grad():
+            ref = torch_model(torch.from_numpy(x_ext[None, j * 320 : j * 320 + seg])).last_hidden_state[0]
+        np.testing.assert_allclose(long_Sx32[j : j + 15], ref.numpy()[5 : 5 + len(long_Sx32[j : j + 15])], atol=1e-4)

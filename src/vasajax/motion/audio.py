@@ -120,9 +120,7 @@ def _ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise UserError(
-            "imageio-ffmpeg is not installed; `pip install imageio-ffmpeg` to read audio"
-        ) from None
+        raise UserError("imageio-ffmpeg is not installed; `pip install imageio-ffmpeg` to read audio") from None
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -154,9 +152,7 @@ def _to_mono_float32(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x
 
 
-def load_audio(
-    path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, timeout_s: float = 600.0
-) -> np.ndarray:
+def load_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, timeout_s: float = 600.0) -> np.ndarray:
     """Any audio ffmpeg reads (any rate, mono or stereo, also a video's sound track) → mono float32 at
     ``sample_rate``. Channels are averaged (ffmpeg: downmix weights normalised to sum 1). Silence is fine; an
     empty, unreadable or sound-less file raises ``UserError``. wav/flac already at ``sample_rate`` take a
@@ -223,9 +219,7 @@ def iter_audio(
             finally:
                 timer.cancel()
             if stalled.is_set():
-                raise UserError(
-                    f"decoding {p} stalled for {stall_timeout_s:.0f} s; pass a larger stall_timeout_s"
-                )
+                raise UserError(f"decoding {p} stalled for {stall_timeout_s:.0f} s; pass a larger stall_timeout_s")
             if not data:
                 break
             pending += data
@@ -331,9 +325,7 @@ class LogMelStream:
             raise UserError("LogMelStream needs an AudioConfig with kind='logmel'")
         self.cfg = cfg
         self.buf = np.zeros(0, np.float32)
-        self.buf_start = (
-            first_sample_needed(start_frame, cfg) if start_frame else 0
-        )  # absolute index of buf[0]
+        self.buf_start = first_sample_needed(start_frame, cfg) if start_frame else 0  # absolute index of buf[0]
         self.next_frame = start_frame
         self.finished = False
 
@@ -419,9 +411,7 @@ def _wav2vec2_model(cfg: AudioConfig):
     return _load_wav2vec2(str(Path(cfg.checkpoint).expanduser().resolve()))
 
 
-def to_video_rate(
-    feats_50hz_NxD: np.ndarray, num_frames: int, cfg: AudioConfig, rate: float = 50.0
-) -> np.ndarray:
+def to_video_rate(feats_50hz_NxD: np.ndarray, num_frames: int, cfg: AudioConfig, rate: float = 50.0) -> np.ndarray:
     """Resamples features at ``rate`` Hz (row ``j`` centred at time ``(j+½)/rate``) to two per video frame:
     ``num_frames×2D``, slot ``k`` at time ``(k+½)/(2·fps)``, by linear interpolation (edge rows repeat).
     At 25 fps and 50 Hz the slot times coincide with the rows, so this is an exact copy."""
@@ -467,21 +457,23 @@ def wav2vec2_features(wave_16k: np.ndarray, cfg: AudioConfig) -> np.ndarray:
         out = last if cfg.w2v_layer == -1 else hidden[cfg.w2v_layer]
         return np.asarray(out[0])
 
-    padded = np.zeros(hop * (n_out - 1) + rf, np.float32)  # input for exactly n_out outputs
-    n_copy = min(wave.size, padded.size - shift)
-    padded[shift : shift + n_copy] = wave[:n_copy]
+    L = hop * (n_out - 1) + rf  # model input for exactly n_out outputs: 40 zeros, the wave, zeros
+
+    def model_input(start: int, length: int) -> np.ndarray:
+        """Samples [start, start+length) of that input, built on the fly (no copy of the whole wave)."""
+        x = np.zeros(length, np.float32)
+        a, b = max(start, shift), min(start + length, L, shift + wave.size)
+        if b > a:
+            x[a - start : b - start] = wave[a - shift : b - shift]
+        return x
+
     win = max(1, round(cfg.w2v_window_s * rate))
     if n_out <= win:
-        feats = run(padded)
-    else:
+        feats = run(model_input(0, L))
+    else:  # outputs [j, j+win) from a window that also sees ctx rows before and after
         ctx = round(cfg.w2v_context_s * rate)
-        ext = np.concatenate(
-            [np.zeros(ctx * hop, np.float32), padded, np.zeros((win + ctx) * hop, np.float32)]
-        )
-        parts = []
-        for j in range(0, n_out, win):  # outputs [j, j+win) from input rows [j-ctx, j+win+ctx)
-            seg = ext[j * hop : j * hop + hop * (win + 2 * ctx - 1) + rf]
-            parts.append(run(seg)[ctx : ctx + win])
+        seg = hop * (win + 2 * ctx - 1) + rf
+        parts = [run(model_input((j - ctx) * hop, seg))[ctx : ctx + win] for j in range(0, n_out, win)]
         feats = np.concatenate(parts)[:n_out]
     return to_video_rate(feats, T, cfg, rate=rate)
 
@@ -535,9 +527,7 @@ def feature_dim(cfg: AudioConfig) -> int:
     if cfg.kind == "logmel":
         return 2 * cfg.n_mels
     if not cfg.checkpoint:
-        raise UserError(
-            "audio kind 'wav2vec2' needs AudioConfig.checkpoint (a local HF checkpoint directory)"
-        )
+        raise UserError("audio kind 'wav2vec2' needs AudioConfig.checkpoint (a local HF checkpoint directory)")
     from vasajax.motion import wav2vec2_params
 
     return 2 * wav2vec2_params.read_config(cfg.checkpoint).hidden_size
