@@ -10,16 +10,25 @@ from vasajax.errors import UserError
 N_CLIPS = 8
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("clips")
+def _clip_dir(d, split: bool):
     rng = np.random.default_rng(0)
     with clips.ShardWriter(d, "c", max_bytes=150_000) as w:
         for i in range(N_CLIPS):
-            w.write_record(make_clip(i, rng, identity=f"id{i % 3}"), codec="raw")
+            rec = make_clip(i, rng, identity=f"id{i % 3}")
+            w.write_record(rec, codec="png" if split else "raw", split_frames=split)
     assert len(w.shards) > 1  # the global index must run across several files
     clips.write_manifest(d / "manifest.json", clips.make_manifest("clip", w.shards))
     return d
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return _clip_dir(tmp_path_factory.mktemp("clips"), split=False)
+
+
+@pytest.fixture(scope="module")
+def split_clip_dir(tmp_path_factory):
+    return _clip_dir(tmp_path_factory.mktemp("split"), split=True)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +57,10 @@ def test_two_process_shards_are_disjoint_and_cover(clip_dir):
     assert seen[0] | seen[1] == set(range(N_CLIPS))
 
 
-def test_pairs_content_matches_records(clip_dir):
+@pytest.mark.parametrize("split", [False, True])
+def test_pairs_content_matches_records(clip_dir, split_clip_dir, split):
+    if split:  # frames stored as separate ArrayRecord records: same content, same stream
+        clip_dir = split_clip_dir
     cfg = loader.LoaderConfig(batch_size=4, shard_index=0, shard_count=1, seed=1)
     it = iter(loader.face_pairs(clip_dir, cfg, loader.PairsConfig(min_gap=2)))
     b = next(it)
@@ -69,9 +81,7 @@ def test_pairs_content_matches_records(clip_dir):
     np.testing.assert_array_equal(again["frame_ij_2"], b["frame_ij_2"])
     other = loader.LoaderConfig(batch_size=4, shard_index=0, shard_count=1, seed=2)
     diff = next(iter(loader.face_pairs(clip_dir, other, loader.PairsConfig(min_gap=2))))
-    assert not np.array_equal(diff["record"], b["record"]) or not np.array_equal(
-        diff["frame_ij_2"], b["frame_ij_2"]
-    )
+    assert not np.array_equal(diff["record"], b["record"]) or not np.array_equal(diff["frame_ij_2"], b["frame_ij_2"])
 
 
 def test_iterator_resume_is_exact(clip_dir):
