@@ -62,9 +62,7 @@ class _Event(ctypes.Structure):
     ]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
-)
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -133,7 +131,12 @@ class Speech:
 
 
 class _Espeak:
-    """The loaded library, initialised once per process."""
+    """A freshly loaded and initialised libespeak-ng; :meth:`close` unloads it.
+
+    espeak-ng keeps state across syntheses in static variables that ``espeak_Terminate`` does not reset
+    (e.g. the pitch-flutter phase), so the same text would come out a few samples different each call.
+    Loading the library afresh for every synthesis (~6 ms) makes audio and timings reproducible.
+    """
 
     def __init__(self) -> None:
         lib_path, data_path = _library_paths()
@@ -150,6 +153,10 @@ class _Espeak:
         lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        # espeak-ng jitters pitch periods with rand(); seeding it makes audio and timings reproducible.
+        self._seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._seed is not None:
+            self._seed.argtypes = [ctypes.c_long]
         lib.espeak_Synth.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
             ctypes.c_void_p, ctypes.c_void_p,
@@ -158,9 +165,7 @@ class _Espeak:
         data = data_path.encode() if data_path else None
         self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, options)
         if self.sample_rate <= 0:
-            raise UserError(
-                f"libespeak-ng failed to initialise with data at {data_path}; reinstall espeakng-loader"
-            )
+            raise UserError(f"libespeak-ng failed to initialise with data at {data_path}; reinstall espeakng-loader")
         self._pcm: list[np.ndarray] = []
         self._events: list[tuple[int, int, int, str]] = []
         self._callback = _CALLBACK(self._on_synth)  # keep a reference: the library holds the pointer
@@ -180,12 +185,21 @@ class _Espeak:
             i += 1
         return 0
 
-    def synth(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[int, int, int, str]]]:
+    def close(self) -> None:
+        self.lib.espeak_Terminate()
+        try:
+            import _ctypes
+
+            (getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary)(self.lib._handle)
+        except (ImportError, AttributeError, OSError):  # pragma: no cover - platform without dlclose
+            pass
+
+    def synth(self, text: str, voice: Voice, seed: int) -> tuple[np.ndarray, list[tuple[int, int, int, str]]]:
         lib = self.lib
+        if self._seed is not None:
+            self._seed(seed)
         if lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != 0:
-            raise UserError(
-                f"espeak-ng has no voice {voice.espeak_name!r}; use one of {LANGUAGES} + {VARIANTS}"
-            )
+            raise UserError(f"espeak-ng has no voice {voice.espeak_name!r}; use one of {LANGUAGES} + {VARIANTS}")
         lib.espeak_SetParameter(_PARAM_RATE, int(np.clip(voice.rate, 80, 450)), 0)
         lib.espeak_SetParameter(_PARAM_PITCH, int(np.clip(voice.pitch, 0, 100)), 0)
         lib.espeak_SetParameter(_PARAM_RANGE, int(np.clip(voice.pitch_range, 0, 100)), 0)
@@ -204,30 +218,32 @@ def _library_paths() -> tuple[str, str | None]:
         try:
             import espeakng_loader
         except ImportError:
-            raise UserError(
-                "espeak-ng is missing: `pip install espeakng-loader` (or set VASAJAX_ESPEAK_LIB)"
-            ) from None
+            raise UserError("espeak-ng is missing: `pip install espeakng-loader` (or set VASAJAX_ESPEAK_LIB)") from None
         lib, data = espeakng_loader.get_library_path(), data or espeakng_loader.get_data_path()
     return lib, data
 
 
 _LOCK = threading.Lock()
-_ENGINE: _Espeak | None = None
 
 
-def synthesize_speech(text: str, voice: Voice = Voice()) -> Speech:
-    """Speak ``text`` with espeak-ng; return 16 kHz audio and the timed phonemes and words."""
-    global _ENGINE
+def synthesize_speech(text: str, voice: Voice = Voice(), seed: int = 0) -> Speech:
+    """Speak ``text`` with espeak-ng; return 16 kHz audio and the timed phonemes and words.
+
+    Deterministic for a given ``seed`` (it seeds espeak-ng's random generator) as long as nothing else in the
+    process holds the same libespeak-ng loaded (see :class:`_Espeak`).
+    """
     import scipy.signal
 
     text = " ".join(text.split())
     if not text:
         raise UserError("cannot synthesise empty text; give a sentence with at least one word")
     with _LOCK:
-        if _ENGINE is None:
-            _ENGINE = _Espeak()
-        pcm, raw = _ENGINE.synth(text, voice)
-        rate = _ENGINE.sample_rate
+        engine = _Espeak()
+        try:
+            pcm, raw = engine.synth(text, voice, int(seed) & 0x7FFFFFFF)
+            rate = engine.sample_rate
+        finally:
+            engine.close()
     audio = scipy.signal.resample_poly(pcm.astype(np.float32) / 32768.0, SAMPLE_RATE, rate).astype(np.float32)
     duration = len(audio) / SAMPLE_RATE
     text_bytes = text.encode("utf-8")

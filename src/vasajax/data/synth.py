@@ -151,6 +151,8 @@ class Portrait:
     ring_weight: np.ndarray  # (R,) how much each ring point follows the head
     border: np.ndarray  # B×2 fixed points on the image border
     face_tris: np.ndarray  # K×3 indices into the landmark array (canonical mesh, eyes re-fanned)
+    face_eye: np.ndarray  # (K,) int: which eye's interior a face triangle fans (-1: skin)
+    eye_texture: np.ndarray  # S×S×3 uint8: the crop with each eye's interior extended outwards (for gaze)
     outer_tris: np.ndarray  # J×3 indices into [landmarks, ring, border]
     pivot: np.ndarray  # (3,) head rotation centre
     matrix: np.ndarray | None = None  # the tracker's 4×4 facial transformation matrix of the source, if any
@@ -226,6 +228,26 @@ def _lid_spread(lm_loc: np.ndarray, upper: Sequence[int]) -> np.ndarray:
     return w
 
 
+def _eye_texture(image: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """The image with each eye's opening extended outwards (nearest interior pixel), so that the eyeball
+    texture can slide sideways for gaze shifts without pulling in eyelid skin."""
+    out = image.copy()
+    for upper, lower, _, _ in EYES:
+        contour = np.concatenate([lm[list(upper), :2], lm[list(lower)[-2:0:-1], :2]])
+        width = float(np.ptp(contour[:, 0]))
+        (x0, y0), (x1, y1) = contour.min(0) - 0.6 * width, contour.max(0) + 0.6 * width
+        x0, y0 = max(int(x0), 0), max(int(y0), 0)
+        x1, y1 = min(int(np.ceil(x1)), image.shape[1]), min(int(np.ceil(y1)), image.shape[0])
+        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(inside, [np.round((contour - (x0, y0)) * 16 - 8).astype(np.int32)], 1, cv2.LINE_8, 4)
+        inside = cv2.erode(inside, np.ones((2, 2), np.uint8)) if inside.sum() > 20 else inside
+        if not inside.any():
+            continue
+        _, (iy, ix) = scipy.ndimage.distance_transform_edt(inside == 0, return_indices=True)
+        out[y0:y1, x0:x1] = image[y0:y1, x0:x1][iy, ix]
+    return out
+
+
 def _eye_fans(upper: Sequence[int], lower: Sequence[int], iris: int) -> list[tuple[int, int, int]]:
     ring = list(upper) + list(lower[-2:0:-1])  # closed contour
     return [(iris, ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
@@ -298,6 +320,9 @@ def prepare_portrait(
 
     # Triangles: canonical mesh (eye interiors replaced by fans around the iris centre) + outer strips.
     face_tris = _face_triangles()
+    n_fan = len(EYES[0][0]) + len(EYES[0][1]) - 2
+    face_eye = np.full(len(face_tris), -1, np.int32)
+    face_eye[-2 * n_fan : -n_fan], face_eye[-n_fan:] = 0, 1
     n_lm, n_oval = 478, len(FACE_OVAL)
     idx_oval = np.array(FACE_OVAL)
     idx_r1, idx_r2 = n_lm + np.arange(n_oval), n_lm + n_oval + np.arange(n_oval)
@@ -317,7 +342,8 @@ def prepare_portrait(
     return Portrait(
         name=name, image=crop, landmarks=lm, rest=rest, origin=origin, axes=axes, unit=unit, bases=bases,
         lid_spread=lid_spread, ring_src=ring_src, ring_weight=ring_weight, border=border,
-        face_tris=face_tris, outer_tris=np.asarray(outer, np.int32), pivot=pivot, matrix=matrix,
+        face_tris=face_tris, face_eye=face_eye, eye_texture=_eye_texture(crop, lm),
+        outer_tris=np.asarray(outer, np.int32), pivot=pivot, matrix=matrix,
     )  # fmt: skip
 
 
@@ -458,10 +484,11 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def pose_landmarks(p: Portrait, f: dict[str, float], cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks (478×3) and ring control points (R×3) of one frame with parameters ``f``.
+def pose_landmarks(p: Portrait, f: dict[str, float], cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Landmarks (478×3), ring control points (R×3) and eyeball shifts (2×2) of one frame's parameters ``f``.
 
     Coordinates are continuous crop pixels (pixel (i, j) covers [j, j+1) × [i, i+1), as in ``facetrack``).
+    Render with ``render_frame(p, *pose_landmarks(p, f, cfg))``.
     """
     b = p.bases
     d_loc = f["jaw"] * cfg.mouth_gap * b["jaw"] + f["spread"] * b["spread"] + f["round"] * b["round"]
@@ -469,7 +496,8 @@ def pose_landmarks(p: Portrait, f: dict[str, float], cfg: SynthConfig) -> tuple[
     lm = p.rest.copy()
     lm[:, :2] += (d_loc @ p.axes) * p.unit
     ex, ey = p.axes
-    for (upper, lower, iris, iris_ring), spread in zip(EYES, p.lid_spread):
+    eye_shift = np.zeros((2, 3))
+    for e, ((upper, lower, iris, iris_ring), spread) in enumerate(zip(EYES, p.lid_spread)):
         up, lo = lm[list(upper)], lm[list(lower)]
         g = lo - up
         lid_gaze = np.clip(-0.9 * f["gaze_pitch"], -0.15, 0.3)  # the upper lid follows the gaze down
@@ -487,6 +515,7 @@ def pose_landmarks(p: Portrait, f: dict[str, float], cfg: SynthConfig) -> tuple[
         rel_u, rel_v = rel @ ex, rel @ ey
         lm[ids, :2] = mid_new + np.outer(rel_u, ex) + np.outer(rel_v * max(opening, 0.02), ey)
         lm[list(upper)], lm[list(lower)] = new_up, new_lo
+        eye_shift[e, :2] = (shift @ ex) * ex + (shift @ ey) * max(opening, 0.02) * ey
     rot = _rotation(f["yaw"], f["pitch"], f["roll"])
     shift3 = np.array([f["tx"], f["ty"], 0.0]) * cfg.size
 
@@ -494,7 +523,7 @@ def pose_landmarks(p: Portrait, f: dict[str, float], cfg: SynthConfig) -> tuple[
         return f["scale"] * (x - p.pivot) @ rot.T + p.pivot + shift3
 
     ring = p.ring_src + p.ring_weight[:, None] * (rigid(p.ring_src) - p.ring_src)
-    return rigid(lm), ring
+    return rigid(lm), ring, (f["scale"] * eye_shift @ rot.T)[:, :2]
 
 
 def _triangle_map(dst_Px2: np.ndarray, tris_Kx3: np.ndarray, size: int) -> np.ndarray:
@@ -568,13 +597,22 @@ def _paint_mouth(img: np.ndarray, lm: np.ndarray, unit: float) -> None:
     win[:] = np.clip(win * (1 - m) + layer * m, 0, 255)
 
 
-def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Warp the portrait so its landmarks land on ``lm`` (478×3) and its ring on ``ring``; S×S×3 uint8."""
+def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray, eye_shift: np.ndarray | None = None) -> np.ndarray:
+    """Warp the portrait so its landmarks land on ``lm`` (478×3) and its ring on ``ring``; S×S×3 uint8.
+
+    ``eye_shift`` (2×2, pixels; from :func:`pose_landmarks`) slides each eyeball's texture rigidly inside
+    its eye opening (gaze); ``lm``'s iris points already include it.
+    """
     size = p.image.shape[0]
+    eye_shift = np.zeros((2, 2)) if eye_shift is None else np.asarray(eye_shift, np.float64)
+    warp_lm = lm[:, :2].copy()
+    for e, (_, _, iris, _) in enumerate(EYES):
+        warp_lm[iris] -= eye_shift[e]  # the eye interior warps with the lids; the iris slides on top
     src = np.concatenate([p.landmarks[:, :2], p.ring_src[:, :2], p.border])
-    dst = np.concatenate([lm[:, :2], ring[:, :2], p.border])
-    depth = lm[p.face_tris, 2].mean(1)
-    tris = np.concatenate([p.outer_tris, p.face_tris[np.argsort(-depth, kind="stable")]])
+    dst = np.concatenate([warp_lm, ring[:, :2], p.border])
+    order = np.argsort(-lm[p.face_tris, 2].mean(1), kind="stable")
+    tris = np.concatenate([p.outer_tris, p.face_tris[order]])
+    tri_eye = np.concatenate([np.full(len(p.outer_tris), -1, np.int32), p.face_eye[order]])
     tid = _triangle_map(dst, tris, size)
     aff = _affines(src, dst, tris)
     ys, xs = np.mgrid[:size, :size].astype(np.float32) + 0.5  # pixel centres, continuous coordinates
@@ -583,6 +621,13 @@ def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray) -> np.ndarray:
     map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2] - 0.5
     map_x, map_y = np.where(tid < 0, xs - 0.5, map_x), np.where(tid < 0, ys - 0.5, map_y)
     img = cv2.remap(p.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+    eye = np.where(tid < 0, -1, tri_eye[np.maximum(tid, 0)])
+    if np.any(eye_shift) and (eye >= 0).any():
+        ys_, xs_ = np.nonzero(eye >= 0)
+        shift = eye_shift[eye[ys_, xs_]].astype(np.float32)
+        mx, my = (map_x[ys_, xs_] - shift[:, 0])[None], (map_y[ys_, xs_] - shift[:, 1])[None]
+        ball = cv2.remap(p.eye_texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        img[ys_, xs_] = ball[0]
     _paint_mouth(img, lm, float(np.linalg.norm(lm[EYE_CORNERS[1], :2] - lm[EYE_CORNERS[0], :2])))
     return np.round(img).astype(np.uint8)
 
@@ -646,7 +691,7 @@ def synthesize_clip(
     if portrait.image.shape[0] != cfg.size:
         raise UserError(f"portrait was prepared at {portrait.image.shape[0]}² but cfg.size={cfg.size}; re-prepare it")
     rng = np.random.default_rng([seed, 0x5157])
-    speech = synthesize_speech(sentence, voice)
+    speech = synthesize_speech(sentence, voice, seed=seed)
     audio, phon = _cut_speech(speech, cfg.max_speech_s)
     phon = [(n, a + cfg.lead_in_s, b + cfg.lead_in_s) for n, a, b in phon]
     total_s = cfg.lead_in_s + len(audio) / SAMPLE_RATE + cfg.tail_s
@@ -662,8 +707,8 @@ def synthesize_clip(
     keys = ("yaw", "pitch", "roll", "tx", "ty", "scale", "jaw", "spread", "round", "blink", "gaze_yaw",
             "gaze_pitch", "smile")  # fmt: skip
     for i in range(n_frames):
-        lm, ring = pose_landmarks(portrait, {k: float(motion[k][i]) for k in keys}, cfg)
-        frames[i] = render_frame(portrait, lm, ring)
+        lm, ring, eye_shift = pose_landmarks(portrait, {k: float(motion[k][i]) for k in keys}, cfg)
+        frames[i] = render_frame(portrait, lm, ring, eye_shift)
         lms[i] = lm
 
     names = sorted({n for n, _, _ in phon if n != PAUSE})
