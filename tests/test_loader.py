@@ -76,6 +76,9 @@ def test_pairs_content_matches_records(clip_dir, split_clip_dir, split):
         np.testing.assert_array_equal(b["driver_pose_6"][k], rec.pose_Tx6[j])
         assert src.identity_names[b["identity"][k]] == rec.identity
         assert b["cross_identity"][k] != b["identity"][k]
+        other = src.record(int(b["cross_record"][k]))
+        assert src.identity_names[b["cross_identity"][k]] == other.identity
+        assert any(np.array_equal(b["cross"][k], f) for f in other.frames_TxSxSx3)
     # Same seed → same stream; another seed → another one.
     again = next(iter(loader.face_pairs(clip_dir, cfg, loader.PairsConfig(min_gap=2))))
     np.testing.assert_array_equal(again["frame_ij_2"], b["frame_ij_2"])

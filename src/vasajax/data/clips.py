@@ -24,13 +24,15 @@ samples a source and a driver frame) decodes two images, not T.
 **Split frames** (``split_frames=True``, what ``prep`` writes): the header record holds audio, labels and
 metadata, and each PNG/JPEG frame is an ArrayRecord record of its own, right after it (record ``r`` is the
 header, ``r + 1 + t`` frame t; the manifest entry says ``record`` and ``parts = 1 + T``). Measured on this
-2-core CPU (``benchmarks/data.py``): reading a 4.7 MB 100-frame 256² JPEG clip as one record costs ~10 ms
-before any decoding, more than decoding the 3 frames a stage-1 example needs; with split frames the loader
-reads a ~0.5 MB header and two ~20 KB frames.
+2-core CPU (``benchmarks/data.py``, 256², 100-frame clips, JPEG q95, other jobs running): fetching a stage-1
+example's two frames and labels by random access takes 9.9 ms when the 3.8 MB clip is one record and 2.4 ms
+with split frames; the stage-1 loader gives 33 vs 151 examples/s.
 
-Codec choice (same benchmark): JPEG q95 with 4:2:0 chroma (the source videos are yuv420p already) is several
-times smaller than raw and the fastest to decode per frame; PNG is lossless (exact) but slower; raw is exact
-and large. Tests use raw/PNG to check that round trips are bit-exact.
+Codec choice (same benchmark): JPEG q95 with 4:2:0 chroma (the source videos are yuv420p already) is 5×
+smaller than raw (38 KB vs 197 KB per 256² frame) and reads back whole at 112 MB/s of decoded frames
+(raw: 172 MB/s, but 5× the disk and I/O); PNG is lossless (exact) but only 1.6× smaller and 4× slower to
+write; raw is exact and large.
+Tests use raw/PNG to check that round trips are bit-exact.
 
 Ground-truth arrays (SynthTalk: mouth opening, blink, ...) are stored as arrays named ``gt/<name>``; extra
 motion-record arrays as ``extra/<name>``.

@@ -189,6 +189,14 @@ class RecordSource:
             return clips.EncodedRecord(src[r], lambda t: src[r + 1 + t])
         return clips.EncodedRecord(src[r])
 
+    def frames(self, i: int, indices: list[int]) -> np.ndarray:
+        """Frames ``indices`` of clip ``i`` (uint8 N×S×S×3); with split frames the header is not read."""
+        entry = self.records[int(i)]
+        if entry.get("parts", 1) > 1:
+            src, r = self._src(), int(entry["record"])
+            return np.stack([clips._decode_image(src[r + 1 + int(t) % entry["frames"]]) for t in indices])
+        return self[i].frames(indices)
+
     def record(self, i: int) -> clips.ClipRecord | clips.MotionRecord:
         """Decode record ``i`` completely."""
         return self[i].to_record()
@@ -246,9 +254,10 @@ class _PairSampler:
             lo, hi = self.start[ident], self.stop[ident]
             k = int(rng.integers(len(self.order) - (hi - lo)))
             other = int(self.order[k if k < lo else k + (hi - lo)])
-            oenc = self.src[other]
-            out["cross"] = self._resize(oenc.frames([int(rng.integers(oenc.num_frames))]))[0]
+            t = int(rng.integers(self.src.num_frames[other]))
+            out["cross"] = self._resize(self.src.frames(other, [t]))[0]
             out["cross_identity"] = np.int32(self.src.identity_ids[other])
+            out["cross_record"] = np.int64(other)
         return out
 
 
@@ -257,7 +266,8 @@ def face_pairs(path: str | os.PathLike, cfg: LoaderConfig, pairs: PairsConfig | 
 
     Each batch is a dict: ``source``, ``driver`` (and ``cross``) uint8 B×S×S×3; ``source_pose_6``,
     ``driver_pose_6`` B×6, ``driver_gaze_2`` B×2, ``driver_distance`` B; ``identity`` (and
-    ``cross_identity``) int32 B (index into ``RecordSource.identity_names``); ``record`` int64 B;
+    ``cross_identity``) int32 B (index into ``RecordSource.identity_names``); ``record`` (and
+    ``cross_record``) int64 B;
     ``frame_ij_2`` int32 B×2 (the source and driver frame indices).
     """
     pairs = pairs or PairsConfig()
