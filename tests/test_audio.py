@@ -105,9 +105,7 @@ def test_alignment_exact_over_ten_minutes(fps):
     assert T == 10 * 60 * fps
     if fps == 25:  # the documented convention: c_2i = 640 i + 160, c_2i+1 = 640 i + 480
         i = np.arange(T)
-        np.testing.assert_array_equal(
-            audio.slot_centers(0, 2 * T, cfg).reshape(T, 2), 640 * i[:, None] + [160, 480]
-        )
+        np.testing.assert_array_equal(audio.slot_centers(0, 2 * T, cfg).reshape(T, 2), 640 * i[:, None] + [160, 480])
     slots = np.array([0, 1, 2 * 100 + 1, 2 * (T // 2), 2 * (T - 2) + 1, 2 * T - 2, 2 * T - 1])
     centers = np.concatenate([audio.slot_centers(int(k), 1, cfg) for k in slots])
     wave = np.zeros(n, np.float32)
@@ -178,6 +176,7 @@ def test_config_presets_and_errors():
         assert cfg.sample_rate == SR and cfg.fps == 25
     assert audio.feature_dim(audio.AudioConfig.tiny()) == 32
     assert audio.feature_dim(audio.AudioConfig.small()) == 160
+    assert audio.frame_features(np.zeros(0, np.float32), audio.AudioConfig()).shape == (0, 160)
     with pytest.raises(UserError):
         audio.AudioConfig(kind="mfcc")
     with pytest.raises(UserError, match="checkpoint"):

@@ -167,6 +167,7 @@ def test_frame_features_with_wav2vec2(checkpoints):
     wave = (0.1 * np.random.default_rng(3).standard_normal(int(1.3 * 16_000))).astype(np.float32)
     cfg = audio.AudioConfig(kind="wav2vec2", checkpoint=str(d), w2v_normalize=False)
     assert audio.feature_dim(cfg) == 64
+    assert audio.frame_features(np.zeros(0, np.float32), cfg).shape == (0, 64)
     feats = audio.frame_features(wave, cfg)
     T = audio.num_video_frames(len(wave))
     assert feats.shape == (T, 64) and np.all(np.isfinite(feats))

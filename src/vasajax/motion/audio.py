@@ -444,6 +444,8 @@ def wav2vec2_features(wave_16k: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     do_norm = do_norm_ckpt if cfg.w2v_normalize is None else cfg.w2v_normalize
     wave = np.asarray(wave_16k, np.float32).reshape(-1)
     T = num_video_frames(wave.size, cfg.fps, cfg.sample_rate)
+    if T == 0:
+        return np.zeros((0, 2 * w_cfg.hidden_size), np.float32)
     hop, rf = w_cfg.total_stride, w_cfg.receptive_field
     shift = (rf - hop) // 2  # 40 for the standard convs: output j then centres on hop·j + hop/2
     rate = cfg.sample_rate / hop

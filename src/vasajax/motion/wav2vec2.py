@@ -88,13 +88,10 @@ class Wav2Vec2Config:
     def __post_init__(self):
         n = len(self.conv_dim)
         if not (len(self.conv_kernel) == len(self.conv_stride) == n and n > 0):
-            raise UserError(
-                "wav2vec2 config: conv_dim, conv_kernel and conv_stride must have the same length"
-            )
+            raise UserError("wav2vec2 config: conv_dim, conv_kernel and conv_stride must have the same length")
         if self.feat_extract_norm not in ("group", "layer"):
             raise UserError(
-                f"wav2vec2 config: feat_extract_norm must be 'group' or 'layer', got "
-                f"{self.feat_extract_norm!r}"
+                f"wav2vec2 config: feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}"
             )
         for act in (self.feat_extract_activation, self.hidden_act):
             if act not in _ACTIVATIONS:
@@ -167,9 +164,7 @@ class Wav2Vec2Config:
         """Reads a Hugging Face ``config.json`` dict (Wav2Vec2Config or HubertConfig)."""
         model_type = hf.get("model_type", "wav2vec2")
         if model_type not in ("wav2vec2", "hubert"):
-            raise UserError(
-                f"config.json has model_type {model_type!r}; only 'wav2vec2' and 'hubert' are supported"
-            )
+            raise UserError(f"config.json has model_type {model_type!r}; only 'wav2vec2' and 'hubert' are supported")
         if hf.get("add_adapter", False):
             raise UserError("config.json has add_adapter=true; wav2vec2 adapters are not supported")
         if hf.get("adapter_attn_dim") is not None:
@@ -220,9 +215,7 @@ class ConvLayer(nnx.Module):
         if cfg.feat_extract_norm == "layer":
             self.norm = _layer_norm(c_out, 1e-5, rngs)
         elif i == 0:  # GroupNorm with one group per channel: normalises each channel over time
-            self.norm = nnx.GroupNorm(
-                c_out, num_groups=c_out, epsilon=1e-5, use_fast_variance=False, rngs=rngs
-            )
+            self.norm = nnx.GroupNorm(c_out, num_groups=c_out, epsilon=1e-5, use_fast_variance=False, rngs=rngs)
         else:
             self.norm = None
         self.act = _ACTIVATIONS[cfg.feat_extract_activation]

@@ -165,9 +165,7 @@ def convert(hf: Mapping[str, np.ndarray], cfg: Wav2Vec2Config) -> tuple[nnx.Grap
         used.add(key)
     leftover = [k for k in hf if k not in used and not any(re.search(p, k) for p in IGNORED)]
     if leftover:
-        warnings.warn(
-            f"wav2vec2 checkpoint: {len(leftover)} unused weights, e.g. {leftover[:3]}", stacklevel=2
-        )
+        warnings.warn(f"wav2vec2 checkpoint: {len(leftover)} unused weights, e.g. {leftover[:3]}", stacklevel=2)
     nnx.replace_by_pure_dict(state, _unflatten(new))
     return graphdef, state
 
