@@ -594,7 +594,7 @@ def _paint_mouth(img: np.ndarray, lm: np.ndarray, unit: float) -> None:
         _fill(band, np.concatenate([inner, inner[::-1] + h * down]))
         bw = cv2.GaussianBlur(band, (3, 3), 0.6).astype(np.float32)[..., None] / 255.0
         layer = layer * (1 - bw) + bw * np.array(colour, np.float32) * np.clip(shade * 1.1, 0, 1) * 255
-    win[:] = np.clip(win * (1 - m) + layer * m, 0, 255)
+    win[:] = np.clip(win * (1 - m) + layer * m + 0.5, 0, 255).astype(np.uint8)
 
 
 def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray, eye_shift: np.ndarray | None = None) -> np.ndarray:
@@ -615,13 +615,15 @@ def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray, eye_shift: np.nd
     tri_eye = np.concatenate([np.full(len(p.outer_tris), -1, np.int32), p.face_eye[order]])
     tid = _triangle_map(dst, tris, size)
     aff = _affines(src, dst, tris)
-    ys, xs = np.mgrid[:size, :size].astype(np.float32) + 0.5  # pixel centres, continuous coordinates
-    m = aff[np.maximum(tid, 0)].astype(np.float32)  # S×S×2×3
-    map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2] - 0.5
-    map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2] - 0.5
-    map_x, map_y = np.where(tid < 0, xs - 0.5, map_x), np.where(tid < 0, ys - 0.5, map_y)
-    img = cv2.remap(p.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
-    eye = np.where(tid < 0, -1, tri_eye[np.maximum(tid, 0)])
+    # Per-pixel source coordinates; uncovered pixels (tid = -1) pick the appended identity map.
+    coef = np.concatenate([aff.reshape(-1, 6), [[1, 0, 0, 0, 1, 0]]]).astype(np.float32)
+    coef[:, [2, 5]] -= 0.5  # back to cv2's pixel-index coordinates
+    xs, ys = _pixel_centres(size)
+    c = np.take(coef, tid, axis=0, mode="wrap")  # S×S×6; -1 wraps to the identity row
+    map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+    map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+    img = cv2.remap(p.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    eye = np.take(np.append(tri_eye, -1), tid, mode="wrap")
     if np.any(eye_shift) and (eye >= 0).any():
         ys_, xs_ = np.nonzero(eye >= 0)
         shift = eye_shift[eye[ys_, xs_]].astype(np.float32)
@@ -629,7 +631,14 @@ def render_frame(p: Portrait, lm: np.ndarray, ring: np.ndarray, eye_shift: np.nd
         ball = cv2.remap(p.eye_texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         img[ys_, xs_] = ball[0]
     _paint_mouth(img, lm, float(np.linalg.norm(lm[EYE_CORNERS[1], :2] - lm[EYE_CORNERS[0], :2])))
-    return np.round(img).astype(np.uint8)
+    return img
+
+
+@functools.cache
+def _pixel_centres(size: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[:size, :size].astype(np.float32) + 0.5  # continuous coordinates of pixel centres
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
 
 
 # --------------------------------------------------------------------------------------------------------
