@@ -80,7 +80,7 @@ def test_clip_shapes_and_ground_truth(clip):
     assert clip.audio.dtype == np.float32 and len(clip.audio) == round(t * SAMPLE_RATE / CFG.fps)
     gt = clip.ground_truth
     assert gt["pose"].shape == (t, 6) and gt["gaze"].shape == (t, 2) and gt["landmarks"].shape == (t, 478, 3)
-    for k in ("mouth_open", "jaw", "blink", "emotion", "speaking", "phoneme", "viseme"):
+    for k in ("mouth_open", "jaw", "blink", "emotion", "distance", "speaking", "phoneme", "viseme"):
         assert gt[k].shape == (t,), k
     assert all(np.isfinite(v).all() for v in gt.values())
     assert clip.frames.std(0).mean() > 1.0  # the face moves

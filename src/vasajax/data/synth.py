@@ -664,6 +664,19 @@ class SynthClip:
 _DEFAULT_VOICE = Voice()
 
 
+def _head_distance(landmarks_Tx478x3: np.ndarray, size: int) -> np.ndarray:
+    from vasajax import facetrack
+
+    whole = (size / 2, size / 2, size)  # the frame is the crop
+    return np.array([facetrack.head_distance(lm, whole) for lm in landmarks_Tx478x3], np.float32)
+
+
+def _portrait_pose(matrix: np.ndarray) -> list[float]:
+    from vasajax import facetrack
+
+    return [round(float(x), 5) for x in facetrack.pose_from_matrix(matrix)]
+
+
 def _cut_speech(speech: Speech, max_s: float) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     phon = [(p.name, p.start_s, p.end_s) for p in speech.phonemes]
     if speech.duration_s <= max_s:
@@ -691,7 +704,8 @@ def synthesize_clip(
       measured on the rendered landmarks); ``jaw``/``lip_spread``/``lip_round`` T (viseme drivers);
       ``blink`` T (0 open … 1 closed); ``gaze`` T×2 [θ, φ] of the eyes relative to the head (θ > 0 looks
       to the image right, φ > 0 up: ``facetrack``'s ``gaze_head``);
-      ``emotion`` T (smile intensity 0…1); ``speaking`` T (1 inside a phoneme); ``phoneme`` T int32
+      ``emotion`` T (smile intensity 0…1); ``distance`` T (``facetrack.head_distance``: 3D eye distance
+      over S); ``speaking`` T (1 inside a phoneme); ``phoneme`` T int32
       (index into ``meta['phoneme_names']``, -1 outside speech); ``viseme`` T int32 (class index into
       ``visemes.VISEME_NAMES``).
     """
@@ -747,6 +761,7 @@ def synthesize_clip(
         "blink": motion["blink"],
         "gaze": np.stack([motion["gaze_yaw"], motion["gaze_pitch"]], -1),
         "emotion": motion["smile"],
+        "distance": _head_distance(lms, cfg.size),
         "speaking": motion["speaking"],
         "phoneme": phoneme,
         "viseme": motion["viseme"],
@@ -756,6 +771,7 @@ def synthesize_clip(
         "voice": dataclasses.asdict(voice),
         "seed": int(seed),
         "portrait": portrait.name,
+        "portrait_pose": None if portrait.matrix is None else _portrait_pose(portrait.matrix),
         "fps": cfg.fps,
         "size": cfg.size,
         "num_frames": n_frames,
