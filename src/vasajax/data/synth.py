@@ -14,9 +14,14 @@ Every frame comes with exact ground truth (the rendered landmarks, pose, mouth o
 emotion, phoneme and viseme), so lip-sync, pose and gaze control are measurable. SynthTalk is a teaching
 and testing set — a warped still photo with synthetic speech — not a substitute for real video data.
 
-    clip = synthesize_clip(astronaut_portrait(SynthConfig.small()), "Hello there.", Voice(), seed=0)
+    cfg = SynthConfig.small()
+    portraits = prepare_portraits(load_portraits(), cfg)           # bundled astronaut + grace_hopper
+    clip = synthesize_clip(portraits[0], "Hello there.", Voice(variant="f3"), seed=0, cfg=cfg)
     write_clip(clip, "out/", "clip0000")        # clip0000.mp4 / .wav / .npz / .json
     vasajax synth --out DIR --num-clips 100     # the CLI (cli_main)
+
+Sections: config · landmark indices · portrait rig (crop, face-local frame, deformation bases,
+triangulation) · motion sampling · deformation and rendering · clips and I/O · inputs · command line.
 """
 
 from __future__ import annotations

@@ -139,12 +139,9 @@ def mouth_tracks(
     kernel = np.exp(-0.5 * (np.arange(-4 * sigma, 4 * sigma + 1) / sigma) ** 2)
     kernel /= kernel.sum()
     pad = len(kernel) // 2
-    dense = np.stack(
-        [np.convolve(np.pad(dense[:, c], pad, mode="edge"), kernel, mode="valid") for c in range(3)], -1
-    )
+    dense = np.stack([np.convolve(np.pad(dense[:, c], pad, mode="edge"), kernel, mode="valid") for c in range(3)], -1)
     out = {
-        k: np.interp(times_s, grid, dense[:, c]).astype(np.float32)
-        for c, k in enumerate(("jaw", "spread", "round"))
+        k: np.interp(times_s, grid, dense[:, c]).astype(np.float32) for c, k in enumerate(("jaw", "spread", "round"))
     }
     vis_id = np.zeros(np.shape(times_s), np.int32)
     for a, b, cls in spans:
