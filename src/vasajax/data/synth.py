@@ -8,7 +8,7 @@ smile (the emotion factor) are sampled from simple stochastic models. The portra
 landmarks are moved in 3D (mouth shapes, eyelids and iris in a face-local frame, then a rigid head
 rotation about a pivot behind the face) and the photo is warped piecewise-affinely along the canonical
 face mesh; two rings of control points carry hair and neck along (the neck less), while the image border
-stays still. The mouth interior (dark cavity, teeth, tongue) is painted where the lips part.
+stays still. The mouth interior (dark cavity, upper teeth, tongue) is painted where the lips part.
 
 Every frame comes with exact ground truth (the rendered landmarks, pose, mouth opening, blink, gaze,
 emotion, phoneme and viseme), so lip-sync, pose and gaze control are measurable. SynthTalk is a teaching
@@ -557,7 +557,7 @@ def _fill(mask: np.ndarray, pts_Px2: np.ndarray) -> None:
 
 
 def _paint_mouth(img: np.ndarray, lm: np.ndarray, unit: float) -> None:
-    """Paint the mouth interior (dark cavity, upper and lower teeth, tongue) where the lips part."""
+    """Paint the mouth interior (dark cavity, upper teeth, tongue) where the lips part."""
     gap = float(np.linalg.norm(lm[13, :2] - lm[14, :2]))
     if gap < 0.25:
         return
@@ -569,7 +569,7 @@ def _paint_mouth(img: np.ndarray, lm: np.ndarray, unit: float) -> None:
         return
     win = img[y0:y1, x0:x1]  # work in a window around the mouth; points relative to it
     off = np.array([x0, y0], np.float64)
-    up, lo, poly = lm[list(UPPER_INNER), :2] - off, lm[list(LOWER_INNER), :2] - off, poly - off
+    up, poly = lm[list(UPPER_INNER), :2] - off, poly - off
     hw = (y1 - y0, x1 - x0)
     cavity = np.zeros(hw, np.uint8)
     _fill(cavity, poly)
@@ -591,14 +591,13 @@ def _paint_mouth(img: np.ndarray, lm: np.ndarray, unit: float) -> None:
     cv2.ellipse(tongue, centre_fx, axes_fx, angle, 0, 360, 255, -1, cv2.LINE_AA, 4)
     tw = tongue.astype(np.float32)[..., None] / 255.0 * min(1.0, gap / (0.12 * unit))
     layer = layer * (1 - tw) + tw * np.array([0.5, 0.2, 0.22], np.float32) * shade * 255
-    # Teeth: a band under the upper lip, narrower than the mouth; a thinner one over the lower lip.
+    # Teeth: a band under the upper lip, narrower than the mouth.
     tooth = min(0.4 * gap, 0.06 * unit)
-    for lip, h, colour in ((up, tooth, (0.86, 0.8, 0.7)), (lo, -0.35 * tooth, (0.6, 0.54, 0.47))):
-        inner = centre + (lip[1:-1] - centre) * np.array([0.82, 1.0])
-        band = np.zeros(hw, np.uint8)
-        _fill(band, np.concatenate([inner, inner[::-1] + h * down]))
-        bw = cv2.GaussianBlur(band, (3, 3), 0.6).astype(np.float32)[..., None] / 255.0
-        layer = layer * (1 - bw) + bw * np.array(colour, np.float32) * np.clip(shade * 1.1, 0, 1) * 255
+    inner = centre + (up[1:-1] - centre) * np.array([0.82, 1.0])  # (lower teeth stay hidden by the lip)
+    band = np.zeros(hw, np.uint8)
+    _fill(band, np.concatenate([inner, inner[::-1] + tooth * down]))
+    bw = cv2.GaussianBlur(band, (3, 3), 0.6).astype(np.float32)[..., None] / 255.0
+    layer = layer * (1 - bw) + bw * np.array([0.86, 0.8, 0.7], np.float32) * np.clip(shade * 1.1, 0, 1) * 255
     win[:] = np.clip(win * (1 - m) + layer * m + 0.5, 0, 255).astype(np.uint8)
 
 
