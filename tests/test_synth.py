@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -199,3 +200,18 @@ def test_cli_writes_clips(tmp_path, capsys):
     assert (out / "clip00000.mp4").exists() and (out / "clip00000.npz").exists()
     assert synth.cli_main(["--out", str(out), "--num-clips", "0"]) == 2
     assert "error: --num-clips" in capsys.readouterr().err
+
+
+def test_user_portrait_folder(tmp_path):
+    with pytest.raises(synth.UserError, match="no .jpg/.png"):
+        synth.load_portraits(tmp_path)
+    (name, image), *_ = synth.load_portraits()
+    iio.imwrite(tmp_path / "face.png", image)
+    iio.imwrite(tmp_path / "blank.jpg", np.full((200, 200, 3), 128, np.uint8))
+    images = synth.load_portraits(tmp_path)
+    assert [n for n, _ in images] == ["blank", "face"]
+    with pytest.warns(UserWarning, match="skipping portrait blank"):
+        portraits = synth.prepare_portraits(images, CFG)
+    assert [p.name for p in portraits] == ["face"] and portraits[0].image.shape == (CFG.size, CFG.size, 3)
+    with pytest.raises(synth.UserError, match="none of the portraits"), pytest.warns(UserWarning):
+        synth.prepare_portraits(images[:1], CFG)
