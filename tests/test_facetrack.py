@@ -1,5 +1,7 @@
 """Face tracking on the bundled portraits, robust image loading, the shared crop, and label conventions."""
 
+import subprocess
+import sys
 import time
 import warnings
 
@@ -57,9 +59,7 @@ def test_landmarks_on_bundled_portraits(tracker, name):
     for eye in (ft.RIGHT_EYE, ft.LEFT_EYE):  # iris centre between its eye's corners
         xs = sorted(obs.landmarks[[eye["outer"], eye["inner"]], 0])
         assert xs[0] < obs.landmarks[eye["iris"], 0] < xs[1]
-    assert (
-        obs.landmarks[ft.RIGHT_EYE["iris"], 0] < obs.landmarks[ft.LEFT_EYE["iris"], 0]
-    )  # subject's right = left
+    assert obs.landmarks[ft.RIGHT_EYE["iris"], 0] < obs.landmarks[ft.LEFT_EYE["iris"], 0]  # subject's right = left
     assert obs.blendshapes.shape == (52,) and 0 <= obs.blendshapes.min() and obs.blendshapes.max() <= 1
     assert len(ft.BLENDSHAPE_NAMES) == 52
     np.testing.assert_allclose(obs.matrix[3], [0, 0, 0, 1], atol=1e-6)
@@ -76,6 +76,7 @@ def test_no_face_gives_one_line_user_error(tracker, tmp_path):
     assert "\n" not in str(e.value)
     noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
     assert tracker.detect(noise) == []
+    assert tracker.detect(np.zeros((20, 30, 3), np.uint8)) == []  # tiny frames: no face, not an error
 
 
 def test_several_faces_warn_and_the_largest_wins(tracker, astronaut):
@@ -113,6 +114,36 @@ def test_damaged_model_and_hangs_become_user_errors(tmp_path):
         ft._guarded(lambda: {}["x"], 1.0, "detection")
 
 
+def test_hung_detection_abandons_the_tracker(astronaut):
+    tracker = ft.FaceTracker()
+    real, tracker.timeout_s = tracker._landmarker, 0.2
+
+    class Hanging:
+        def detect(self, image):
+            time.sleep(2)
+
+    tracker._landmarker = Hanging()
+    with pytest.raises(ft.MediaPipeHang, match="did not finish"):
+        tracker.detect(astronaut)
+    with pytest.raises(RuntimeError, match="closed"):
+        tracker.detect(astronaut)
+    tracker.close()  # a no-op now: never touches the hung graph
+    real.close()
+
+
+def test_unclosed_tracker_exits_cleanly(tmp_path):
+    script = tmp_path / "forget_close.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from vasajax import facetrack as ft\n"
+        "t = ft.FaceTracker()\n"
+        "print(len(t.detect(ft.load_image(ft.PORTRAITS['astronaut']))))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "1", proc.stderr[-2000:]
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
 # --- loading images ----------------------------------------------------------------------------------------
 
 
@@ -142,9 +173,7 @@ def test_odd_colour_modes_load(tmp_path, astronaut):
 
 
 def test_exif_orientation_is_applied(tmp_path, astronaut):
-    stored = PIL.Image.fromarray(astronaut[:, :400]).transpose(
-        PIL.Image.Transpose.ROTATE_90
-    )  # 400 wide → tall
+    stored = PIL.Image.fromarray(astronaut[:, :400]).transpose(PIL.Image.Transpose.ROTATE_90)  # 400 wide → tall
     exif = PIL.Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to display"
     stored.save(tmp_path / "rotated.png", exif=exif)

@@ -22,11 +22,13 @@ z towards the viewer, centimetres; the canonical head (``modelfiles.canonical_me
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import pathlib
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -205,6 +207,10 @@ class FaceObservation:
         return (x1 - x0) * (y1 - y0)
 
 
+class MediaPipeHang(UserError):
+    """A MediaPipe call did not return in time (its thread is abandoned; the tracker is unusable)."""
+
+
 def _guarded(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """Run ``fn`` in a daemon thread; a hang (a damaged model can hang MediaPipe) becomes a UserError.
 
@@ -222,13 +228,26 @@ def _guarded(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
     t.start()
     t.join(timeout_s)
     if t.is_alive():
-        raise UserError(
+        raise MediaPipeHang(
             f"MediaPipe {what} did not finish within {timeout_s:g} s; the model file may be damaged: "
             f"delete it and {modelfiles.FETCH_HINT}"
         )
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+_LIVE_TRACKERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_trackers() -> None:
+    """Close trackers the caller forgot, before interpreter teardown makes MediaPipe's finalizer fail noisily."""
+    for tracker in list(_LIVE_TRACKERS):
+        try:
+            tracker.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 class FaceTracker:
@@ -282,9 +301,8 @@ class FaceTracker:
             )
         except (RuntimeError, ValueError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(
-                f"cannot load {self.model_path} ({msg}); delete it and {modelfiles.FETCH_HINT}"
-            ) from e
+            raise UserError(f"cannot load {self.model_path} ({msg}); delete it and {modelfiles.FETCH_HINT}") from e
+        _LIVE_TRACKERS.add(self)
 
     def __enter__(self) -> FaceTracker:
         return self
@@ -299,10 +317,18 @@ class FaceTracker:
             pass
 
     def close(self) -> None:
-        """Release MediaPipe's graph (idempotent)."""
+        """Release MediaPipe's graph (idempotent). Not thread-guarded: it also runs from ``__del__`` at
+        interpreter exit, when no thread can start; a tracker whose call hung is abandoned, never closed."""
         lm, self._landmarker = self._landmarker, None
         if lm is not None:
-            _guarded(lm.close, self.timeout_s, "close")
+            lm.close()
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return _guarded(fn, self.timeout_s, "detection")
+        except MediaPipeHang:
+            self._landmarker = None  # closing a hung graph would hang too
+            raise
 
     def detect(self, image_uint8_HxWx3: np.ndarray, timestamp_ms: int | None = None) -> list[FaceObservation]:
         """Faces in one image, largest first. Video mode: timestamps increase; None = previous + 1/fps."""
@@ -318,15 +344,11 @@ class FaceTracker:
                 timestamp_ms = 0 if self._last_ts is None else self._last_ts + step
             timestamp_ms = int(timestamp_ms)
             if self._last_ts is not None and timestamp_ms <= self._last_ts:
-                raise ValueError(
-                    f"video timestamps must increase: {timestamp_ms} ms after {self._last_ts} ms"
-                )
+                raise ValueError(f"video timestamps must increase: {timestamp_ms} ms after {self._last_ts} ms")
             self._last_ts = timestamp_ms
-            result = _guarded(
-                lambda: lm.detect_for_video(mp_image, timestamp_ms), self.timeout_s, "detection"
-            )
+            result = self._call(lambda: lm.detect_for_video(mp_image, timestamp_ms))
         else:
-            result = _guarded(lambda: lm.detect(mp_image), self.timeout_s, "detection")
+            result = self._call(lambda: lm.detect(mp_image))
         faces = []
         for k, pts in enumerate(result.face_landmarks):
             xyz = np.array([(p.x, p.y, p.z) for p in pts], np.float32) * np.array([w, h, w], np.float32)
@@ -352,9 +374,7 @@ def track_image(
     else:
         faces = tracker.detect(image)
     if not faces:
-        raise UserError(
-            f"no face found in {name}; use a photo with one clearly visible, roughly frontal face"
-        )
+        raise UserError(f"no face found in {name}; use a photo with one clearly visible, roughly frontal face")
     if len(faces) > 1:
         warnings.warn(f"{len(faces)} faces in {name}; using the largest", stacklevel=2)
     return faces[0]
@@ -451,9 +471,7 @@ def _crop_matrix(params: Sequence[float], size: int) -> np.ndarray:
     return np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]], np.float64)
 
 
-def apply_crop(
-    image: np.ndarray, params: Sequence[float], size: int = 256, border: str = "edge"
-) -> np.ndarray:
+def apply_crop(image: np.ndarray, params: Sequence[float], size: int = 256, border: str = "edge") -> np.ndarray:
     """Cut the square (cx, cy, side) out of ``image`` and resample it to uint8 size×size×3.
 
     Bilinear, with a Gaussian pre-filter (σ = (side/size − 1)/2 px) against aliasing when shrinking; outside
@@ -500,9 +518,7 @@ def image_to_crop_coords(points_Nx2: np.ndarray, params: Sequence[float], size: 
     return p * (size / side)
 
 
-def paste_crop(
-    image: np.ndarray, crop: np.ndarray, params: Sequence[float], feather: float = 0.06
-) -> np.ndarray:
+def paste_crop(image: np.ndarray, crop: np.ndarray, params: Sequence[float], feather: float = 0.06) -> np.ndarray:
     """Paste a (generated) square crop back into the image, feathering the edge over ``feather``·size px."""
     img = to_uint8_rgb(image)
     crop = to_uint8_rgb(crop, name="crop")
@@ -535,9 +551,7 @@ def pose_from_matrix(matrix: np.ndarray) -> np.ndarray:
     return np.array([yaw, pitch, roll, *m[:3, 3]], np.float32)
 
 
-def gaze_from_landmarks(
-    landmarks: np.ndarray, matrix: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def gaze_from_landmarks(landmarks: np.ndarray, matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gaze angles (θ, φ) in radians: (in camera space, in the head's frame).
 
     Per eye, the iris centre's offset from the eye centre (corner midpoint horizontally, lid midpoint
