@@ -19,11 +19,15 @@ FACE_REGION = {"astronaut": (150, 40, 310, 210), "grace_hopper": (140, 100, 390,
 
 
 @pytest.fixture(scope="module")
-def tracker():
+def model():
     try:
-        modelfiles.face_landmarker_path()
+        return modelfiles.face_landmarker_path()
     except UserError:
         pytest.skip("face_landmarker.task is not cached; run `make models` first")
+
+
+@pytest.fixture(scope="module")
+def tracker(model):
     with ft.FaceTracker(mode="image") as t:
         yield t
 
@@ -89,7 +93,7 @@ def test_several_faces_warn_and_the_largest_wins(tracker, astronaut):
     assert obs.box[2] < 512  # the astronaut's face (larger here) is the one returned
 
 
-def test_video_mode_and_timestamps(astronaut):
+def test_video_mode_and_timestamps(model, astronaut):
     with ft.FaceTracker(mode="video", max_faces=1) as video:
         first = video.detect(astronaut)
         second = video.detect(astronaut)  # auto timestamp: previous + 40 ms
@@ -114,7 +118,7 @@ def test_damaged_model_and_hangs_become_user_errors(tmp_path):
         ft._guarded(lambda: {}["x"], 1.0, "detection")
 
 
-def test_hung_detection_abandons_the_tracker(astronaut):
+def test_hung_detection_abandons_the_tracker(model, astronaut):
     tracker = ft.FaceTracker()
     real, tracker.timeout_s = tracker._landmarker, 0.2
 
@@ -131,7 +135,7 @@ def test_hung_detection_abandons_the_tracker(astronaut):
     real.close()
 
 
-def test_unclosed_tracker_exits_cleanly(tmp_path):
+def test_unclosed_tracker_exits_cleanly(model, tmp_path):
     script = tmp_path / "forget_close.py"
     script.write_text(
         "import numpy as np\n"

