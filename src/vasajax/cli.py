@@ -1,0 +1,73 @@
+"""The ``vasajax`` command line.
+
+Each subcommand lives beside the code it drives and exposes ``cli_main(argv) -> int``; this file only routes.
+Imports are lazy so ``vasajax --help`` is instant. A :class:`vasajax.errors.UserError` (bad input, missing model
+file, ...) is printed as one ``error:`` line with exit status 2, never a traceback; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from vasajax.errors import UserError
+
+# name -> (module with cli_main, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("vasajax.data.synth", "make SynthTalk clips (portrait + espeak-ng speech, with ground truth)"),
+    "prep": ("vasajax.data.prep", "prepare a folder of talking-face videos into clip shards"),
+    "info": ("vasajax.cli", "print versions, devices and model sizes of the config presets"),
+}
+
+
+def _info(argv: Sequence[str]) -> int:
+    import jax
+
+    import vasajax
+    from vasajax.face.config import PRESETS
+    from vasajax.face.model import abstract, count_params
+
+    print(f"vasajax {vasajax.__version__}, jax {jax.__version__}, devices: {jax.devices()}")
+    for name, make in PRESETS.items():
+        cfg = make()
+        n = count_params(abstract(cfg))
+        print(f"face {name:5s}: {cfg.image_size}² images, volume D×H×W×C = {cfg.vol_shape}, {n / 1e6:.2f} M params")
+    return 0
+
+
+def _usage() -> str:
+    lines = ["usage: vasajax COMMAND [options]   (vasajax COMMAND --help for each)", "", "commands:"]
+    lines += [f"  {name:8s} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        import vasajax
+
+        print(vasajax.__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command '{name}'\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        if name == "info":
+            return _info(rest)
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.cli_main(rest) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
