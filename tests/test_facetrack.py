@@ -101,6 +101,13 @@ def test_video_mode_and_timestamps(model, astronaut):
         np.testing.assert_allclose(first[0].landmarks[:, :2], second[0].landmarks[:, :2], atol=3.0)
         with pytest.raises(ValueError, match="increase"):
             video.detect(astronaut, timestamp_ms=10)
+        # a cut: the face jumps 80 px; video mode follows the old position, a reset re-detects
+        jumped = np.ascontiguousarray(np.roll(astronaut, 80, axis=1))
+        with ft.FaceTracker(mode="image", max_faces=1) as still:
+            expect = still.detect(jumped)[0].landmarks[:, :2]
+        video.reset()
+        after = video.detect(jumped, timestamp_ms=0)
+        assert np.abs(after[0].landmarks[:, :2] - expect).mean() < 0.5
     with pytest.raises(RuntimeError, match="closed"):
         video.detect(astronaut)
 

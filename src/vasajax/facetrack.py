@@ -259,6 +259,8 @@ class FaceTracker:
         model_path: a ``face_landmarker.task``; default: ``$VASAJAX_FACE_LANDMARKER`` or the user cache (never
             downloads; see :mod:`vasajax.modelfiles`).
         mode: "image" (independent images) or "video" (frames in time order; tracks between frames, faster).
+            Video mode follows the face from the previous frame: after a shot cut or a jump of tens of pixels
+            its first frame can be off by many pixels or miss the face. Call :meth:`reset` at cuts.
         max_faces: most faces returned per image.
         min_confidence: detection / presence / tracking threshold.
         fps: frame rate used to invent timestamps in video mode when ``detect`` gets none.
@@ -285,9 +287,9 @@ class FaceTracker:
         from mediapipe.tasks.python import vision
         from mediapipe.tasks.python.core.base_options import BaseOptions
 
-        self._mp = mp
+        self._mp, self._vision = mp, vision
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
-        opts = vision.FaceLandmarkerOptions(
+        self._options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
             running_mode=running,
             num_faces=max_faces,
@@ -297,14 +299,22 @@ class FaceTracker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
+        self._landmarker = self._create()
+        _LIVE_TRACKERS.add(self)
+
+    def _create(self) -> Any:
+        create = self._vision.FaceLandmarker.create_from_options
         try:
-            self._landmarker = _guarded(
-                lambda: vision.FaceLandmarker.create_from_options(opts), timeout_s, "model loading"
-            )
+            return _guarded(lambda: create(self._options), self.timeout_s, "model loading")
         except (RuntimeError, ValueError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"cannot load {self.model_path} ({msg}); delete it and {modelfiles.FETCH_HINT}") from e
-        _LIVE_TRACKERS.add(self)
+
+    def reset(self) -> None:
+        """Forget the tracked face (video mode: call at shot cuts); timestamps may start again from 0."""
+        self.close()
+        self._last_ts = None
+        self._landmarker = self._create()
 
     def __enter__(self) -> FaceTracker:
         return self
