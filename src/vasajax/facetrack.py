@@ -47,59 +47,17 @@ MIN_IMAGE_SIDE = 64
 NUM_LANDMARKS = 478
 NUM_BLENDSHAPES = 52
 POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "tz")
-BLENDSHAPE_NAMES = (
-    "_neutral",
-    "browDownLeft",
-    "browDownRight",
-    "browInnerUp",
-    "browOuterUpLeft",
-    "browOuterUpRight",
-    "cheekPuff",
-    "cheekSquintLeft",
-    "cheekSquintRight",
-    "eyeBlinkLeft",
-    "eyeBlinkRight",
-    "eyeLookDownLeft",
-    "eyeLookDownRight",
-    "eyeLookInLeft",
-    "eyeLookInRight",
-    "eyeLookOutLeft",
-    "eyeLookOutRight",
-    "eyeLookUpLeft",
-    "eyeLookUpRight",
-    "eyeSquintLeft",
-    "eyeSquintRight",
-    "eyeWideLeft",
-    "eyeWideRight",
-    "jawForward",
-    "jawLeft",
-    "jawOpen",
-    "jawRight",
-    "mouthClose",
-    "mouthDimpleLeft",
-    "mouthDimpleRight",
-    "mouthFrownLeft",
-    "mouthFrownRight",
-    "mouthFunnel",
-    "mouthLeft",
-    "mouthLowerDownLeft",
-    "mouthLowerDownRight",
-    "mouthPressLeft",
-    "mouthPressRight",
-    "mouthPucker",
-    "mouthRight",
-    "mouthRollLower",
-    "mouthRollUpper",
-    "mouthShrugLower",
-    "mouthShrugUpper",
-    "mouthSmileLeft",
-    "mouthSmileRight",
-    "mouthStretchLeft",
-    "mouthStretchRight",
-    "mouthUpperUpLeft",
-    "mouthUpperUpRight",
-    "noseSneerLeft",
-    "noseSneerRight",
+BLENDSHAPE_NAMES: tuple[str, ...] = tuple(
+    """
+    _neutral browDownLeft browDownRight browInnerUp browOuterUpLeft browOuterUpRight cheekPuff
+    cheekSquintLeft cheekSquintRight eyeBlinkLeft eyeBlinkRight eyeLookDownLeft eyeLookDownRight
+    eyeLookInLeft eyeLookInRight eyeLookOutLeft eyeLookOutRight eyeLookUpLeft eyeLookUpRight
+    eyeSquintLeft eyeSquintRight eyeWideLeft eyeWideRight jawForward jawLeft jawOpen jawRight mouthClose
+    mouthDimpleLeft mouthDimpleRight mouthFrownLeft mouthFrownRight mouthFunnel mouthLeft
+    mouthLowerDownLeft mouthLowerDownRight mouthPressLeft mouthPressRight mouthPucker mouthRight
+    mouthRollLower mouthRollUpper mouthShrugLower mouthShrugUpper mouthSmileLeft mouthSmileRight
+    mouthStretchLeft mouthStretchRight mouthUpperUpLeft mouthUpperUpRight noseSneerLeft noseSneerRight
+    """.split()
 )
 """Names of the 52 blendshape scores, in MediaPipe's output order."""
 
@@ -135,7 +93,9 @@ def to_uint8_rgb(image: np.ndarray, name: str = "image", min_side: int = 0) -> n
         a = a * 255
     if min(a.shape[:2]) < min_side:
         raise UserError(f"{name} is {a.shape[1]}×{a.shape[0]} px; use a portrait of at least {min_side} px")
-    return np.ascontiguousarray(np.clip(a, 0, 255).astype(np.uint8))
+    if a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(a)
 
 
 def _pil_to_rgb(im: PIL.Image.Image) -> np.ndarray:
