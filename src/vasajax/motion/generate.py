@@ -1,0 +1,165 @@
+"""Sliding-window motion generation, offline and streaming (VASA-1 §3.2 "sliding window", §3.3).
+
+The audio features of a clip (one vector per video frame, T frames) are cut into consecutive windows of W
+frames. Window 0 is sampled with X_pre/A_pre = ∅; window i > 0 is conditioned on the last K motion frames
+generated for window i−1 and on their audio. The last window is usually short: its audio is zero-padded to
+W and the padded frames are marked absent (``audio_mask`` False → the learned audio null, the same case the
+trailing-audio dropout trains), and the padded motion frames are cut off. The output has exactly T frames.
+
+One jitted function, ``sample_window``, samples every window (the first, the middle ones and the padded
+last one have the same shapes; "context absent" is data, not a new trace), so device memory is bounded by
+one window whatever the audio length, and each window's motion is copied to the host as soon as it is done.
+
+``MotionStream`` takes audio features in chunks of any size as they arrive and returns each window as soon
+as it is sampled; ``stream_motion`` yields the windows of a whole clip; ``generate_motion`` concatenates
+them. Window i always uses the key ``fold_in(key(seed), i)``, so streaming and offline produce identical
+motion for one seed, whatever the chunking.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vasajax.errors import UserError
+from vasajax.motion.diffusion import DiffusionConfig, sample
+from vasajax.motion.dit import Conditions, CondNull, MotionDiT
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "dcfg"))
+def sample_window(
+    graphdef: nnx.GraphDef, state: nnx.State, cond: Conditions, rng: jax.Array, dcfg: DiffusionConfig
+) -> jax.Array:
+    """One window of raw (de-normalised) motion B×W×M, sampled with CFG (pure; jitted once per shape)."""
+    model = nnx.merge(graphdef, state)
+    shape = (cond.audio_BxWxA.shape[0], model.cfg.window, model.cfg.motion_dim)
+    return model.denormalize_motion(sample(model, cond, rng, dcfg, shape))
+
+
+class MotionStream:
+    """Streaming sliding-window generation: ``push`` audio features, receive finished motion windows.
+
+    >>> stream = MotionStream(model, DiffusionConfig.paper(), seed=0)
+    >>> for chunk_BxTxA in audio_chunks:          # any chunk sizes
+    ...     for motion_BxWxM in stream.push(chunk_BxTxA):
+    ...         render(motion_BxWxM)
+    >>> for motion_BxTxM in stream.finish():      # the last, partial window (if any)
+    ...     render(motion_BxTxM)
+
+    ``gaze`` (B×2 or 2, radians), ``distance`` (B×1, B or scalar) and ``emotion`` (B×E or E) are fixed for
+    the clip; None means ∅ (the learned null). Windows come back as float32 numpy arrays.
+    """
+
+    def __init__(
+        self,
+        model: MotionDiT,
+        dcfg: DiffusionConfig,
+        *,
+        batch: int = 1,
+        gaze=None,
+        distance=None,
+        emotion=None,
+        seed: int = 0,
+    ):
+        self.cfg = cfg = model.cfg
+        self.dcfg = dcfg
+        self.graphdef, self.state = nnx.split(model)
+        self.batch = B = batch
+        self.key = jax.random.key(seed)
+
+        def clip_cond(value, dim, name):
+            if value is None:
+                return jnp.zeros((B, dim)), jnp.ones((B,), bool)
+            v = np.asarray(value, np.float32)
+            if v.size not in (dim, B * dim):
+                raise UserError(f"{name} has shape {v.shape}; expected ({dim},) or ({B}, {dim})")
+            return jnp.broadcast_to(v.reshape(-1, dim), (B, dim)), jnp.zeros((B,), bool)
+
+        (self.gaze, self.gaze_null) = clip_cond(gaze, cfg.gaze_dim, "gaze")
+        (self.distance, self.distance_null) = clip_cond(distance, cfg.distance_dim, "distance")
+        (self.emotion, self.emotion_null) = clip_cond(emotion, cfg.emotion_dim, "emotion")
+        self.pending_BxTxA = np.zeros((B, 0, cfg.audio_dim), np.float32)
+        self.motion_pre_BxKxM = np.zeros((B, cfg.context, cfg.motion_dim), np.float32)
+        self.audio_pre_BxKxA = np.zeros((B, cfg.context, cfg.audio_dim), np.float32)
+        self.windows_done = 0
+        self.finished = False
+
+    def _window(self, audio_BxWxA: np.ndarray, valid: int) -> np.ndarray:
+        cfg, B, K = self.cfg, self.batch, self.cfg.context
+        first = self.windows_done == 0
+        null = CondNull(
+            audio=jnp.zeros((B,), bool),
+            context=jnp.full((B,), first or K == 0),
+            gaze=self.gaze_null,
+            distance=self.distance_null,
+            emotion=self.emotion_null,
+        )
+        mask_BxW = np.broadcast_to(np.arange(cfg.window) < valid, (B, cfg.window))
+        cond = Conditions(
+            audio_BxWxA, mask_BxW, self.motion_pre_BxKxM, self.audio_pre_BxKxA,
+            self.gaze, self.distance, self.emotion, null,
+        )  # fmt: skip
+        rng = jax.random.fold_in(self.key, self.windows_done)
+        motion_BxWxM = np.asarray(sample_window(self.graphdef, self.state, cond, rng, self.dcfg))
+        if K:
+            self.motion_pre_BxKxM = motion_BxWxM[:, cfg.window - K :]
+            self.audio_pre_BxKxA = audio_BxWxA[:, cfg.window - K :]
+        self.windows_done += 1
+        return motion_BxWxM[:, :valid]
+
+    def push(self, audio_BxTxA) -> list[np.ndarray]:
+        """Add T frames of audio features (B×T×A or T×A); return the windows this completed (B×W×M each)."""
+        if self.finished:
+            raise UserError("MotionStream.push after finish(); start a new MotionStream for a new clip")
+        a = np.asarray(audio_BxTxA, np.float32)
+        a = a[None] if a.ndim == 2 else a
+        if a.ndim != 3 or a.shape[0] != self.batch or a.shape[2] != self.cfg.audio_dim:
+            raise UserError(
+                f"audio features have shape {a.shape}; expected ({self.batch}, T, {self.cfg.audio_dim}) "
+                "(one feature vector per video frame)"
+            )
+        self.pending_BxTxA = np.concatenate([self.pending_BxTxA, a], axis=1)
+        out, W = [], self.cfg.window
+        while self.pending_BxTxA.shape[1] >= W:
+            chunk, self.pending_BxTxA = self.pending_BxTxA[:, :W], self.pending_BxTxA[:, W:]
+            out.append(self._window(chunk, W))
+        return out
+
+    def finish(self) -> list[np.ndarray]:
+        """End of audio: sample the last partial window (padded + masked), if frames remain."""
+        self.finished = True
+        T = self.pending_BxTxA.shape[1]
+        if T == 0:
+            return []
+        pad = np.zeros((self.batch, self.cfg.window - T, self.cfg.audio_dim), np.float32)
+        return [self._window(np.concatenate([self.pending_BxTxA, pad], axis=1), T)]
+
+
+def stream_motion(
+    model: MotionDiT, audio_BxTxA, dcfg: DiffusionConfig, *, gaze=None, distance=None, emotion=None, seed=0
+) -> Iterator[np.ndarray]:
+    """Yield motion window by window (B×W×M; the last one shorter) for a whole clip's audio features."""
+    a = np.asarray(audio_BxTxA, np.float32)
+    a = a[None] if a.ndim == 2 else a
+    stream = MotionStream(model, dcfg, batch=a.shape[0], gaze=gaze, distance=distance, emotion=emotion, seed=seed)
+    W = model.cfg.window
+    for start in range(0, a.shape[1], W):
+        yield from stream.push(a[:, start : start + W])
+    yield from stream.finish()
+
+
+def generate_motion(
+    model: MotionDiT, audio_BxTxA, dcfg: DiffusionConfig, *, gaze=None, distance=None, emotion=None, seed=0
+) -> np.ndarray:
+    """Motion B×T×M (raw latent space) for audio features B×T×A (or T×A → 1×T×M), T video frames."""
+    a = np.asarray(audio_BxTxA, np.float32)
+    a = a[None] if a.ndim == 2 else a
+    windows = list(stream_motion(model, a, dcfg, gaze=gaze, distance=distance, emotion=emotion, seed=seed))
+    if not windows:
+        return np.zeros((a.shape[0], 0, model.cfg.motion_dim), np.float32)
+    return np.concatenate(windows, axis=1)
