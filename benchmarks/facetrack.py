@@ -64,9 +64,7 @@ def drifting_clip(image: np.ndarray, n: int) -> list[np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100, help="timed calls per measurement")
-    ap.add_argument(
-        "--out", default=None, help="JSON path (default benchmarks/results/facetrack-<device>-<date>)"
-    )
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/facetrack-<device>-<date>)")
     args = ap.parse_args()
     n = args.frames
     portraits = {name: ft.load_image(path) for name, path in ft.PORTRAITS.items()}
@@ -89,9 +87,7 @@ def main() -> None:
 
         results["labels+crop_256/astronaut"] = timed_ms(prep_frame, n)
     with ft.FaceTracker(mode="image", max_faces=1) as tracker:
-        results["image_mode_max1/astronaut_512x512"] = timed_ms(
-            lambda: tracker.detect(portraits["astronaut"]), n
-        )
+        results["image_mode_max1/astronaut_512x512"] = timed_ms(lambda: tracker.detect(portraits["astronaut"]), n)
 
     clip = drifting_clip(portraits["astronaut"], n + 1)
     for max_faces in (1, 4):
@@ -107,9 +103,7 @@ def main() -> None:
     import mediapipe
 
     date = datetime.date.today().isoformat()
-    out = pathlib.Path(
-        args.out or pathlib.Path(__file__).parent / "results" / f"facetrack-{device_name()}-{date}.json"
-    )
+    out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results" / f"facetrack-{device_name()}-{date}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "device": device_name(),
