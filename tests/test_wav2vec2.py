@@ -34,6 +34,13 @@ VARIANTS = {  # name → (HF model class, HF config class, extra config)
 }
 
 
+@pytest.fixture(autouse=True)
+def _float32_matmuls():
+    """Parity is checked at full float32; on GPUs JAX's default lets matmuls use TF32 (errors ~2e-3)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Random-init HF models saved as safetensors, with their outputs on a fixed 2×4000-sample input."""
