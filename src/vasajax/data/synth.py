@@ -20,6 +20,12 @@ and testing set — a warped still photo with synthetic speech — not a substit
     write_clip(clip, "out/", "clip0000")        # clip0000.mp4 / .wav / .npz / .json
     vasajax synth --out DIR --num-clips 100     # the CLI (cli_main)
 
+The dataset recipe: clip-record shards (the format ``vasajax prep`` writes; tracker labels, ground truth in
+each record) for a train split and a held-out split (unseen sentences, voice, optionally portrait), in local
+worker processes (``vasajax.data.synth_shards``; about 4 min for N=200 at 256² on the 2-core dev CPU)::
+
+    vasajax synth --shards --out data/synthtalk-small --num-clips 200 --size 256 --workers 2
+
 Sections: config · landmark indices · portrait rig (crop, face-local frame, deformation bases,
 triangulation) · motion sampling · deformation and rendering · clips and I/O · inputs · command line.
 """
@@ -889,7 +895,8 @@ def prepare_portraits(
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
-    """``vasajax synth``: write N SynthTalk clips (mp4 + wav + npz + json) and an ``index.json``."""
+    """``vasajax synth``: write N SynthTalk clips (mp4 + wav + npz + json) and an ``index.json``; with
+    ``--shards``, clip-record shards + manifests for train and held-out splits (``synth_shards.cli``)."""
     import tqdm
 
     ap = argparse.ArgumentParser(prog="vasajax synth", description="Make SynthTalk clips (offline).")
@@ -898,16 +905,32 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--portraits", default=None, help="folder of portrait photos (default: the bundled ones)")
     ap.add_argument("--size", type=int, default=256, help="frame side S in pixels (default 256)")
     ap.add_argument("--seed", type=int, default=0, help="base seed; clip i uses (seed, i)")
-    ap.add_argument("--split", default="train", choices=("train", "heldout", "all"), help="sentence split")
+    ap.add_argument("--split", default=None, choices=("train", "heldout", "all", "both"),
+                    help="sentence split (default: train; with --shards: both)")  # fmt: skip
     ap.add_argument("--sentences", default=None, help="text file with one sentence per line")
+    sh = ap.add_argument_group("clip shards (--shards; see vasajax.data.synth_shards)")
+    sh.add_argument("--shards", action="store_true", help="write clip-record shards + manifests, not mp4s")
+    sh.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    sh.add_argument("--num-heldout", type=int, default=None, help="held-out clips (default max(4, N/10))")
+    sh.add_argument("--heldout-voice", default="en-gb-scotland+f5", help="LANGUAGE+VARIANT kept out of train, or none")
+    sh.add_argument("--heldout-portrait", default=None, help="portrait name kept out of train (default none)")
+    sh.add_argument("--clip-frames", type=int, default=None, help="cut utterances into T-frame records")
+    sh.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "raw"), help="frame codec (default jpeg)")
+    sh.add_argument("--clips-per-shard", type=int, default=25, help="clips per resumable work unit")
     args = ap.parse_args(argv)
     try:
         if args.num_clips < 1:
             raise UserError(f"--num-clips must be at least 1, got {args.num_clips}")
         if args.size < 64 or args.size % 2:
             raise UserError(f"--size must be an even number ≥ 64, got {args.size}")
+        if args.shards:
+            from vasajax.data import synth_shards
+
+            return synth_shards.cli(args)
+        if args.split == "both":
+            raise UserError("--split both needs --shards; without it, pick train, heldout or all")
         cfg = dataclasses.replace(SynthConfig(), size=args.size)
-        sentences = load_sentences(args.split, args.sentences)
+        sentences = load_sentences(args.split or "train", args.sentences)
         portraits = prepare_portraits(load_portraits(args.portraits), cfg)
         index = []
         for i in tqdm.trange(args.num_clips, desc="SynthTalk", unit="clip", file=sys.stderr):
