@@ -17,9 +17,12 @@ T = 20
 
 def _synth_gt(rng, T):
     f32 = np.float32
-    gt = {k: rng.random(T).astype(f32) for k in ("mouth_open", "jaw", "lip_spread", "lip_round", "blink", "emotion")}
-    gt["gaze"] = rng.standard_normal((T, 2)).astype(f32)
-    gt["landmarks"] = rng.random((T, 478, 3)).astype(f32)  # too big for extras: must be left out
+    names = ("mouth_open", "jaw", "lip_spread", "lip_round", "blink", "emotion")
+    gt = {f"synth/{k}_T": rng.random(T).astype(f32) for k in names}  # synth_shards' naming
+    gt["synth/gaze_Tx2"] = rng.standard_normal((T, 2)).astype(f32)
+    gt["synth/pose_Tx6"] = rng.standard_normal((T, 6)).astype(f32)
+    gt["synth/landmarks_Tx478x3"] = rng.random((T, 478, 3)).astype(np.float16)  # too big for extras
+    gt["synth/meta_json"] = np.frombuffer(b'{"text": "hi"}', np.uint8)
     return gt
 
 
@@ -82,15 +85,16 @@ def test_labels_source_synth_and_tracked(clip_dirs, tmp_path):
     cfg = ed.EncodeConfig(motion_source="labels", audio=audio_lib.AudioConfig.tiny())
     d, recs = clip_dirs["synth"]
     m = ed.encode_dataset(d, tmp_path / "s", cfg)
-    assert m["motion_names"] == list(ed.POSE_NAMES) + list(ed.SYNTH_DYN_NAMES)
+    assert m["motion_names"] == list(ed.SYNTH_POSE_NAMES) + list(ed.SYNTH_DYN_NAMES)
     got = list(clips.read_records(m, tmp_path / "s"))
     rec, mrec = recs[1], got[1]
     i = m["motion_names"].index("mouth_open")
-    np.testing.assert_array_equal(mrec.motion_TxM[:, i], rec.ground_truth["mouth_open"])
-    np.testing.assert_array_equal(mrec.motion_TxM[:, :6], rec.pose_Tx6)
+    np.testing.assert_array_equal(mrec.motion_TxM[:, i], rec.ground_truth["synth/mouth_open_T"])
+    np.testing.assert_array_equal(mrec.motion_TxM[:, :6], rec.ground_truth["synth/pose_Tx6"])
     phi = m["motion_names"].index("gaze_phi")
-    np.testing.assert_array_equal(mrec.motion_TxM[:, phi], rec.ground_truth["gaze"][:, 1])
-    assert "gt_mouth_open" in mrec.extra and "gt_landmarks" not in mrec.extra
+    np.testing.assert_array_equal(mrec.motion_TxM[:, phi], rec.ground_truth["synth/gaze_Tx2"][:, 1])
+    assert "gt_synth_mouth_open_T" in mrec.extra and "gt_synth_pose_Tx6" in mrec.extra
+    assert not any("landmarks" in k or "meta" in k for k in mrec.extra)
     # Without SynthTalk ground truth: pose + the 52 blendshapes.
     d, recs = clip_dirs["tracked"]
     m = ed.encode_dataset(d, tmp_path / "t", cfg)

@@ -54,7 +54,9 @@ SYNTH_DYN_NAMES = ("mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaz
 """Dynamics of the ``labels`` motion source on SynthTalk records (from the clip's ground truth)."""
 POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "tz")
 """The first six motion dimensions, always."""
-_SYNTH_GT = ("mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaze", "emotion")
+SYNTH_POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "log_scale")
+"""The pose part of the ``labels`` source on SynthTalk: its true head motion (``synthesize_clip``'s ``pose``)."""
+_SYNTH_GT = ("pose", "mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaze", "emotion")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -138,35 +140,44 @@ class MotionEncoder:
         return list(POSE_NAMES) + [f"dyn{i}" for i in range(self.cfg.dyn_dim)]
 
 
-def label_motion(rec: clips.ClipRecord) -> tuple[np.ndarray, list[str]]:
-    """The ``labels`` motion source: tracked pose + SynthTalk ground-truth dynamics (or the blendshapes)."""
-    gt = rec.ground_truth
-    if all(k in gt for k in _SYNTH_GT):
-        g = {k: np.asarray(gt[k], np.float32) for k in _SYNTH_GT}
-        gaze = g["gaze"].reshape(rec.num_frames, 2)
-        dyn = [g["mouth_open"], g["jaw"], g["lip_spread"], g["lip_round"], g["blink"], gaze[:, 0], gaze[:, 1]]
-        dyn_TxD = np.stack([d.reshape(rec.num_frames) for d in dyn] + [g["emotion"].reshape(-1)], axis=-1)
-        names = list(SYNTH_DYN_NAMES)
-    else:
-        from vasajax.facetrack import BLENDSHAPE_NAMES
+def _synth_truth(rec: clips.ClipRecord) -> dict[str, np.ndarray] | None:
+    """SynthTalk ground truth of a record by plain name (``synth/mouth_open_T`` or ``mouth_open``), or None."""
+    T, gt, out = rec.num_frames, rec.ground_truth, {}
+    for k in _SYNTH_GT:
+        shape = "_Tx2" if k == "gaze" else ("_Tx6" if k == "pose" else "_T")
+        v = gt.get(f"synth/{k}{shape}", gt.get(k))
+        if v is None:
+            return None
+        out[k] = np.asarray(v, np.float32).reshape(T, -1)
+    return out
 
-        dyn_TxD, names = rec.blendshapes_Tx52, list(BLENDSHAPE_NAMES)
-    return np.concatenate([rec.pose_Tx6, dyn_TxD], axis=-1).astype(np.float32), list(POSE_NAMES) + names
+
+def label_motion(rec: clips.ClipRecord) -> tuple[np.ndarray, list[str]]:
+    """The ``labels`` motion source: SynthTalk's true pose + dynamics, or tracked pose + blendshapes."""
+    g = _synth_truth(rec)
+    if g is not None:
+        keys = ("pose", "mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaze", "emotion")
+        motion = np.concatenate([g[k] for k in keys], axis=-1)
+        return motion.astype(np.float32), list(SYNTH_POSE_NAMES) + list(SYNTH_DYN_NAMES)
+    from vasajax.facetrack import BLENDSHAPE_NAMES
+
+    motion = np.concatenate([rec.pose_Tx6, rec.blendshapes_Tx52], axis=-1)
+    return motion.astype(np.float32), list(POSE_NAMES) + list(BLENDSHAPE_NAMES)
 
 
 # ----------------------------------------------------------------------------------------------- records
 
 
 def _extras(rec: clips.ClipRecord) -> dict[str, np.ndarray]:
+    """Tracked pose/blendshapes + small per-frame ground truth (no landmarks, no meta blobs)."""
     T = rec.num_frames
     extra = {"pose_Tx6": rec.pose_Tx6, "blendshapes_Tx52": rec.blendshapes_Tx52}
     for k, v in rec.ground_truth.items():
         v = np.asarray(v)
-        if k.startswith("landmarks") or v.ndim == 0 or v.shape[0] != T or v.ndim > 2 or v.dtype.kind not in "fiub":
+        small = 1 <= v.ndim <= 2 and v.shape[0] == T and (v.ndim == 1 or v.shape[1] <= 8)
+        if "landmarks" in k or "meta" in k or not small or v.dtype.kind not in "fiub":
             continue
-        if v.ndim == 2 and v.shape[1] > 8:
-            continue
-        extra[f"gt_{k}"] = v.astype(np.float32) if v.dtype.kind == "f" else v
+        extra["gt_" + k.replace("/", "_")] = v.astype(np.float32) if v.dtype.kind == "f" else v
     return extra
 
 
