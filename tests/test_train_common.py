@@ -1,0 +1,114 @@
+"""Trainer plumbing (vasajax.train.common): mesh and FSDP shardings, accumulation, schedule, EMA, checkpoints,
+config check, signals, logging. The 4-device / resume / two-process tests of a real trainer are in
+test_train_face.py."""
+
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vasajax.errors import UserError
+from vasajax.train import common
+
+
+def _init():
+    k1, k2 = jax.random.split(jax.random.key(0))
+    return {"w": jax.random.normal(k1, (64, 32)), "b": jnp.zeros((32,)), "v": jax.random.normal(k2, (8, 6))}
+
+
+def test_mesh_and_fsdp_shardings():
+    mesh = common.make_mesh(fsdp=2)
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 2}
+    with pytest.raises(UserError):
+        common.make_mesh(fsdp=3)
+    assert common.fsdp_spec((64, 32), 2, 100) == jax.sharding.PartitionSpec("fsdp", None)
+    assert common.fsdp_spec((3, 3, 16, 48), 2, 100) == jax.sharding.PartitionSpec(None, None, None, "fsdp")
+    assert common.fsdp_spec((8, 6), 2, 100) == jax.sharding.PartitionSpec()  # below min_size: replicated
+    assert common.fsdp_spec((63, 33), 2, 1) == jax.sharding.PartitionSpec()  # nothing divisible
+    state, shardings = common.init_sharded(_init, mesh, min_size=100)
+    assert state["w"].sharding.spec == jax.sharding.PartitionSpec("fsdp", None)
+    assert state["w"].addressable_shards[0].data.shape == (32, 32)
+    np.testing.assert_array_equal(np.asarray(state["w"]), np.asarray(_init()["w"]))
+    b = common.global_batch({"x": np.arange(8 * 3).reshape(8, 3)}, mesh)
+    assert b["x"].sharding.spec == jax.sharding.PartitionSpec(("data", "fsdp"))
+    assert b["x"].addressable_shards[0].data.shape == (2, 3)
+    with pytest.raises(UserError):
+        common.local_batch_size(6, mesh)
+    assert common.local_batch_size(8, mesh, accum_steps=2) == 8
+
+
+def test_accumulate_equals_full_batch_and_schedule():
+    params = _init()
+    x = jax.random.normal(jax.random.key(1), (8, 64))
+
+    def loss(p, batch, key):
+        y = jnp.tanh(batch["x"] @ p["w"] + p["b"])
+        val = jnp.mean(y**2)
+        return val, {"loss": val}
+
+    gf = jax.value_and_grad(loss, has_aux=True)
+    (l1, _), g1 = common.accumulate(gf, params, {"x": x}, jax.random.key(0), 1)
+    (l4, m4), g4 = jax.jit(lambda p, b: common.accumulate(gf, p, b, jax.random.key(0), 4))(params, {"x": x})
+    np.testing.assert_allclose(l1, l4, rtol=1e-5)
+    np.testing.assert_allclose(m4["loss"], l4, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    cfg = common.OptimConfig(lr=1e-3, lr_end=1e-5, warmup_steps=10)
+    sched = common.lr_schedule(cfg, 100)
+    np.testing.assert_allclose([sched(0), sched(10), sched(100)], [0.0, 1e-3, 1e-5], rtol=1e-5)
+    assert 1e-5 < sched(55) < 1e-3
+    opt = common.make_optimizer(common.OptimConfig(warmup_steps=0, clip_norm=1e-3, lr=1.0, weight_decay=0), 10)
+    huge = jax.tree.map(lambda p: jnp.full_like(p, 1e6), params)
+    upd, _ = opt.update(huge, opt.init(params), params)
+    assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(upd))
+    ema = common.ema_update({"a": jnp.zeros(3)}, {"a": jnp.ones(3)}, 0.9)
+    np.testing.assert_allclose(ema["a"], 0.1, rtol=1e-6)
+    assert not np.array_equal(jax.random.key_data(common.step_key(0, 1)), jax.random.key_data(common.step_key(0, 2)))
+
+
+def test_checkpointer_roundtrip_shardings_keep_and_config_mismatch(tmp_path):
+    mesh = common.make_mesh(fsdp=2)
+    state, shardings = common.init_sharded(lambda: {"params": _init(), "step": jnp.int32(0)}, mesh, min_size=100)
+    cfg = {"model": {"size": [1, 2]}, "lr": 1e-3}
+    with common.Checkpointer(tmp_path, cfg, keep=2, every=2) as ck:
+        assert ck.latest_step is None and ck.should_save(4) and not ck.should_save(3)
+        for step in (1, 2, 3):
+            st = jax.tree.map(lambda x, s=step: x + s, state)
+            ck.save(step, st, {"epoch": 0, "pos": step})
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg
+    with common.Checkpointer(tmp_path, {"lr": 1e-3, "model": {"size": (1, 2)}}) as ck:  # same config
+        assert ck.latest_step == 3 and sorted(ck.manager.all_steps()) == [2, 3]
+        restored, data = ck.restore(common.abstract_like(state, shardings))
+    assert data == {"epoch": 0, "pos": 3}
+    assert restored["params"]["w"].sharding == state["params"]["w"].sharding
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b) + 3)
+    with pytest.raises(UserError, match=r"model\.size: \[1, 2\] → \[1, 3\]"):
+        common.Checkpointer(tmp_path, {"lr": 1e-3, "model": {"size": [1, 3]}})
+
+
+def test_stop_signal_and_logger(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with common.StopSignal() as stop:
+        assert not stop.should_stop()
+        os.kill(os.getpid(), signal.SIGTERM)  # handled: the process keeps running
+        assert stop.requested and stop.should_stop() and stop.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
+    with common.MetricLogger(tmp_path, total_steps=4, enabled=True) as lg:
+        lg.advance(2)
+        row = lg.log(2, {"loss": jnp.float32(0.5)})
+    assert row["loss"] == 0.5 and row["steps_per_s"] > 0
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["step"] == 2 and lines[0]["loss"] == 0.5
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+
+
+def test_config_to_dict_and_diff():
+    d = common.config_to_dict(common.RunConfig.tiny(seed=3))
+    assert d["seed"] == 3 and list(d) == sorted(d)
+    assert common.config_diff(d, d) is None
+    assert common.config_diff(d, {**d, "seed": 4}) == "seed: 3 → 4"
