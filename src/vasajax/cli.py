@@ -17,6 +17,9 @@ from vasajax.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("vasajax.data.synth", "make SynthTalk clips (portrait + espeak-ng speech, with ground truth)"),
     "prep": ("vasajax.data.prep", "prepare a folder of talking-face videos into clip shards"),
+    "train-face": ("vasajax.train.face", "train stage 1 (face latent model) on clip shards"),
+    "encode-dataset": ("vasajax.train.encode_dataset", "turn clip shards into motion-latent shards for stage 2"),
+    "train-motion": ("vasajax.train.motion", "train stage 2 (motion diffusion transformer) on motion shards"),
     "info": ("vasajax.cli", "print versions, devices and model sizes of the config presets"),
 }
 
