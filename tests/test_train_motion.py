@@ -1,0 +1,144 @@
+"""Stage-2 trainer (vasajax.train.motion): one step lowers the loss, EMA math, batches, CLI run + resume."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from test_clips import make_motion
+from vasajax.data import clips, loader
+from vasajax.errors import UserError
+from vasajax.motion import diffusion
+from vasajax.train import motion as tm
+
+
+def _cfg(**run):
+    """The tiny run at a constant learning rate (no warm-up), so one step moves the weights."""
+    cfg = tm.MotionTrainConfig.tiny(**run)
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, warmup_steps=0, lr_end=cfg.optim.lr))
+
+
+def _batch(cfg, B=4, seed=0):
+    rng = np.random.default_rng(seed)
+    L, M, A = cfg.window + cfg.context, cfg.motion_dim, cfg.audio_dim
+    t = np.linspace(0, 2 * np.pi, L)[None, :, None]
+    return {
+        "motion": (np.sin(t * rng.uniform(0.5, 2, (B, 1, M))) + 0.1 * rng.standard_normal((B, L, M))).astype(
+            np.float32
+        ),
+        "audio": rng.standard_normal((B, L, A)).astype(np.float32),
+        "gaze": rng.standard_normal((B, 2)).astype(np.float32),
+        "distance": rng.random((B, 1)).astype(np.float32),
+        "emotion": rng.random((B, 52)).astype(np.float32),
+    }
+
+
+@pytest.fixture(scope="module")
+def one_step():
+    """Init the tiny DiT, take one jitted step on a fixed batch (compiled once for the module's tests)."""
+    cfg = _cfg()
+    graphdef = tm.graphdef_of(cfg)
+    state = jax.jit(lambda: tm.init_state(cfg))()
+    batch = jax.tree.map(jnp.asarray, _batch(cfg.model))
+    before = jax.tree.map(np.array, state)
+    after, metrics = tm.jit_train_step(cfg, graphdef)(state, batch)
+    return cfg, graphdef, batch, before, after, metrics
+
+
+def test_one_step_lowers_loss_on_fixed_batch(one_step):
+    cfg, graphdef, batch, before, after, metrics = one_step
+    key = jax.random.key(7)  # the same t, ε and dropouts before and after the step
+
+    @jax.jit
+    def loss(params, rest):
+        return diffusion.loss_fn(params, batch, key, graphdef=graphdef, rest=rest, dcfg=cfg.diffusion)[0]
+
+    l0, l1 = float(loss(before["params"], before["rest"])), float(loss(after["params"], after["rest"]))
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
+    assert l1 < l0 - 1e-3, (l0, l1)
+    assert int(after["step"]) == 1
+
+
+def test_ema_update_math(one_step):
+    # EMA starts at the initial params and moves (1 - d) of the way to the updated params: d·p0 + (1 − d)·p1.
+    cfg, _, _, before, after, _ = one_step
+    d = cfg.optim.ema_decay
+    leaves = zip(jax.tree.leaves(after["ema"]), jax.tree.leaves(before["params"]), jax.tree.leaves(after["params"]))
+    moved = 0
+    for e, p0, p1 in leaves:
+        np.testing.assert_allclose(e, d * p0 + (1 - d) * np.asarray(p1), rtol=1e-5, atol=1e-7)
+        moved += int(np.any(np.asarray(p1) != p0))
+    assert moved > 10
+    # The normalisation statistics are not trained.
+    for r0, r1 in zip(jax.tree.leaves(before["rest"]), jax.tree.leaves(after["rest"])):
+        np.testing.assert_array_equal(r0, r1)
+
+
+@pytest.fixture(scope="module")
+def motion_dir(tmp_path_factory):
+    """4 motion records of 24 frames, M = 14, 2 × 8 audio rows per frame (A = 16)."""
+    d = tmp_path_factory.mktemp("motion")
+    rng = np.random.default_rng(0)
+    with clips.ShardWriter(d, "m") as w:
+        for i in range(4):
+            w.write_record(make_motion(i, rng, T=24, M=14))
+    clips.write_manifest(d / "manifest.json", clips.make_manifest("motion", w.shards, motion_names=NAMES))
+    return d
+
+
+NAMES = ["yaw", "pitch", "roll", "tx", "ty", "tz", "mouth_open"] + [f"d{i}" for i in range(7)]
+
+
+def test_model_batch_from_loader(motion_dir):
+    tmp_path = motion_dir
+    mcfg = tm.MotionConfig.tiny(audio_dim=16)
+    wcfg = loader.WindowsConfig(window=mcfg.window, context=mcfg.context)
+    raw = next(iter(loader.motion_windows(tmp_path, loader.LoaderConfig.tiny(), wcfg)))
+    b = tm.model_batch(raw, mcfg)
+    assert b["motion"].shape == (2, 20, 14) and b["audio"].shape == (2, 20, 16)
+    np.testing.assert_array_equal(b["audio"][:, 3, :8], raw["audio_feat_LRxF"][:, 6])  # frame 3 = rows 6, 7
+    np.testing.assert_array_equal(b["audio"][:, 3, 8:], raw["audio_feat_LRxF"][:, 7])
+    np.testing.assert_allclose(b["gaze"], raw["gaze_Lx2"][:, 4:].mean(1), rtol=1e-6)
+    assert b["distance"].shape == (2, 1) and b["emotion"].shape == (2, 52)
+    assert tm.data_dims(tmp_path)[:2] == (14, 16)
+    with pytest.raises(UserError, match="motion dim"):
+        tm.model_batch(raw, tm.MotionConfig.tiny())
+
+
+def test_eval_metrics_helpers():
+    m = np.zeros((5, 14), np.float32)
+    m[:, 0] = np.radians([0, 1, 3, 3, 2])
+    assert tm.delta_p_deg(m) == pytest.approx((1 + 2 + 0 + 1) / 4 / 3, rel=1e-5)
+    assert tm.mouth_index(["yaw", "mouth_open"]) == 1 and tm.mouth_index(["jawOpen"]) == 0
+    assert tm.mouth_index(None) is None
+    cfg = tm.MotionTrainConfig.tiny().with_data_dims(14, 16)
+    assert tm.MotionTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.windows.length == cfg.model.window + cfg.model.context
+
+
+def test_cli_two_steps_checkpoint_resume_plot_eval(motion_dir, tmp_path, capsys):
+    """2 straight steps == 1 step, stop, resume 1 step (bitwise); plots, metrics, eval and config check."""
+    base = ["--config", "tiny", "--data", str(motion_dir), "--batch", "4", "--steps", "2", "--no-progress",
+            "--log-every", "1", "--ckpt-every", "1"]  # fmt: skip
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert tm.cli_main([*base, "--workdir", str(a), "--sample-every", "0"]) == 0
+    assert tm.cli_main([*base, "--workdir", str(b), "--sample-every", "1", "--stop-after", "1"]) == tm.EXIT_STOPPED
+    assert (b / "plots" / "motion_0000001.png").stat().st_size > 1000
+    with pytest.raises(UserError, match="another config"):  # a different config in an existing run folder
+        tm.cli_main([*base, "--workdir", str(b), "--sample-every", "1", "--lr", "0.5"])
+    assert tm.cli_main([*base, "--workdir", str(b), "--sample-every", "1", "--eval-data", str(motion_dir)]) == 0
+    out = capsys.readouterr().out
+    ev = json.loads(out.strip().splitlines()[-1])["eval"]
+    assert np.isfinite(ev["delta_p_gen"]) and -1 <= ev["mouth_corr"] <= 1 and ev["records"] == 4
+    rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    ma, mb = tm.load_model(a, ema=False), tm.load_model(b, ema=False)
+    pa, pb = nnx.state(ma, nnx.Param), nnx.state(mb, nnx.Param)
+    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(ma.motion_std.value, mb.motion_std.value)
+    assert not np.allclose(ma.motion_std.value, 1.0)  # statistics measured on the data
