@@ -123,7 +123,10 @@ def convert(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def load_params(vgg: VGG19, params: Mapping[str, np.ndarray]) -> VGG19:
-    """Write converted arrays (from :func:`convert`) into ``vgg`` in place; shapes are checked."""
+    """Write converted arrays (from :func:`convert`) into ``vgg`` in place; shapes are checked.
+
+    ``vgg`` may be abstract (``nnx.eval_shape``): every parameter is replaced, none is read.
+    """
     for path, value in params.items():
         *mods, leaf = path.split(".")
         obj = vgg
@@ -132,11 +135,12 @@ def load_params(vgg: VGG19, params: Mapping[str, np.ndarray]) -> VGG19:
         var = getattr(obj, leaf)
         if tuple(var.shape) != tuple(value.shape):
             raise UserError(f"VGG19 weight {path} has shape {value.shape}, expected {var.shape}")
-        var[...] = jnp.asarray(value, var.dtype)
+        var.set_value(jnp.asarray(value, var.dtype))
     return vgg
 
 
 def load_torchvision(path: str | os.PathLike, *, dtype=jnp.float32) -> VGG19:
     """A :class:`VGG19` with the weights of a local torchvision ``vgg19`` state dict file."""
-    vgg = VGG19(rngs=nnx.Rngs(0), dtype=dtype)
-    return load_params(vgg, convert(read_state_dict(path)))
+    params = convert(read_state_dict(path))  # has every key of TABLE, or raised
+    vgg = nnx.eval_shape(lambda: VGG19(rngs=nnx.Rngs(0), dtype=dtype))  # no random init of 20M weights
+    return load_params(vgg, params)
