@@ -1,10 +1,8 @@
 """Stage-2 trainer (vasajax.train.motion): one step lowers the loss, EMA math, batches, CLI run + resume."""
 
-import dataclasses
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -13,13 +11,16 @@ from test_clips import make_motion
 from vasajax.data import clips, loader
 from vasajax.errors import UserError
 from vasajax.motion import diffusion
+from vasajax.train import common
 from vasajax.train import motion as tm
 
+BASE = ["--config", "tiny", "--batch", "4", "--steps", "2", "--warmup", "0", "--no-progress", "--log-every", "1",
+        "--sample-every", "2"]  # fmt: skip
+"""CLI options of every run in this module: one config, so the step compiles once (``tm.compiled`` cache)."""
 
-def _cfg(**run):
-    """The tiny run at a constant learning rate (no warm-up), so one step moves the weights."""
-    cfg = tm.MotionTrainConfig.tiny(**run)
-    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, warmup_steps=0, lr_end=cfg.optim.lr))
+
+def _cfg(motion_dir):
+    return tm.build_config(tm.parser().parse_args([*BASE, "--data", str(motion_dir), "--workdir", "unused"]))
 
 
 def _batch(cfg, B=4, seed=0):
@@ -38,15 +39,31 @@ def _batch(cfg, B=4, seed=0):
 
 
 @pytest.fixture(scope="module")
-def one_step():
-    """Init the tiny DiT, take one jitted step on a fixed batch (compiled once for the module's tests)."""
-    cfg = _cfg()
-    graphdef = tm.graphdef_of(cfg)
-    state = jax.jit(lambda: tm.init_state(cfg))()
-    batch = jax.tree.map(jnp.asarray, _batch(cfg.model))
+def motion_dir(tmp_path_factory):
+    """4 motion records of 24 frames, M = 14, 2 × 8 audio rows per frame (A = 16)."""
+    d = tmp_path_factory.mktemp("motion")
+    rng = np.random.default_rng(0)
+    with clips.ShardWriter(d, "m") as w:
+        for i in range(4):
+            w.write_record(make_motion(i, rng, T=24, M=14))
+    clips.write_manifest(d / "manifest.json", clips.make_manifest("motion", w.shards, motion_names=NAMES))
+    return d
+
+
+NAMES = ["yaw", "pitch", "roll", "tx", "ty", "tz", "mouth_open"] + [f"d{i}" for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def one_step(motion_dir):
+    """Init the tiny DiT and take one step on a fixed batch with the trainer's own jitted, sharded functions."""
+    cfg = _cfg(motion_dir)
+    mesh = common.make_mesh(1)
+    graphdef, _, _, init, step = tm.compiled(cfg, mesh)
+    state = init(tm.norm_stats(motion_dir))
+    batch = common.global_batch(_batch(cfg.model), mesh, tm.BATCH_KEYS)
     before = jax.tree.map(np.array, state)
-    after, metrics = tm.jit_train_step(cfg, graphdef)(state, batch)
-    return cfg, graphdef, batch, before, after, metrics
+    after, metrics = step(state, batch)
+    return cfg, graphdef, batch, before, jax.tree.map(np.array, after), metrics
 
 
 def test_one_step_lowers_loss_on_fixed_batch(one_step):
@@ -78,21 +95,6 @@ def test_ema_update_math(one_step):
         np.testing.assert_array_equal(r0, r1)
 
 
-@pytest.fixture(scope="module")
-def motion_dir(tmp_path_factory):
-    """4 motion records of 24 frames, M = 14, 2 × 8 audio rows per frame (A = 16)."""
-    d = tmp_path_factory.mktemp("motion")
-    rng = np.random.default_rng(0)
-    with clips.ShardWriter(d, "m") as w:
-        for i in range(4):
-            w.write_record(make_motion(i, rng, T=24, M=14))
-    clips.write_manifest(d / "manifest.json", clips.make_manifest("motion", w.shards, motion_names=NAMES))
-    return d
-
-
-NAMES = ["yaw", "pitch", "roll", "tx", "ty", "tz", "mouth_open"] + [f"d{i}" for i in range(7)]
-
-
 def test_model_batch_from_loader(motion_dir):
     tmp_path = motion_dir
     mcfg = tm.MotionConfig.tiny(audio_dim=16)
@@ -116,29 +118,29 @@ def test_eval_metrics_helpers():
     assert tm.mouth_index(["yaw", "mouth_open"]) == 1 and tm.mouth_index(["jawOpen"]) == 0
     assert tm.mouth_index(None) is None
     cfg = tm.MotionTrainConfig.tiny().with_data_dims(14, 16)
+    assert cfg.model.motion_dim == 14 and cfg.model.audio_dim == 16
     assert tm.MotionTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.windows.length == cfg.model.window + cfg.model.context
 
 
 def test_cli_two_steps_checkpoint_resume_plot_eval(motion_dir, tmp_path, capsys):
     """2 straight steps == 1 step, stop, resume 1 step (bitwise); plots, metrics, eval and config check."""
-    base = ["--config", "tiny", "--data", str(motion_dir), "--batch", "4", "--steps", "2", "--no-progress",
-            "--log-every", "1", "--ckpt-every", "1"]  # fmt: skip
+    base = [*BASE, "--data", str(motion_dir)]
     a, b = tmp_path / "a", tmp_path / "b"
-    assert tm.cli_main([*base, "--workdir", str(a), "--sample-every", "0"]) == 0
-    assert tm.cli_main([*base, "--workdir", str(b), "--sample-every", "1", "--stop-after", "1"]) == tm.EXIT_STOPPED
-    assert (b / "plots" / "motion_0000001.png").stat().st_size > 1000
+    assert tm.cli_main([*base, "--workdir", str(b), "--stop-after", "1"]) == tm.EXIT_STOPPED
+    assert tm.load_config(b).model.motion_dim == 14 and not (b / "plots").exists()
     with pytest.raises(UserError, match="another config"):  # a different config in an existing run folder
-        tm.cli_main([*base, "--workdir", str(b), "--sample-every", "1", "--lr", "0.5"])
-    assert tm.cli_main([*base, "--workdir", str(b), "--sample-every", "1", "--eval-data", str(motion_dir)]) == 0
-    out = capsys.readouterr().out
-    ev = json.loads(out.strip().splitlines()[-1])["eval"]
+        tm.cli_main([*base, "--workdir", str(b), "--lr", "0.5"])
+    assert tm.cli_main([*base, "--workdir", str(b), "--eval-data", str(motion_dir)]) == 0
+    assert (b / "plots" / "motion_0000002.png").stat().st_size > 1000
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["eval"]
     assert np.isfinite(ev["delta_p_gen"]) and -1 <= ev["mouth_corr"] <= 1 and ev["records"] == 4
+    assert json.loads((b / "eval.json").read_text())["step"] == 2
     rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    assert tm.cli_main([*base, "--workdir", str(a)]) == 0
     ma, mb = tm.load_model(a, ema=False), tm.load_model(b, ema=False)
-    pa, pb = nnx.state(ma, nnx.Param), nnx.state(mb, nnx.Param)
-    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
+    for x, y in zip(jax.tree.leaves(nnx.state(ma, nnx.Param)), jax.tree.leaves(nnx.state(mb, nnx.Param))):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(ma.motion_std.value, mb.motion_std.value)
     assert not np.allclose(ma.motion_std.value, 1.0)  # statistics measured on the data

@@ -274,6 +274,19 @@ def jit_train_step(cfg: MotionTrainConfig, graphdef: nnx.GraphDef, mesh=None, st
     )
 
 
+@functools.lru_cache(maxsize=4)
+def compiled(cfg: MotionTrainConfig, mesh) -> tuple[nnx.GraphDef, Any, Any, Callable, Callable]:
+    """``(graphdef, abstract_state, shardings, init(stats), step(state, batch))`` for a run on ``mesh``.
+
+    Cached per (config, mesh), so a notebook or test that trains twice in one process compiles once.
+    """
+    graphdef = graphdef_of(cfg)
+    abstract = jax.eval_shape(functools.partial(init_state, cfg))
+    shardings = common.fsdp_shardings(abstract, mesh, cfg.run.fsdp_min_size)
+    init = jax.jit(functools.partial(init_state, cfg), out_shardings=shardings)
+    return graphdef, abstract, shardings, init, jit_train_step(cfg, graphdef, mesh, shardings)
+
+
 def sampling_model(cfg: MotionTrainConfig, state: Mapping[str, Any], use_ema: bool = True) -> MotionDiT:
     """The DiT with the EMA (or raw) weights and the run's normalisation statistics (host state)."""
     params = state["ema"] if use_ema and "ema" in state else state["params"]
@@ -434,17 +447,13 @@ def train(
         workdir, cfg.to_dict(), keep=cfg.run.keep_checkpoints, every=cfg.run.ckpt_every,
         async_save=cfg.run.async_checkpoints,
     )  # fmt: skip
-    graphdef = graphdef_of(cfg)
-    abstract = jax.eval_shape(functools.partial(init_state, cfg))
-    shardings = common.fsdp_shardings(abstract, mesh, cfg.run.fsdp_min_size)
+    _, abstract, shardings, init_fn, step_fn = compiled(cfg, mesh)
     start, data_state = ckpt.latest_step or 0, None
     if start:
         state, data_state = ckpt.restore(common.abstract_like(abstract, shardings))
         log.info("resumed %s at step %d", workdir, start)
     else:
-        stats = norm_stats(data, cfg.norm_stats_records)
-        state = jax.jit(functools.partial(init_state, cfg, stats), out_shardings=shardings)()
-    step_fn = jit_train_step(cfg, graphdef, mesh, shardings)
+        state = init_fn(norm_stats(data, cfg.norm_stats_records))
 
     lcfg = loader.LoaderConfig(batch_size=local_bs, seed=cfg.run.seed, read_threads=read_threads, worker_count=workers)
     it = iter(loader.motion_windows(data, lcfg, cfg.windows))
@@ -533,7 +542,8 @@ def build_config(args: argparse.Namespace) -> MotionTrainConfig:
     if args.bf16:
         run["precision"] = "bfloat16"
     cfg = PRESETS[args.config](**run)
-    optim = {k: v for k, v in (("lr", args.lr), ("accum_steps", args.accum), ("warmup_steps", args.warmup)) if v}
+    opts = (("lr", args.lr), ("accum_steps", args.accum), ("warmup_steps", args.warmup))
+    optim = {k: v for k, v in opts if v is not None}
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
     M, A, _ = data_dims(args.data)
     return cfg.with_data_dims(M, A)
