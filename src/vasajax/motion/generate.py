@@ -18,6 +18,7 @@ motion for one seed, whatever the chunking.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator
 
@@ -53,6 +54,7 @@ class MotionStream:
 
     ``gaze`` (B×2 or 2, radians), ``distance`` (B×1, B or scalar) and ``emotion`` (B×E or E) are fixed for
     the clip; None means ∅ (the learned null). Windows come back as float32 numpy arrays.
+    ``use_context=False`` (ablation) samples every window with X_pre/A_pre = ∅, like the first.
     """
 
     def __init__(
@@ -65,9 +67,14 @@ class MotionStream:
         distance=None,
         emotion=None,
         seed: int = 0,
+        use_context: bool = True,
     ):
         self.cfg = cfg = model.cfg
-        self.dcfg = dcfg
+        self.use_context = use_context
+        # A condition that is ∅ for the whole clip has H(C | c=∅) = H(C): its CFG branch changes nothing
+        # (eq. 2 reduces to H(C)), so skip it and save a forward pass per step.
+        given = dict(gaze=gaze, distance=distance, emotion=emotion)
+        self.dcfg = dataclasses.replace(dcfg, **{f"lambda_{n}": 0.0 for n, v in given.items() if v is None})
         self.graphdef, self.state = nnx.split(model)
         self.batch = B = batch
         self.key = jax.random.key(seed)
@@ -94,7 +101,7 @@ class MotionStream:
         first = self.windows_done == 0
         null = CondNull(
             audio=jnp.zeros((B,), bool),
-            context=jnp.full((B,), first or K == 0),
+            context=jnp.full((B,), first or K == 0 or not self.use_context),
             gaze=self.gaze_null,
             distance=self.distance_null,
             emotion=self.emotion_null,
@@ -141,12 +148,23 @@ class MotionStream:
 
 
 def stream_motion(
-    model: MotionDiT, audio_BxTxA, dcfg: DiffusionConfig, *, gaze=None, distance=None, emotion=None, seed=0
+    model: MotionDiT,
+    audio_BxTxA,
+    dcfg: DiffusionConfig,
+    *,
+    gaze=None,
+    distance=None,
+    emotion=None,
+    seed: int = 0,
+    use_context: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield motion window by window (B×W×M; the last one shorter) for a whole clip's audio features."""
     a = np.asarray(audio_BxTxA, np.float32)
     a = a[None] if a.ndim == 2 else a
-    stream = MotionStream(model, dcfg, batch=a.shape[0], gaze=gaze, distance=distance, emotion=emotion, seed=seed)
+    stream = MotionStream(
+        model, dcfg, batch=a.shape[0], gaze=gaze, distance=distance, emotion=emotion, seed=seed,
+        use_context=use_context,
+    )  # fmt: skip
     W = model.cfg.window
     for start in range(0, a.shape[1], W):
         yield from stream.push(a[:, start : start + W])
@@ -154,12 +172,21 @@ def stream_motion(
 
 
 def generate_motion(
-    model: MotionDiT, audio_BxTxA, dcfg: DiffusionConfig, *, gaze=None, distance=None, emotion=None, seed=0
+    model: MotionDiT,
+    audio_BxTxA,
+    dcfg: DiffusionConfig,
+    *,
+    gaze=None,
+    distance=None,
+    emotion=None,
+    seed: int = 0,
+    use_context: bool = True,
 ) -> np.ndarray:
     """Motion B×T×M (raw latent space) for audio features B×T×A (or T×A → 1×T×M), T video frames."""
     a = np.asarray(audio_BxTxA, np.float32)
     a = a[None] if a.ndim == 2 else a
-    windows = list(stream_motion(model, a, dcfg, gaze=gaze, distance=distance, emotion=emotion, seed=seed))
+    kw = dict(gaze=gaze, distance=distance, emotion=emotion, seed=seed, use_context=use_context)
+    windows = list(stream_motion(model, a, dcfg, **kw))
     if not windows:
         return np.zeros((a.shape[0], 0, model.cfg.motion_dim), np.float32)
     return np.concatenate(windows, axis=1)
