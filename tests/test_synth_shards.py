@@ -14,11 +14,14 @@ from vasajax.errors import UserError
 SENTENCES = """# test sentences
 Hi there.
 Yes, please.
-Good morning.
+Good day.
 # HELD-OUT: evaluation only
-See you soon.
+See you.
 Thank you.
 """
+CFG = synth_shards.ShardsConfig(  # what the command line of `_args` asks for
+    synth=dataclasses.replace(synth.SynthConfig(), size=96), num_train=2, num_heldout=2, codec="png", clips_per_unit=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +37,20 @@ def _args(out: Path, sentences: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, sentences) -> Path:
+def portraits() -> list[synth.Portrait]:
     from vasajax import modelfiles
 
     try:
         modelfiles.face_landmarker_path()
     except UserError as e:
         pytest.skip(f"needs the MediaPipe model file: {e}")
+    return synth.prepare_portraits(synth.load_portraits(), CFG.synth)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, sentences, portraits) -> Path:
     out = tmp_path_factory.mktemp("synthtalk")
-    assert synth.cli_main(_args(out, sentences)) == 0
+    synth_shards.write_dataset(out, CFG, portraits, sentences_path=sentences)
     return out
 
 
@@ -153,18 +161,22 @@ def test_shards_feed_the_stage1_loader_and_stage2_windows(dataset, tmp_path):
         np.testing.assert_array_equal(wb["gaze_Lx2"][k], rec.gaze_Tx2[s : s + 10])
 
 
-def test_same_bytes_with_two_workers_and_resume(dataset, sentences, tmp_path):
+def test_same_bytes_with_two_workers_and_resume_from_the_command_line(dataset, sentences, portraits, tmp_path):
     out = tmp_path / "again"
-    assert synth.cli_main([*_args(out, sentences), "--split", "train", "--workers", "2"]) == 0
+    synth_shards.write_dataset(out, CFG, portraits, sentences_path=sentences, splits=["train"], workers=2)
     files = sorted(p.relative_to(out) for p in out.rglob("*.array_record"))
     assert len(files) == 2 and not (out / "heldout").exists()
     for f in files:
         assert (out / f).read_bytes() == (dataset / f).read_bytes(), f
     assert clips.read_manifest(out / "train")["records"] == clips.read_manifest(dataset / "train")["records"]
-    # Re-running finds every unit finished and renders nothing (the shard files are not rewritten).
+    # The command line, asked for one clip more, finds the first two units finished (their shards are not
+    # rewritten) and renders only the new clip.
     mtimes = {f: (out / f).stat().st_mtime_ns for f in files}
-    assert synth.cli_main([*_args(out, sentences), "--split", "train"]) == 0
+    assert synth.cli_main([*_args(out, sentences), "--split", "train", "--num-clips", "3"]) == 0
     assert {f: (out / f).stat().st_mtime_ns for f in files} == mtimes
+    m = clips.read_manifest(out / "train")
+    assert m["totals"]["records"] == 3 and len(list(out.rglob("*.array_record"))) == 3
+    assert m["records"][:2] == clips.read_manifest(dataset / "train")["records"]
 
 
 class _FakeTracker:

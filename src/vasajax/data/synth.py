@@ -22,7 +22,7 @@ and testing set — a warped still photo with synthetic speech — not a substit
 
 The dataset recipe: clip-record shards (the format ``vasajax prep`` writes; tracker labels, ground truth in
 each record) for a train split and a held-out split (unseen sentences, voice, optionally portrait), in local
-worker processes (``vasajax.data.synth_shards``; about 4 min for N=200 at 256² on the 2-core dev CPU)::
+worker processes (``vasajax.data.synth_shards``; N=200 at 256²: 325 CPU-s, ~3 min wall on an idle 2-core CPU)::
 
     vasajax synth --shards --out data/synthtalk-small --num-clips 200 --size 256 --workers 2
 

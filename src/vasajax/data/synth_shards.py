@@ -9,12 +9,13 @@ and, after ``encode-dataset``, ``loader.motion_windows`` unchanged::
     # → data/synthtalk-small/train/manifest.json   (200 clips: train sentences, voices, portraits)
     #   data/synthtalk-small/heldout/manifest.json (20 clips: held-out sentences; see "Split")
 
-Measured on the 2-core development CPU (other jobs running): N=200 at 256² takes about 4 min with
-``--workers 2`` (``data_prep/README.md`` has the numbers).
+Measured on the 2-core development CPU: N=200 at 256² (18,901 frames, 650 MB) costs 325 CPU-seconds, about
+3 min with ``--workers 2`` on an idle machine (10.9 min while it was shared; ``data_prep/README.md``).
 
-**Records.** One clip record per synthesised utterance (lead-in silence, the sentence, tail silence; T varies
-with the sentence, 2–13 s), or fixed ``clip_frames`` pieces of it (``--clip-frames``, like ``prep``'s T). Frames
-are S×S at 25 fps, 16 kHz audio of exactly T/25 s. Identity = portrait name; source = ``<split>/clipNNNNN``.
+**Records.** One clip record per synthesised utterance (lead-in silence, the sentence, tail silence; T
+varies with the sentence: 2.2–5.4 s for the bundled sentences), or fixed ``clip_frames`` pieces of it
+(``--clip-frames``, like ``prep``'s T). Frames are S×S at 25 fps, 16 kHz audio of exactly T/25 s.
+Identity = portrait name; source = ``<split>/clipNNNNN``.
 
 **Labels: from the face tracker, like prep.** ``pose_Tx6``, ``gaze_Tx2``, ``distance_T``,
 ``blendshapes_Tx52`` and ``emotion_52`` come from MediaPipe FaceLandmarker run in VIDEO mode over the rendered
@@ -294,13 +295,19 @@ def _config_json(cfg: ShardsConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples → lists, as read back from a sidecar
 
 
+def _unit_config(config: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a finished unit to be reused: everything but the clip counts (so that a larger
+    ``--num-clips`` renders only the new clips)."""
+    return {k: v for k, v in config.items() if k not in ("num_train", "num_heldout")}
+
+
 def unit_done(out: Path, u: int, specs: Sequence[dict[str, Any]], cfg: ShardsConfig) -> dict[str, Any] | None:
     """The sidecar of unit ``u`` if it is finished for exactly these specs and config and its shards exist."""
     try:
         info = json.loads((out / f"{unit_name(u)}.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if info.get("specs") != list(specs) or info.get("config") != _config_json(cfg):
+    if info.get("specs") != list(specs) or _unit_config(info.get("config", {})) != _unit_config(_config_json(cfg)):
         return None
     if not all((out / s["path"]).exists() for s in info["shards"]):
         return None
@@ -354,8 +361,14 @@ def _run_unit_star(args) -> dict[str, Any]:
     return run_unit(*args)
 
 
-def merge(out: str | os.PathLike, units: Sequence[Sequence[dict[str, Any]]], cfg: ShardsConfig) -> dict[str, Any]:
-    """Merge one split's finished sidecars into its ``manifest.json``; returns the manifest."""
+def merge(
+    out: str | os.PathLike,
+    units: Sequence[Sequence[dict[str, Any]]],
+    cfg: ShardsConfig,
+    inputs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge one split's finished sidecars into its ``manifest.json`` (``inputs``: portraits and sentence
+    file, recorded in its config); returns the manifest."""
     out = Path(out)
     shards, results, seconds = [], [], 0.0
     for u, specs in enumerate(units):
@@ -372,9 +385,8 @@ def merge(out: str | os.PathLike, units: Sequence[Sequence[dict[str, Any]]], cfg
         "frames_rendered": sum(r["frames"] for r in results),
         "worker_seconds": round(seconds, 1),
     }
-    manifest = clips.make_manifest(
-        "clip", shards, dropped=dict(dropped), config={"synthtalk": _config_json(cfg)}, summary=summary
-    )
+    config = {"synthtalk": _config_json(cfg), **(inputs or {})}
+    manifest = clips.make_manifest("clip", shards, dropped=dict(dropped), config=config, summary=summary)
     clips.write_manifest(out / "manifest.json", manifest)
     return manifest
 
@@ -441,7 +453,8 @@ def write_dataset(
     finally:
         if bar is not None:
             bar.close()
-    return {split: merge(out, units, cfg) for split, (out, units) in plans.items()}
+    inputs = {"portraits": names, "sentences": str(Path(sentences_path or synth.ASSETS / "sentences.txt").resolve())}
+    return {split: merge(out, units, cfg, inputs) for split, (out, units) in plans.items()}
 
 
 def cli(args: argparse.Namespace) -> int:
