@@ -5,7 +5,8 @@ clip and a *cross* frame ``c`` of another identity (uint8; converted here to flo
 ``D(V, id, pose, dyn)`` the decoder and ``V, id, pose, dyn`` each frame's encoded latents, the generator loss is
 
 * **self-reenactment** ``x̂_sd = D(V_s, id_s, pose_d, dyn_d)`` against ``x_d``: L1 + perceptual (×20) + face
-  perceptual (×4, the perceptual loss on the central face crop) + hinge GAN (×1) + feature matching (×40);
+  perceptual (×4, the perceptual loss on the central face crop, zoomed to full size) + hinge GAN (×1) +
+  feature matching (×40);
 * **pose/dynamics transfer consistency** (VASA-1, after DPE): ``D(V_d, id_d, pose_s, dyn_d)`` and
   ``D(V_s, id_s, pose_s, dyn_d)`` show the same person with the same pose and dynamics, so their L1 +
   perceptual discrepancy is minimised (zero when s = d);
@@ -21,7 +22,8 @@ w = (1/32, 1/16, 1/8, 1/4, 1), on an ImageNet VGG19 converted from a local torch
 multi-scale SSIM, ``mean_s (1 − SSIM_s)`` over a 2× pyramid (an average rather than MS-SSIM's product of powers,
 for smoother gradients), with a larger L1 weight. MegaPortraits' face loss runs VGGFace and its gaze loss a gaze
 network; neither has offline weights: the face term applies our perceptual distance to the central
-``face_crop`` of the aligned crop, and there is no gaze term.
+``face_crop`` of the aligned crop (resized to the full size), and there is no gaze term. All perceptual pairs of
+a batch go through the VGG (or SSIM) in one call.
 
 Face identity encoder of the identity loss (VASA-1 uses ArcFace features; no ArcFace weights exist offline). It
 is pluggable: ``FaceCritics(identity=fn)`` with ``fn(images_BxHxWx3) → embedding_BxE`` (an ``nnx.Module`` or a
@@ -240,12 +242,14 @@ def ms_ssim_loss(x_BxHxWx3, y_BxHxWx3, scales: int) -> jax.Array:
     return sum(terms) / len(terms)
 
 
-def face_crop(images_BxHxWx3, frac: float) -> jax.Array:
-    """The central ``frac`` × ``frac`` crop (the face in aligned crops)."""
-    h, w = images_BxHxWx3.shape[1:3]
+def face_zoom(images_BxHxWx3, frac: float) -> jax.Array:
+    """The central ``frac`` × ``frac`` crop (the face in aligned crops), resized back to the full size, as a face
+    network would see it."""
+    b, h, w, c = images_BxHxWx3.shape
     ch, cw = max(1, round(h * frac)), max(1, round(w * frac))
     top, left = (h - ch) // 2, (w - cw) // 2
-    return images_BxHxWx3[:, top : top + ch, left : left + cw]
+    crop = images_BxHxWx3[:, top : top + ch, left : left + cw]
+    return jax.image.resize(crop, (b, h, w, c), "linear") if (ch, cw) != (h, w) else crop
 
 
 def cosface_loss(anchor_NxZ, positive_NxZ, negatives_NxKxZ, scale: float, margin: float) -> jax.Array:
@@ -320,16 +324,25 @@ def generator_loss_and_outputs(
 
     m: dict[str, jax.Array] = {}
     m["l1"] = l1(reenact, drv).mean()
-    m["perceptual"] = critics.perceptual(reenact, drv, cfg).mean()
-    total = cfg.l1_weight * m["l1"] + cfg.perceptual_weight * m["perceptual"]
+    # One perceptual pass over every pair (one VGG/SSIM graph, better batched on accelerators).
+    xs, ys, names = [reenact], [drv], ["perceptual"]
     if cfg.face_weight > 0:
-        fr, fd = face_crop(reenact, cfg.face_crop), face_crop(drv, cfg.face_crop)
-        m["face"] = critics.perceptual(fr, fd, cfg).mean()
-        total += cfg.face_weight * m["face"]
+        xs.append(face_zoom(reenact, cfg.face_crop))
+        ys.append(face_zoom(drv, cfg.face_crop))
+        names.append("face")
     if use_transfer:
         ta, tb = part(dec, 1), part(dec, 2)
+        xs.append(ta)
+        ys.append(tb)
+        names.append("transfer_perceptual")
         m["transfer_l1"] = l1(ta, tb).mean()
-        m["transfer_perceptual"] = critics.perceptual(ta, tb, cfg).mean()
+    dist = critics.perceptual(jnp.concatenate(xs), jnp.concatenate(ys), cfg)
+    for k, name in enumerate(names):
+        m[name] = part(dist, k).mean()
+    total = cfg.l1_weight * m["l1"] + cfg.perceptual_weight * m["perceptual"]
+    if cfg.face_weight > 0:
+        total += cfg.face_weight * m["face"]
+    if use_transfer:
         total += cfg.transfer_weight * (
             cfg.l1_weight * m["transfer_l1"] + cfg.perceptual_weight * m["transfer_perceptual"]
         )
@@ -339,8 +352,8 @@ def generator_loss_and_outputs(
         outputs["cross"] = cross
         fakes = jnp.concatenate([reenact, cross])
         if cfg.identity_weight > 0:
-            e_gen = critics.identity_embedding(cross, model)
-            e_ref = jax.lax.stop_gradient(critics.identity_embedding(crs, model))
+            emb = critics.identity_embedding(jnp.concatenate([cross, crs]), model)
+            e_gen, e_ref = emb[:b], jax.lax.stop_gradient(emb[b:])
             m["identity"] = (1.0 - jnp.sum(e_gen * e_ref, axis=-1)).mean()
             total += cfg.identity_weight * m["identity"]
         if cfg.contrastive_weight > 0:
