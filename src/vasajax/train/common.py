@@ -398,15 +398,19 @@ def split_microbatches(batch: Any, accum_steps: int) -> Any:
 
 
 def accumulate(
-    grad_fn: Callable[[Any, Any, jax.Array], tuple[tuple[jax.Array, dict], Any]],
+    grad_fn: Callable[[Any, Any, jax.Array], tuple[tuple[jax.Array, Any], Any]],
     params: Any,
     batch: Any,
     key: jax.Array,
     accum_steps: int,
-) -> tuple[tuple[jax.Array, dict], Any]:
+    *,
+    has_extra: bool = False,
+) -> tuple[tuple[jax.Array, Any], Any]:
     """Mean of ``grad_fn(params, microbatch, key_k)`` over ``accum_steps`` micro-batches (a ``lax.scan``).
 
-    ``grad_fn`` is ``jax.value_and_grad(loss, has_aux=True)``-shaped: ``((loss, metrics), grads)``. With
+    ``grad_fn`` is ``jax.value_and_grad(loss, has_aux=True)``-shaped: ``((loss, metrics), grads)``, or with
+    ``has_extra`` ``((loss, (metrics, extra)), grads)`` where ``extra`` holds per-example outputs (leading axis
+    a multiple of the micro-batch) that are reassembled in batch order instead of averaged. With
     ``accum_steps == 1`` it is called once on the whole batch with ``key`` itself.
     """
     if accum_steps == 1:
@@ -415,13 +419,37 @@ def accumulate(
 
     def body(carry, xs):
         k, mb = xs
-        out = grad_fn(params, mb, jax.random.fold_in(key, k))
-        return jax.tree.map(jnp.add, carry, out), None
+        (loss, aux), grads = grad_fn(params, mb, jax.random.fold_in(key, k))
+        metrics, extra = aux if has_extra else (aux, None)
+        carry = jax.tree.map(jnp.add, carry, (loss, metrics, grads))
+        return carry, extra
 
-    first = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), key)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first)
-    total, _ = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), micro))
-    return jax.tree.map(lambda x: x / accum_steps, total)
+    mb0 = jax.tree.map(lambda x: x[0], micro)
+    (loss0, aux0), grads0 = jax.eval_shape(grad_fn, params, mb0, key)
+    metrics0 = aux0[0] if has_extra else aux0
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (loss0, metrics0, grads0))
+    total, extra = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), micro))
+    loss, metrics, grads = jax.tree.map(lambda x: x / accum_steps, total)
+    if not has_extra:
+        return (loss, metrics), grads
+    return (loss, (metrics, merge_microbatches(extra, batch))), grads
+
+
+def merge_microbatches(extra: Any, batch: Any) -> Any:
+    """Inverse of ``split_microbatches`` for per-example outputs: accum×(k·b)×… → (k·B)×… in batch order.
+
+    An output with k rows per example (e.g. two generated images per example, stacked as [all first; all
+    second]) keeps that block layout over the whole batch."""
+
+    def merge(x):
+        accum, rows = x.shape[:2]
+        b = jax.tree.leaves(batch)[0].shape[0] // accum
+        k = rows // b
+        x = x.reshape(accum, k, b, *x.shape[2:])  # micro m, block j, example i (global i·accum + m)
+        x = jnp.transpose(x, (1, 2, 0, *range(3, x.ndim)))  # block, i, m
+        return x.reshape(k * b * accum, *x.shape[3:])
+
+    return jax.tree.map(merge, extra)
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:

@@ -1,0 +1,602 @@
+"""Stage-1 trainer: the face latent space by self-reenactment (VASA-1 §3.1, MegaPortraits' recipe).
+
+    vasajax train-face --config tiny --data data/clips --workdir runs/face-tiny --steps 300
+    srun vasajax train-face --config paper --data /data/vox2 --workdir runs/face --fsdp 8   (train/slurm/)
+
+Each step draws (source, driver, cross) frames from ``loader.face_pairs`` and runs two pure, jitted functions:
+
+* ``generator_step``: the whole generator objective of ``vasajax.face.losses`` (L1, perceptual, face, transfer
+  consistency, cross-identity identity, CosFace contrastive, hinge GAN + feature matching against the current
+  discriminator), gradients (accumulated over micro-batches if asked), clipping, AdamW, EMA;
+* ``discriminator_step``: the multi-scale patch discriminator's hinge loss on the driver frames (real) and the
+  images the generator step produced (fake), AdamW.
+
+The state is one pytree ``{"step", "gen": {"params", "opt", "ema"}, "disc": {"params", "opt"}}``; batches are
+sharded over every device, params replicated or FSDP-sharded (``vasajax.train.common``). There is no random state
+besides ``step_key(seed, step)``: stopping (SIGTERM/SIGINT, ``--stop-after``) and resuming gives the same params,
+bit for bit on CPU, as an uninterrupted run.
+
+The run folder gets ``config.json``, ``checkpoints/<step>/`` (orbax), ``metrics.jsonl``, ``tb/`` (TensorBoard) and
+``samples/step_XXXXXXX.png``: rows source | driver | self-reenactment | cross identity | cross reenactment (the
+cross face driven by the driver's motion), made with the EMA weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from vasajax.data import loader
+from vasajax.errors import UserError
+from vasajax.face import discriminator as disc_lib
+from vasajax.face import losses
+from vasajax.face.config import FaceConfig
+from vasajax.face.model import FaceLatentModel
+from vasajax.train import common
+
+log = logging.getLogger("vasajax.train.face")
+
+BATCH_KEYS = ("source", "driver", "cross")
+"""The loader fields a step uses (uint8 frames; converted to float on device)."""
+
+EXIT_STOPPED = 75
+"""Exit status of ``cli_main`` when a signal or ``--stop-after`` ended the job before the last step (EX_TEMPFAIL:
+a SLURM script requeues on it)."""
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FaceTrainConfig:
+    """Everything that defines a stage-1 run; saved as ``config.json`` and checked when a run resumes."""
+
+    model: FaceConfig
+    """The face latent model (its ``dtype`` is overridden by ``run.precision``)."""
+    disc: disc_lib.DiscConfig
+    """The multi-scale patch discriminator."""
+    loss: losses.FaceLossConfig
+    """Loss weights and the perceptual distance (VGG19 with weights, else the SSIM fallback)."""
+    optim: common.OptimConfig
+    """Generator optimiser: AdamW, warm-up + cosine, clipping, accumulation, EMA."""
+    disc_optim: common.OptimConfig
+    """Discriminator optimiser (its ``ema_decay`` and ``accum_steps`` are ignored: no EMA, no accumulation)."""
+    run: common.RunConfig
+    """Steps, global batch, seed, mesh, precision, logging and checkpoint cadence."""
+    pairs: loader.PairsConfig
+    """How the loader draws source/driver/cross frames (resize to ``model.image_size`` is forced)."""
+    adversarial: bool = True
+    """Train the discriminator and use the GAN + feature-matching terms (False: reconstruction losses only)."""
+
+    def __post_init__(self):
+        if self.pairs.size not in (None, self.model.image_size):
+            raise ValueError("pairs.size must be None or model.image_size")
+
+    @property
+    def model_cfg(self) -> FaceConfig:
+        """The model config with the run's compute dtype."""
+        return dataclasses.replace(self.model, dtype=common.compute_dtype(self.run.precision))
+
+    @property
+    def disc_cfg(self) -> disc_lib.DiscConfig:
+        """The discriminator config with the run's compute dtype."""
+        return dataclasses.replace(self.disc, dtype=common.compute_dtype(self.run.precision))
+
+    @property
+    def loss_cfg(self) -> losses.FaceLossConfig:
+        """The loss config, without GAN terms when not ``adversarial``."""
+        if self.adversarial:
+            return self.loss
+        return dataclasses.replace(self.loss, gan_weight=0.0, feature_matching_weight=0.0)
+
+    def to_dict(self) -> dict:
+        """JSON-ready nested dict (what ``config.json`` holds)."""
+        return common.config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FaceTrainConfig:
+        """Inverse of ``to_dict`` (lists become tuples)."""
+
+        def make(typ, sub):
+            return typ(**{k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()})
+
+        return cls(
+            model=make(FaceConfig, d["model"]),
+            disc=make(disc_lib.DiscConfig, d["disc"]),
+            loss=make(losses.FaceLossConfig, d["loss"]),
+            optim=make(common.OptimConfig, d["optim"]),
+            disc_optim=make(common.OptimConfig, d["disc_optim"]),
+            run=make(common.RunConfig, d["run"]),
+            pairs=make(loader.PairsConfig, d["pairs"]),
+            adversarial=d["adversarial"],
+        )
+
+    @classmethod
+    def tiny(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
+        """64² model, batch 4, a few steps: tests and a minutes-long CPU run."""
+        m = FaceConfig.tiny()
+        return cls(
+            model=m,
+            disc=disc_lib.DiscConfig.tiny(),
+            loss=losses.FaceLossConfig.tiny(vgg_weights),
+            optim=common.OptimConfig.tiny(),
+            disc_optim=common.OptimConfig.tiny(),
+            run=common.RunConfig.tiny(**run_overrides),
+            pairs=loader.PairsConfig(min_gap=1, size=m.image_size),
+        )
+
+    @classmethod
+    def small(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
+        """The 256² demo model on one machine."""
+        m = FaceConfig.small()
+        return cls(
+            model=m,
+            disc=disc_lib.DiscConfig.small(),
+            loss=losses.FaceLossConfig.small(vgg_weights),
+            optim=common.OptimConfig.small(),
+            disc_optim=common.OptimConfig.small(),
+            run=common.RunConfig.small(**run_overrides),
+            pairs=loader.PairsConfig(min_gap=2, size=m.image_size),
+        )
+
+    @classmethod
+    def paper(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
+        """512² with MegaPortraits' sizes and weights, bf16 (its 512² phase: batch 16, 300K iterations)."""
+        m = FaceConfig.paper()
+        return cls(
+            model=m,
+            disc=disc_lib.DiscConfig.paper(),
+            loss=losses.FaceLossConfig.paper(vgg_weights),
+            optim=common.OptimConfig.paper(),
+            disc_optim=common.OptimConfig.paper(),
+            run=common.RunConfig.paper(**{"steps": 300_000, "batch_size": 16, **run_overrides}),
+            pairs=loader.PairsConfig(min_gap=2, size=m.image_size),
+        )
+
+
+PRESETS: dict[str, Callable[..., FaceTrainConfig]] = {
+    "tiny": FaceTrainConfig.tiny,
+    "small": FaceTrainConfig.small,
+    "paper": FaceTrainConfig.paper,
+}
+
+
+# ----------------------------------------------------------------------------------------------- state
+
+
+@dataclasses.dataclass(frozen=True)
+class Graphs:
+    """The static halves of the networks (``nnx.split``); hashable, closed over by the jitted steps."""
+
+    model: nnx.GraphDef
+    disc: nnx.GraphDef | None
+    critics: nnx.GraphDef
+
+
+def make_graphs(cfg: FaceTrainConfig, critics: losses.FaceCritics) -> Graphs:
+    """Graph definitions of the model, discriminator and critics (no parameter memory is allocated)."""
+    model_def, _ = nnx.split(nnx.eval_shape(lambda: FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(0))))
+    disc_def = None
+    if cfg.adversarial:
+        disc_def, _ = nnx.split(nnx.eval_shape(lambda: disc_lib.PatchDiscriminator(cfg.disc_cfg, rngs=nnx.Rngs(0))))
+    return Graphs(model=model_def, disc=disc_def, critics=nnx.split(critics)[0])
+
+
+def optimizers(cfg: FaceTrainConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """(generator, discriminator) optimisers over the run's steps."""
+    return (
+        common.make_optimizer(cfg.optim, cfg.run.steps),
+        common.make_optimizer(cfg.disc_optim, cfg.run.steps),
+    )
+
+
+def init_state(cfg: FaceTrainConfig) -> dict:
+    """A fresh train state (call under ``jit`` with out_shardings: see ``common.init_sharded``).
+
+    Initialisation draws from an ``rbg`` key of ``run.seed``: XLA compiles it ~4× faster on CPU than threefry
+    (seconds, not half a minute, for the tiny model); it is deterministic for a given mesh.
+    """
+    gen_tx, disc_tx = optimizers(cfg)
+    key = jax.random.key(cfg.run.seed, impl="rbg")
+    _, params = nnx.split(FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(jax.random.fold_in(key, 0))))
+    gen = {"params": params, "opt": gen_tx.init(params)}
+    if cfg.optim.ema_decay is not None:
+        gen["ema"] = jax.tree.map(jnp.copy, params)
+    state = {"step": jnp.zeros((), jnp.int32), "gen": gen}
+    if cfg.adversarial:
+        drngs = nnx.Rngs(jax.random.fold_in(key, 1))
+        _, dparams = nnx.split(disc_lib.PatchDiscriminator(cfg.disc_cfg, rngs=drngs))
+        state["disc"] = {"params": dparams, "opt": disc_tx.init(dparams)}
+    return state
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def generator_step(
+    state: dict,
+    critic_params: nnx.State,
+    batch: Mapping[str, jax.Array],
+    *,
+    graphs: Graphs,
+    cfg: FaceTrainConfig,
+    tx: optax.GradientTransformation,
+) -> tuple[dict, dict[str, jax.Array], jax.Array]:
+    """One generator update. Returns ``(state, metrics, fakes)``; ``fakes`` (2B×H×W×3: self and cross
+    reenactments) feed ``discriminator_step``. ``state["step"]`` is incremented here."""
+    gen = state["gen"]
+    loss_cfg = cfg.loss_cfg
+    disc_params = state["disc"]["params"] if "disc" in state else None
+
+    def loss_fn(params, mb, key):
+        del key  # the stage-1 objective is deterministic; the per-step key is kept for augmentations
+        model = nnx.merge(graphs.model, params)
+        critics = nnx.merge(graphs.critics, critic_params)
+        disc = nnx.merge(graphs.disc, disc_params) if disc_params is not None else None
+        loss, (metrics, outputs) = losses.generator_loss_and_outputs(model, critics, disc, mb, loss_cfg)
+        return loss, (metrics, outputs["fakes"])
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    key = common.step_key(cfg.run.seed, state["step"])
+    (_, (metrics, fakes)), grads = common.accumulate(
+        grad_fn, gen["params"], batch, key, cfg.optim.accum_steps, has_extra=True
+    )
+    metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+    updates, opt = tx.update(grads, gen["opt"], gen["params"])
+    params = optax.apply_updates(gen["params"], updates)
+    new_gen = {"params": params, "opt": opt}
+    if "ema" in gen:
+        new_gen["ema"] = common.ema_update(gen["ema"], params, cfg.optim.ema_decay)
+    return {**state, "step": state["step"] + 1, "gen": new_gen}, metrics, fakes
+
+
+def discriminator_step(
+    state: dict,
+    real: jax.Array,
+    fake: jax.Array,
+    *,
+    graphs: Graphs,
+    tx: optax.GradientTransformation,
+) -> tuple[dict, dict[str, jax.Array]]:
+    """One discriminator update on ``real`` (uint8 or float frames) and ``fake`` (the generator's images)."""
+    d = state["disc"]
+
+    def loss_fn(params):
+        return losses.discriminator_loss(nnx.merge(graphs.disc, params), real, fake)
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(d["params"])
+    updates, opt = tx.update(grads, d["opt"], d["params"])
+    return {**state, "disc": {"params": optax.apply_updates(d["params"], updates), "opt": opt}}, metrics
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_steps(cfg: FaceTrainConfig, mesh) -> Steps:
+    """Everything a loop needs for ``cfg`` on ``mesh``, built once per (config, mesh) in a process: the jitted
+    ``init`` (no arguments), ``gen(state, critic_params, batch)`` and ``disc(state, real, fake)`` (None when
+    not adversarial) and ``sample(params, batch)``, with shardings and donated state, plus the graphs, the
+    state shardings, and the critics' params placed on the mesh. Reusing it skips retracing and recompiling."""
+    critics = losses.build_critics(cfg.loss_cfg)
+    return _build_steps(cfg, mesh, critics)
+
+
+def _build_steps(cfg: FaceTrainConfig, mesh, critics: losses.FaceCritics) -> Steps:
+    graphs = make_graphs(cfg, critics)
+    init_fn = functools.partial(init_state, cfg)
+    abstract = jax.eval_shape(init_fn)
+    shardings = common.fsdp_shardings(abstract, mesh, cfg.run.fsdp_min_size)
+    critic_params = nnx.split(critics)[1]
+    critic_sh = common.fsdp_shardings(critic_params, mesh, cfg.run.fsdp_min_size)
+    critic_params = jax.tree.map(
+        lambda x, sh: jax.make_array_from_callback(x.shape, sh, lambda i, x=x: np.asarray(x)[i]),
+        critic_params,
+        critic_sh,
+    )
+    gen_tx, disc_tx = optimizers(cfg)
+    rep, bat = common.replicated(mesh), common.batch_sharding(mesh)
+    batch_sh = {k: bat for k in BATCH_KEYS}
+    gen = jax.jit(
+        functools.partial(generator_step, graphs=graphs, cfg=cfg, tx=gen_tx),
+        in_shardings=(shardings, critic_sh, batch_sh),
+        out_shardings=(shardings, rep, bat),
+        donate_argnums=(0,),
+    )
+    disc = None
+    if cfg.adversarial:
+        disc = jax.jit(
+            functools.partial(discriminator_step, graphs=graphs, tx=disc_tx),
+            in_shardings=(shardings, bat, bat),
+            out_shardings=(shardings, rep),
+            donate_argnums=(0,),
+        )
+    sample = jax.jit(functools.partial(sample_images, graphs.model), out_shardings=rep)
+    init = jax.jit(init_fn, out_shardings=shardings)
+    return Steps(graphs, abstract, shardings, critic_params, init, gen, disc, sample)
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """The compiled pieces of one (config, mesh): see ``compiled_steps``."""
+
+    graphs: Graphs
+    abstract: Any
+    """ShapeDtypeStructs of the train state."""
+    shardings: Any
+    """NamedShardings of the train state."""
+    critic_params: Any
+    init: Callable[[], dict]
+    gen: Callable
+    disc: Callable | None
+    sample: Callable
+
+
+# ----------------------------------------------------------------------------------------------- samples
+
+
+def sample_images(graphdef: nnx.GraphDef, params: nnx.State, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Self-reenactment (source driven by driver) and cross reenactment (cross identity driven by driver)."""
+    model = nnx.merge(graphdef, params)
+    src, drv, crs = (losses.to_float(batch[k]) for k in BATCH_KEYS)
+    out = model.reenact(jnp.concatenate([src, crs]), jnp.concatenate([drv, drv])).astype(jnp.float32)
+    b = src.shape[0]
+    return {"self": out[:b], "cross": out[b:]}
+
+
+def write_grid(path: Path, batch: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
+    """PNG grid: one column per example; rows source, driver, self-reenactment, cross identity, cross reenact."""
+    from PIL import Image
+
+    def u8(x):
+        x = np.asarray(x)
+        return x if x.dtype == np.uint8 else (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    rows = [u8(batch["source"]), u8(batch["driver"]), u8(out["self"]), u8(batch["cross"]), u8(out["cross"])]
+    grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB of two image batches in [0, 1] (or uint8)."""
+    a = np.asarray(a, np.float64) / (255.0 if np.asarray(a).dtype == np.uint8 else 1.0)
+    b = np.asarray(b, np.float64) / (255.0 if np.asarray(b).dtype == np.uint8 else 1.0)
+    return float(-10 * np.log10(max(np.mean((a - b) ** 2), 1e-10)))
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+
+def _host_scalars(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
+    return {k: float(np.asarray(v.addressable_data(0))) for k, v in metrics.items()}
+
+
+def _replicated_input(x: np.ndarray, mesh) -> jax.Array:
+    return jax.make_array_from_process_local_data(common.replicated(mesh), np.asarray(x))
+
+
+def train(
+    cfg: FaceTrainConfig,
+    data: str | Path,
+    workdir: str | Path,
+    *,
+    stop_after: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+    read_threads: int = 2,
+    workers: int = 0,
+    identity_encoder: Callable | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) the run in ``workdir`` on the clip shards in ``data``.
+
+    ``stop_after``: stop (with a checkpoint) after this many steps in this call, e.g. to fit a job's time
+    limit. ``on_step(step)`` is called after each step (tests, custom hooks). Returns
+    ``{"step", "stopped", "metrics", "state"}``: the last logged scalars (process 0) and the final train state.
+    """
+    mesh = common.make_mesh(cfg.run.fsdp)
+    local_bs = common.local_batch_size(cfg.run.batch_size, mesh, cfg.optim.accum_steps)
+    ckpt = common.Checkpointer(
+        workdir,
+        cfg.to_dict(),
+        keep=cfg.run.keep_checkpoints,
+        every=cfg.run.ckpt_every,
+        async_save=cfg.run.async_checkpoints,
+    )
+    if identity_encoder is None:
+        steps = compiled_steps(cfg, mesh)
+    else:
+        steps = _build_steps(cfg, mesh, losses.build_critics(cfg.loss_cfg, identity=identity_encoder))
+    start, data_state = ckpt.latest_step or 0, None
+    if start:
+        state, data_state = ckpt.restore(common.abstract_like(steps.abstract, steps.shardings))
+        log.info("resumed %s at step %d", workdir, start)
+    else:
+        state = steps.init()
+    gen_step, disc_step, critic_params = steps.gen, steps.disc, steps.critic_params
+
+    lcfg = loader.LoaderConfig(batch_size=local_bs, seed=cfg.run.seed, read_threads=read_threads, worker_count=workers)
+    it = iter(loader.face_pairs(data, lcfg, cfg.pairs))
+    if data_state is not None:
+        it.set_state(data_state)
+    sample_batch = None
+    if cfg.run.sample_every:  # every process: the sampling jit is a collective on the mesh
+        scfg = loader.LoaderConfig(batch_size=min(4, local_bs), seed=12345, shuffle=True, shard_index=0, shard_count=1)
+        sb = next(iter(loader.face_pairs(data, scfg, cfg.pairs)))
+        sample_batch = {k: sb[k] for k in BATCH_KEYS}
+        sample_fn = steps.sample
+
+    end = cfg.run.steps if stop_after is None else min(cfg.run.steps, start + stop_after)
+    step, stopped, last = start, False, {}
+    with (
+        common.StopSignal() as stop,
+        common.MetricLogger(workdir, cfg.run.steps, start, enabled=common.is_main_process() and progress) as logger,
+    ):
+        jsonl_only = common.is_main_process() and not progress
+        while step < end:
+            if stop.should_stop():
+                stopped = True
+                break
+            batch = common.global_batch(next(it), mesh, BATCH_KEYS)
+            state, metrics, fakes = gen_step(state, critic_params, batch)
+            if disc_step is not None:
+                state, dmetrics = disc_step(state, batch["driver"], fakes)
+                metrics = {**metrics, **dmetrics}
+            step += 1
+            logger.advance()
+            if step % cfg.run.log_every == 0 or step == end:
+                last = _host_scalars(metrics)
+                last = logger.log(step, last) or last
+                if jsonl_only:
+                    _append_jsonl(Path(workdir) / "metrics.jsonl", step, last)
+            if sample_batch is not None and cfg.run.sample_every and step % cfg.run.sample_every == 0:
+                _write_samples(workdir, step, state, sample_fn, sample_batch, mesh)
+            if ckpt.should_save(step):
+                ckpt.save(step, state, it.get_state())
+            if on_step is not None:
+                on_step(step)
+        stopped = stopped or step < cfg.run.steps
+        ckpt.save(step, state, it.get_state())
+        ckpt.close()
+    if stopped and common.is_main_process():
+        log.warning("stopped at step %d of %d; run the same command again to resume", step, cfg.run.steps)
+    return {"step": step, "stopped": stopped, "metrics": last, "state": state}
+
+
+def _append_jsonl(path: Path, step: int, row: Mapping[str, float]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, "time": time.time(), **row}) + "\n")
+
+
+def _write_samples(workdir, step, state, sample_fn, sample_batch, mesh) -> None:
+    params = state["gen"].get("ema", state["gen"]["params"])
+    inputs = {k: _replicated_input(v, mesh) for k, v in sample_batch.items()}
+    out = {k: np.asarray(v.addressable_data(0)) for k, v in sample_fn(params, inputs).items()}
+    if common.is_main_process():
+        write_grid(Path(workdir) / "samples" / f"step_{step:07d}.png", sample_batch, out)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def load_config(workdir: str | Path) -> FaceTrainConfig:
+    """The config of a run folder."""
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        raise UserError(f"{workdir} is not a train-face run folder (no config.json)")
+    return FaceTrainConfig.from_dict(json.loads(path.read_text()))
+
+
+def load_params(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> tuple[FaceConfig, nnx.State]:
+    """``(model config, params)`` of a run's checkpoint (latest by default; EMA weights when kept), on the
+    default device. The config's dtype is the run's compute dtype."""
+    cfg = load_config(workdir)
+    ckpt = common.Checkpointer(workdir, cfg.to_dict(), async_save=False)
+    try:
+        if ckpt.latest_step is None:
+            raise UserError(f"{workdir} has no checkpoint yet")
+        abstract = jax.eval_shape(functools.partial(init_state, cfg))
+        dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        state, _ = ckpt.restore(common.abstract_like(abstract, jax.tree.map(lambda _: dev, abstract)), step)
+    finally:
+        ckpt.close()
+    gen = state["gen"]
+    return cfg.model_cfg, gen["ema"] if ema and "ema" in gen else gen["params"]
+
+
+def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> FaceLatentModel:
+    """A ``FaceLatentModel`` with a run's trained weights (what ``encode-dataset`` and the pipeline use)."""
+    mcfg, params = load_params(workdir, ema=ema, step=step)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: FaceLatentModel(mcfg, rngs=nnx.Rngs(0))))
+    return nnx.merge(graphdef, params)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def build_config(args: argparse.Namespace) -> FaceTrainConfig:
+    """The run config of parsed ``train-face`` options (preset + overrides)."""
+    overrides: dict[str, Any] = {}
+    for name, key in (("steps", "steps"), ("batch", "batch_size"), ("seed", "seed"), ("fsdp", "fsdp")):
+        if getattr(args, name) is not None:
+            overrides[key] = getattr(args, name)
+    for name in ("log_every", "ckpt_every", "sample_every"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.bf16:
+        overrides["precision"] = "bfloat16"
+    cfg = PRESETS[args.config](args.vgg_weights, **overrides)
+    optim = {}
+    if args.lr is not None:
+        optim["lr"] = args.lr
+    if args.accum is not None:
+        optim["accum_steps"] = args.accum
+    if args.warmup is not None:
+        optim["warmup_steps"] = args.warmup
+    cfg = dataclasses.replace(
+        cfg,
+        optim=dataclasses.replace(cfg.optim, **optim),
+        disc_optim=dataclasses.replace(cfg.disc_optim, **{k: v for k, v in optim.items() if k != "accum_steps"}),
+        adversarial=not args.no_gan,
+    )
+    return cfg
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vasajax train-face", description=__doc__.split("\n")[0])
+    p.add_argument("--config", choices=sorted(PRESETS), default="tiny", help="model/run preset")
+    p.add_argument("--data", required=True, help="clip shards from `vasajax prep` or `vasajax synth` (folder)")
+    p.add_argument("--workdir", required=True, help="run folder (created; resumed if it holds checkpoints)")
+    p.add_argument("--steps", type=int, help="total optimiser steps of the run (sets the cosine schedule)")
+    p.add_argument("--stop-after", type=int, help="stop with a checkpoint after this many steps in this job")
+    p.add_argument("--batch", type=int, help="global batch size")
+    p.add_argument("--accum", type=int, help="gradient accumulation micro-batches per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--warmup", type=int, help="warm-up steps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--fsdp", type=int, help="devices per FSDP group (params sharded over them)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 compute (params and optimiser stay float32)")
+    p.add_argument("--no-gan", action="store_true", help="reconstruction losses only (no discriminator)")
+    p.add_argument("--vgg-weights", help="torchvision vgg19 state dict for the VGG perceptual loss (else SSIM)")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--sample-every", type=int)
+    p.add_argument("--workers", type=int, default=0, help="data worker processes (0: threads in this process)")
+    p.add_argument("--coordinator", help="multi-host: coordinator host:port (SLURM is detected without it)")
+    p.add_argument("--num-processes", type=int)
+    p.add_argument("--process-id", type=int)
+    return p
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """``vasajax train-face``: returns 0 when the run is complete, ``EXIT_STOPPED`` when it stopped early."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    common.init_distributed(args.coordinator, args.num_processes, args.process_id)
+    cfg = build_config(args)
+    out = train(cfg, args.data, args.workdir, stop_after=args.stop_after, workers=args.workers)
+    if common.is_main_process():
+        print(json.dumps({"step": out["step"], "stopped": out["stopped"], **out["metrics"]}))
+    return EXIT_STOPPED if out["stopped"] else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from vasajax.errors import UserError as _UE
+
+    try:
+        raise SystemExit(cli_main(sys.argv[1:]))
+    except _UE as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

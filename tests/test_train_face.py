@@ -1,0 +1,254 @@
+"""Stage-1 trainer (vasajax.train.face): 4 devices = 1 device, exact resume after SIGTERM, two real processes.
+
+Compiling the stage-1 step is the cost here (~30 s of CPU per distinct program on the slimmed tiny config), so
+the tests share programs: ``compiled_steps`` caches per (config, mesh) in this process, and the subprocesses of
+the resume test share a persistent compilation cache. Subprocesses run this file as a worker (``__main__``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+S = 64  # frame side = the tiny model's image size
+
+
+def _config(**run):
+    """Tiny model with fewer blocks and the cheap loss terms (L1, SSIM, GAN + feature matching)."""
+    from vasajax.face.config import FaceConfig
+    from vasajax.train import face
+
+    cfg = face.FaceTrainConfig.tiny(
+        **{"steps": 6, "batch_size": 4, "ckpt_every": 2, "keep_checkpoints": 3, "sample_every": 0, **run}
+    )
+    model = FaceConfig.tiny(app_res3d=0, g2d_blocks=0, g3d_channels=(8,), enc_channels=(8, 8, 8))
+    loss = dataclasses.replace(
+        cfg.loss, transfer_weight=0.0, identity_weight=0.0, contrastive_weight=0.0, face_weight=0.0, ssim_scales=1
+    )
+    optim = dataclasses.replace(cfg.optim, warmup_steps=0)
+    return dataclasses.replace(cfg, model=model, loss=loss, optim=optim, disc_optim=optim)
+
+
+# ----------------------------------------------------------------------------------------------- worker
+
+
+def _worker(args: dict) -> int:
+    """Subprocess entry: train with ``args`` and save the final state's leaves to ``args['out']``."""
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", args["devices"])
+    if args.get("cache"):
+        jax.config.update("jax_compilation_cache_dir", args["cache"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from vasajax.train import common, face
+
+    if args.get("coordinator"):
+        try:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        except Exception:
+            return 77  # no gloo in this jaxlib
+        common.init_distributed(args["coordinator"], 2, args["process_id"], timeout_s=60)
+    cfg = face.FaceTrainConfig.from_dict(args["config"])
+
+    def on_step(step):
+        if step == args.get("kill_at"):
+            os.kill(os.getpid(), __import__("signal").SIGTERM)
+
+    out = face.train(
+        cfg, args["data"], args["workdir"], stop_after=args.get("stop_after"), on_step=on_step, progress=False
+    )
+    leaves = [np.asarray(x.addressable_data(0)) for x in jax.tree.leaves(out["state"])]
+    np.savez(args["out"], *leaves)
+    return face.EXIT_STOPPED if out["stopped"] else 0
+
+
+def _spawn(args: dict) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.Popen(
+        [sys.executable, __file__, json.dumps(args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def _wait(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"worker hung for {timeout} s:\n{out.decode()[-3000:]}")
+    return proc.returncode, out.decode()
+
+
+def _leaves(path) -> list[np.ndarray]:
+    with np.load(path) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """8 clips of 6 random 64² frames, 4 identities, raw frames."""
+    from vasajax.data import clips
+
+    d = tmp_path_factory.mktemp("face_shards")
+    rng = np.random.default_rng(0)
+    f32, T = np.float32, 6
+    with clips.ShardWriter(d, "c") as w:
+        for i in range(8):
+            # smooth random images (upsampled 8×8 noise) rather than white noise
+            small = rng.integers(0, 256, (T, 8, 8, 3)).astype(np.uint8)
+            frames = np.repeat(np.repeat(small, S // 8, axis=1), S // 8, axis=2)
+            rec = clips.ClipRecord(
+                frames_TxSxSx3=frames,
+                audio_N=np.zeros(T * 640, f32),
+                pose_Tx6=rng.standard_normal((T, 6)).astype(f32),
+                gaze_Tx2=np.zeros((T, 2), f32),
+                distance_T=np.ones(T, f32),
+                blendshapes_Tx52=np.zeros((T, 52), f32),
+                emotion_52=np.zeros(52, f32),
+                identity=f"id{i % 4}",
+                source=f"v{i}.mp4",
+                clip_index=i,
+            )
+            w.write_record(rec, codec="raw")
+    clips.write_manifest(d / "manifest.json", clips.make_manifest("clip", w.shards))
+    return d
+
+
+def _one_step(steps, mesh, host_state, batch):
+    import jax
+
+    from vasajax.train import common
+
+    state = jax.device_put(host_state, steps.shardings)
+    b = common.global_batch(batch, mesh, ("source", "driver", "cross"))
+    state, metrics, fakes = steps.gen(state, steps.critic_params, b)
+    state, dmetrics = steps.disc(state, b["driver"], fakes)
+    return state, {**metrics, **dmetrics}, np.asarray(fakes)
+
+
+# ----------------------------------------------------------------------------------------------- tests
+
+
+def test_one_step_on_4_devices_equals_1_device(shards):
+    import jax
+
+    from vasajax.data import loader
+    from vasajax.train import common, face
+
+    cfg = _config()
+    mesh4, mesh1 = common.make_mesh(1), common.make_mesh(1, devices=jax.devices()[:1])
+    assert mesh4.devices.size == 4
+    steps4, steps1 = face.compiled_steps(cfg, mesh4), face.compiled_steps(cfg, mesh1)
+    host = jax.tree.map(np.asarray, steps4.init())
+    lcfg = loader.LoaderConfig(batch_size=4, shard_index=0, shard_count=1)
+    batch = next(iter(loader.face_pairs(shards, lcfg, cfg.pairs)))
+    s4, m4, f4 = _one_step(steps4, mesh4, host, batch)
+    s1, m1, f1 = _one_step(steps1, mesh1, host, batch)
+    for k in m1:
+        np.testing.assert_allclose(float(m4[k]), float(m1[k]), rtol=2e-5, atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(f4, f1, atol=2e-5)
+    # gradients through Adam's first moment (linear in them), then the parameters themselves; Adam's first
+    # update is ±lr per element, so an element whose gradient is ~0 may flip: allow a tiny fraction of those.
+    mu4, mu1 = (jax.tree.leaves(s["gen"]["opt"][1][0].mu) for s in (s4, s1))
+    scale = max(float(np.abs(np.asarray(m)).max()) for m in mu1)
+    for a, b in zip(mu4, mu1, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-2, atol=1e-4 * scale)
+    moved = differ = total = 0
+    for a, b, h in zip(jax.tree.leaves(s4), jax.tree.leaves(s1), jax.tree.leaves(host), strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        differ += int(np.sum(np.abs(a - b) > 1e-6))
+        moved += int(np.sum(a != h))
+        total += a.size
+    assert moved > total // 4  # the step did update most parameters
+    assert differ <= max(2, total // 5000), (differ, total)
+
+
+def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
+    import jax
+
+    from vasajax.train import common, face
+
+    cfg = _config()
+    # in this process: 6 straight steps (the 4-device program compiled by the test above)
+    straight = face.train(cfg, shards, tmp_path / "straight", progress=False)
+    assert straight["step"] == 6 and not straight["stopped"]
+    lines = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["step"] for s in lines] == [1, 2, 3, 4, 5, 6]
+    # 3 steps in a fresh process that SIGTERMs itself after step 3, then a fresh process resumes to 6
+    common_args = dict(config=cfg.to_dict(), data=str(shards), workdir=str(tmp_path / "resumed"), devices=4)
+    common_args["cache"] = str(tmp_path / "xla_cache")
+    code, log = _wait(_spawn({**common_args, "kill_at": 3, "out": str(tmp_path / "a.npz")}))
+    assert code == face.EXIT_STOPPED, log[-3000:]
+    with common.Checkpointer(tmp_path / "resumed", cfg.to_dict()) as ck:
+        assert ck.latest_step == 3
+    code, log = _wait(_spawn({**common_args, "out": str(tmp_path / "b.npz")}))
+    assert code == 0, log[-3000:]
+    resumed = _leaves(tmp_path / "b.npz")
+    expected = [np.asarray(x) for x in jax.tree.leaves(straight["state"])]
+    assert len(resumed) == len(expected)
+    for a, b in zip(resumed, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a different config for an existing run folder is a one-line user error
+    from vasajax.errors import UserError
+
+    with pytest.raises(UserError, match="run.seed: 0 → 1"):
+        face.train(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=1)), shards, tmp_path / "straight")
+
+
+def test_two_processes_match_single_process(shards, tmp_path):
+    import jax
+
+    from vasajax.data import loader
+    from vasajax.train import common, face
+
+    cfg = _config()  # the same program as above; the workers stop after 2 of its 6 steps
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = dict(config=cfg.to_dict(), data=str(shards), devices=1, coordinator=f"127.0.0.1:{port}", stop_after=2)
+    procs = [
+        _spawn({**base, "process_id": i, "workdir": str(tmp_path / "run"), "out": str(tmp_path / f"p{i}.npz")})
+        for i in range(2)
+    ]
+    results = [_wait(p, timeout=300) for p in procs]
+    if any(code == 77 for code, _ in results):
+        pytest.skip("gloo CPU collectives are not available in this jaxlib")
+    for code, log in results:
+        assert code == face.EXIT_STOPPED, log[-3000:]
+    p0, p1 = _leaves(tmp_path / "p0.npz"), _leaves(tmp_path / "p1.npz")
+    for a, b in zip(p0, p1, strict=True):
+        np.testing.assert_array_equal(a, b)  # replicated state: identical in both processes
+    # the same two global batches (process p reads shard p of 2) through the single-process 4-device program
+    mesh = common.make_mesh(1)
+    steps = face.compiled_steps(cfg, mesh)
+    its = [
+        iter(loader.face_pairs(shards, loader.LoaderConfig(batch_size=2, shard_index=p, shard_count=2), cfg.pairs))
+        for p in range(2)
+    ]
+    state = jax.tree.map(np.asarray, steps.init())
+    for _ in range(2):
+        parts = [next(it) for it in its]
+        batch = {k: np.concatenate([b[k] for b in parts]) for k in ("source", "driver", "cross")}
+        state, _, _ = _one_step(steps, mesh, state, batch)
+        state = jax.tree.map(np.asarray, state)
+    ref = jax.tree.leaves(state)
+    assert len(ref) == len(p0)
+    worst = max(float(np.max(np.abs(np.asarray(a, np.float64) - b))) for a, b in zip(ref, p0, strict=True))
+    assert worst < 1e-4, worst
+
+
+if __name__ == "__main__":
+    raise SystemExit(_worker(json.loads(sys.argv[1])))
