@@ -110,7 +110,10 @@ def motion_only_model(face_cfg, seed: int = 0) -> SimpleNamespace:
     building the whole face model just to throw away all but its motion encoder is slow."""
     from vasajax.face.encoders import MotionEncoder as FaceMotionEncoder
 
-    return SimpleNamespace(cfg=face_cfg, motion_encoder=FaceMotionEncoder(face_cfg, rngs=nnx.Rngs(seed)))
+    make = lambda: FaceMotionEncoder(face_cfg, rngs=nnx.Rngs(seed))  # noqa: E731
+    graphdef, _ = nnx.split(nnx.eval_shape(make))
+    params = jax.jit(lambda: nnx.split(make())[1])()  # one compiled init instead of one per eager op
+    return SimpleNamespace(cfg=face_cfg, motion_encoder=nnx.merge(graphdef, params))
 
 
 class MotionEncoder:

