@@ -158,7 +158,10 @@ def main(argv=None) -> None:
                 )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", dev.device_kind).strip("-").lower() or dev.platform
+    if dev.platform == "cpu":  # same naming as the other benchmarks' results
+        slug = f"cpu-{os.cpu_count()}core-{platform.machine()}"
+    else:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", dev.device_kind).strip("-").lower()
     path = out / f"motion-{slug}-{info['date']}.json"
     key = lambda r: (r["config"], r["steps"], r["batch"], r["dtype"])  # noqa: E731
     if path.exists():  # keep earlier rows of the same day unless re-measured now
