@@ -1,0 +1,613 @@
+"""Talking-face video from one portrait and a speech clip: the product of VASA-1 (§3.3, Fig. 2, §4.4 speed).
+
+DESIGN.md stage 3. ``Animator`` runs, for one portrait photo and one audio clip:
+
+1. **The crop** — MediaPipe finds the face (several: the largest, with a warning) and cuts the same square
+   face crop the models were trained on (``facetrack.crop_params`` / ``apply_crop`` with the export's
+   ``CropConfig``), at the face model's resolution.
+2. **Encode once** — the stage-1 encoders give the canonical appearance volume, the identity code and the
+   portrait's own pose/dynamics (one jitted call).
+3. **Motion** — audio is decoded in chunks (``motion.audio.iter_audio`` → a temporary wav; or any iterable of
+   16 kHz chunks), turned into per-frame features incrementally (``LogMelStream``), and fed to
+   ``motion.generate.MotionStream``, which samples one sliding window of W frames at a time with the
+   controls gaze g, head distance d, emotion e and classifier-free guidance (eq. 2).
+4. **Decode** — each finished window is decoded in fixed-size jitted batches (one shape, padded at the end)
+   with the portrait's appearance and identity and the generated pose/dynamics; frames are optionally
+   resized or pasted back into the photo (feathered, ``facetrack.paste_crop``), watermarked
+   (``provenance.embed``) and handed out as soon as their batch is done.
+
+Offline (``animate``) and streaming (``stream``) are the same code path: ``animate`` is ``stream`` collected,
+so the frames are identical for one seed whatever the audio chunking (window ``i`` uses the key
+``fold_in(key(seed), i)``, log-mel features do not depend on chunk boundaries). Device memory is bounded by
+one window and one decode batch; host memory by one window of frames, so an hour of audio streams through
+``vasajax animate`` in flat memory (``animate()`` itself returns every frame: use ``stream`` for long audio).
+The video has ``num_video_frames(samples) = ⌈samples·fps/16000⌉`` frames: its duration is the audio's
+rounded up to a whole frame.
+
+**Pose: relative to the portrait.** The DiT generates head pose in its training data's pose space, whose mean
+is the DiT's ``motion_mean``. We decode with ``pose = portrait_pose + (generated_pose − motion_mean[:6])``:
+the generated head *movement* is applied around the portrait's own pose, so a subject photographed turned
+or tilted keeps that framing, and a perfectly average generated pose reproduces the photo's. Dynamics
+(lips, eyes, expression) are absolute: they are what the audio drives. ``pose="absolute"`` decodes the
+generated pose as is (for a model and portrait from the same data distribution; useful in evaluation).
+
+**Controls and their defaults.** ``gaze`` (θ, φ) radians in camera space, default (0, 0) = looking into the
+camera; ``distance`` default: the export's ``conditions["distance"]`` (training mean) when recorded, else the
+portrait's measured head distance (or ∅ for ``crop="center"``); ``emotion``: a name (``neutral``, ``happy``,
+``sad``, ``surprised``, ``angry``; the export's ``conditions["emotions"]`` take precedence), a vector of the
+DiT's ``emotion_dim`` values, ``"name=value,..."`` over the 52 blendshape names, or None (∅). ``neutral``
+defaults to ∅, i.e. the learned null: the model's average expression. ``cfg_audio``/``cfg_gaze`` are λ_A and
+λ_g of eq. 2 (default: the export's ``DiffusionConfig``, the paper's 0.5 and 1.0); ``steps`` the sampling
+steps. Real-time streaming has an algorithmic latency of one window (W/fps seconds of audio must have
+arrived before the first window is sampled) on top of the compute latency that ``FrameStream`` measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vasajax.errors import UserError
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
+"""The shipped demo checkpoint (``$VASAJAX_CHECKPOINT`` overrides it)."""
+SAMPLE_RATE = 16_000
+"""Audio rate of every waveform in the pipeline."""
+CHUNK_S = 10.0
+"""Seconds of audio read per chunk from a file (bounded memory)."""
+BLENDSHAPE_EMOTIONS: dict[str, dict[str, float]] = {
+    "happy": {"mouthSmileLeft": 0.6, "mouthSmileRight": 0.6, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3},
+    "sad": {"mouthFrownLeft": 0.5, "mouthFrownRight": 0.5, "browInnerUp": 0.5, "mouthPressLeft": 0.2},
+    "surprised": {"browInnerUp": 0.6, "browOuterUpLeft": 0.6, "browOuterUpRight": 0.6, "eyeWideLeft": 0.5,
+                  "eyeWideRight": 0.5, "jawOpen": 0.3},
+    "angry": {"browDownLeft": 0.6, "browDownRight": 0.6, "noseSneerLeft": 0.3, "noseSneerRight": 0.3,
+              "mouthPressLeft": 0.3, "mouthPressRight": 0.3},
+}  # fmt: skip
+"""Built-in emotion offsets as MediaPipe blendshape scores (unnamed ones 0); used when emotion_dim = 52."""
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    """A generated clip: watermarked frames, the driving audio, and the motion that made them."""
+
+    frames: np.ndarray
+    """T×H×W×3 uint8."""
+    fps: float
+    """Frame rate."""
+    audio: np.ndarray
+    """The input audio, 16 kHz mono float32."""
+    motion: np.ndarray
+    """T×M generated motion latents [pose (as decoded), dyn]."""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.frames) / self.fps
+
+    def save(self, path: str | os.PathLike, *, crf: int = 18) -> Path:
+        """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.video``)."""
+        from vasajax import video
+
+        with video.VideoWriter(path, fps=self.fps, audio=self.audio, crf=crf, metadata=_provenance_tag()) as w:
+            w.write(self.frames)
+        return w.path
+
+
+@dataclasses.dataclass(frozen=True)
+class Portrait:
+    """The encoded portrait: what every frame is decoded from."""
+
+    image: np.ndarray
+    """The photo, H×W×3 uint8 (EXIF-rotated, RGB)."""
+    crop_params: np.ndarray
+    """(cx, cy, side) of the face crop in photo pixels."""
+    crop: np.ndarray
+    """S×S×3 uint8 face crop at the face model's resolution."""
+    latent: object
+    """``FaceLatent`` (batch 1) on the device."""
+    distance: float | None
+    """Measured normalised head distance (None without face tracking)."""
+
+
+class FrameStream:
+    """Iterator of uint8 frame batches ``n×H×W×3`` (as decode batches finish) with timing.
+
+    After (or during) iteration: ``frames`` so far, ``first_frame_s`` (seconds from the start of iteration to
+    the first frame: audio features, the first motion window, one decode batch; the portrait is already
+    encoded), ``elapsed_s``, ``fps`` (frames per second of wall time overall) and ``steady_fps`` (after the
+    first frame), ``motion`` (list of per-window T×M arrays when ``keep_motion``).
+    """
+
+    def __init__(self, gen_factory, keep_motion: bool = False):
+        self._factory = gen_factory
+        self.keep_motion = keep_motion
+        self.motion: list[np.ndarray] = []
+        self.frames = 0
+        self.first_frame_s: float | None = None
+        self.elapsed_s = 0.0
+        self._t0: float | None = None
+        self._t_first: float | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self._t0 = time.perf_counter()
+        for batch in self._factory(self):
+            now = time.perf_counter()
+            if self.first_frame_s is None:
+                self.first_frame_s, self._t_first = now - self._t0, now
+            self.frames += len(batch)
+            self.elapsed_s = now - self._t0
+            yield batch
+        self.elapsed_s = time.perf_counter() - self._t0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def steady_fps(self) -> float:
+        if self._t_first is None or self._t0 is None:
+            return 0.0
+        dt = self._t0 + self.elapsed_s - self._t_first
+        return (self.frames - 1) / dt if dt > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+@functools.cache
+def _jitted():
+    """(encode, decode): the face model's pure functions, jitted once per process with the graphdef static,
+    so every ``Animator`` of one config shares the compiled code."""
+    import jax
+
+    from vasajax.face.model import decode_fn, encode_fn
+
+    return jax.jit(encode_fn, static_argnums=0), jax.jit(decode_fn, static_argnums=0)
+
+
+def _provenance_tag() -> dict[str, str]:
+    from vasajax import provenance
+
+    return dict(provenance.metadata_tag())
+
+
+def _watermark(frames_BxHxWx3: np.ndarray) -> np.ndarray:
+    from vasajax import provenance
+
+    return provenance.embed(frames_BxHxWx3)
+
+
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """``path``, else ``$VASAJAX_CHECKPOINT``, else the shipped demo checkpoint; must exist."""
+    if path is None:
+        path = os.environ.get("VASAJAX_CHECKPOINT") or DEFAULT_CHECKPOINT
+        if not Path(path).is_dir():
+            raise UserError(
+                f"no checkpoint at {path} (the demo checkpoint is not installed); pass --checkpoint DIR "
+                "with an export made by vasajax.checkpoint_export.save_export"
+            )
+    return Path(path).expanduser()
+
+
+def emotion_vector(emotion, dim: int, presets: dict | None = None) -> np.ndarray | None:
+    """The emotion condition for ``emotion`` (see the module docstring); None = ∅ (the learned null)."""
+    from vasajax.facetrack import BLENDSHAPE_NAMES
+
+    presets = {k.lower(): v for k, v in (presets or {}).items()}
+    if emotion is None:
+        return None
+    if isinstance(emotion, str):
+        text = emotion.strip()
+        name = text.lower()
+        if name in presets:
+            return _check_emotion(np.asarray(presets[name], np.float32), dim, name)
+        if name == "neutral":
+            return None
+        if name in BLENDSHAPE_EMOTIONS:
+            if dim != len(BLENDSHAPE_NAMES):
+                raise UserError(f"emotion names need a 52-blendshape model; this one has {dim} emotion values")
+            vec = np.zeros(dim, np.float32)
+            for k, v in BLENDSHAPE_EMOTIONS[name].items():
+                vec[BLENDSHAPE_NAMES.index(k)] = v
+            return vec
+        if "=" in text:
+            if dim != len(BLENDSHAPE_NAMES):
+                raise UserError(f"name=value emotions need a 52-blendshape model; this one has {dim} values")
+            vec = np.zeros(dim, np.float32)
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                key, _, value = part.partition("=")
+                if key.strip() not in BLENDSHAPE_NAMES:
+                    raise UserError(f"unknown blendshape {key.strip()!r} in --emotion; see facetrack.BLENDSHAPE_NAMES")
+                vec[BLENDSHAPE_NAMES.index(key.strip())] = _float(value, "--emotion")
+            return vec
+        if "," in text or _is_float(text):
+            return _check_emotion(np.array([_float(v, "--emotion") for v in text.split(",")], np.float32), dim, text)
+        known = sorted({"neutral", *BLENDSHAPE_EMOTIONS, *presets})
+        raise UserError(f"unknown emotion {text!r}; use one of {', '.join(known)} or {dim} comma-separated values")
+    return _check_emotion(np.asarray(emotion, np.float32).reshape(-1), dim, "emotion")
+
+
+def _check_emotion(vec: np.ndarray, dim: int, what: str) -> np.ndarray:
+    if vec.shape != (dim,) or not np.all(np.isfinite(vec)):
+        raise UserError(f"emotion {what!r} has {vec.size} values; this model needs {dim} finite values")
+    return vec
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{what}: {text!r} is not a number") from None
+
+
+def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 chunks from a path (streamed by ffmpeg) or an array."""
+    from vasajax.motion.audio import iter_audio
+
+    if isinstance(audio, (str, os.PathLike)):
+        yield from iter_audio(audio, chunk_s=chunk_s)
+        return
+    a = np.asarray(audio, np.float32)
+    if a.ndim != 1:
+        raise UserError(f"audio must be 1-D mono samples at 16 kHz; got shape {a.shape}")
+    if a.size == 0:
+        raise UserError("audio has no samples")
+    if not np.all(np.isfinite(a)):
+        raise UserError("audio contains NaN or infinite samples")
+    n = max(1, int(chunk_s * SAMPLE_RATE))
+    for i in range(0, a.size, n):
+        yield a[i : i + n]
+
+
+def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLike) -> int:
+    """Decode any audio file to a 16 kHz mono float32 wav in chunks (bounded memory); returns its samples."""
+    import soundfile
+
+    n = 0
+    with soundfile.SoundFile(str(wav_path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT") as f:
+        for chunk in _audio_chunks(audio_path):
+            if not np.all(np.isfinite(chunk)):
+                raise UserError(f"audio {audio_path} contains NaN or infinite samples")
+            f.write(chunk)
+            n += chunk.size
+    return n
+
+
+def _wav_chunks(wav_path: str | os.PathLike, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
+    import soundfile
+
+    yield from soundfile.blocks(str(wav_path), blocksize=int(chunk_s * SAMPLE_RATE), dtype="float32")
+
+
+# ---------------------------------------------------------------------------------------------- Animator
+
+
+class Animator:
+    """Portrait + speech → talking-face frames (see the module docstring).
+
+    >>> anim = Animator.from_pretrained("checkpoints/demo")
+    >>> video = anim.animate("me.jpg", "hello.wav", seed=0)
+    >>> video.save("me.mp4")
+    >>> for frames in anim.stream("me.jpg", chunks):     # chunks: iterable of 16 kHz float32 arrays
+    ...     show(frames)
+    """
+
+    def __init__(self, export, *, decode_batch: int = 8):
+        from flax import nnx
+
+        self.export = export
+        self.face_cfg, self.motion_cfg = export.face, export.motion
+        self.audio_cfg, self.crop_cfg, self.diffusion = export.audio, export.crop, export.diffusion
+        if int(decode_batch) < 1:
+            raise UserError(f"decode_batch must be ≥ 1, got {decode_batch}")
+        self.decode_batch = int(decode_batch)
+        self._graphdef, self._params = nnx.split(export.face_model)
+        self.motion_model = export.motion_model
+        self.fps = float(export.audio.fps)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike | None = None, *, decode_batch: int = 8, expect: dict | None = None
+    ) -> Animator:
+        """Load an export folder (``vasajax.checkpoint_export``); None = the shipped demo checkpoint."""
+        from vasajax.checkpoint_export import load_export
+
+        return cls(load_export(resolve_checkpoint(path), expect=expect), decode_batch=decode_batch)
+
+    # -- the portrait -----------------------------------------------------------------------------------
+    def prepare(self, image, *, crop: str | Sequence[float] | None = None) -> Portrait:
+        """Load, crop and encode the portrait. ``crop``: None = find the face (MediaPipe); ``"center"`` = the
+        image's central square as is (an already cropped portrait; no face tracking); or (cx, cy, side)."""
+        import jax.numpy as jnp
+
+        from vasajax import facetrack
+
+        if isinstance(image, (str, os.PathLike)):
+            img = facetrack.load_image(image)
+        else:
+            img = facetrack.to_uint8_rgb(image, min_side=facetrack.MIN_IMAGE_SIDE)
+        distance = None
+        if crop is None:
+            obs = facetrack.track_image(img)
+            params = facetrack.crop_params(obs.landmarks, self.crop_cfg)
+            distance = facetrack.head_distance(obs.landmarks, params)
+        elif isinstance(crop, str):
+            if crop != "center":
+                raise UserError(f"crop must be None, 'center' or (cx, cy, side), not {crop!r}")
+            h, w = img.shape[:2]
+            params = np.array([w / 2, h / 2, min(h, w)], np.float64)
+        else:
+            params = np.asarray(crop, np.float64).reshape(3)
+        S = self.face_cfg.image_size
+        crop_img = facetrack.apply_crop(img, params, size=S, border=self.crop_cfg.border)
+        encode, _ = _jitted()
+        latent = encode(self._graphdef, self._params, jnp.asarray(crop_img[None], jnp.float32) / 255.0)
+        return Portrait(image=img, crop_params=params, crop=crop_img, latent=latent, distance=distance)
+
+    # -- conditions --------------------------------------------------------------------------------------
+    def _motion_stream(self, portrait: Portrait, *, seed, steps, gaze, distance, emotion, cfg_audio, cfg_gaze):
+        from vasajax.motion.generate import MotionStream
+
+        mc, cond = self.motion_cfg, self.export.conditions
+        dcfg = self.diffusion
+        over = {}
+        if steps is not None:
+            if not 1 <= int(steps) <= dcfg.num_train_steps:
+                raise UserError(f"steps must be in 1..{dcfg.num_train_steps}, got {steps}")
+            over["steps"] = int(steps)
+        if cfg_audio is not None:
+            over["lambda_audio"] = float(cfg_audio)
+        if cfg_gaze is not None:
+            over["lambda_gaze"] = float(cfg_gaze)
+        dcfg = dataclasses.replace(dcfg, **over)
+        if gaze is not None:
+            gaze = np.asarray(gaze, np.float32).reshape(-1)
+            if gaze.shape != (mc.gaze_dim,) or not np.all(np.isfinite(gaze)):
+                raise UserError(f"gaze must be {mc.gaze_dim} finite angles in radians (θ, φ), got {gaze.tolist()}")
+        if distance == "auto":
+            distance = cond.get("distance", portrait.distance)
+        if distance is not None:
+            distance = float(distance)
+            if not np.isfinite(distance) or distance <= 0:
+                raise UserError(f"distance must be a positive number (inter-ocular / crop side), got {distance}")
+        emo = emotion_vector(emotion, mc.emotion_dim, cond.get("emotions"))
+        return MotionStream(self.motion_model, dcfg, gaze=gaze, distance=distance, emotion=emo, seed=int(seed))
+
+    # -- frames --------------------------------------------------------------------------------------------
+    def _output_geometry(self, portrait: Portrait, paste_back: bool, size: int | None):
+        """(background image or None, crop params in output pixels, output crop side, output H, W)."""
+        import cv2
+
+        S = self.face_cfg.image_size
+        if size is not None and (int(size) < 16 or int(size) % 2):
+            raise UserError(f"size must be an even number of pixels ≥ 16, got {size}")
+        if not paste_back:
+            side = S if size is None else int(size)
+            return None, None, side
+        h, w = portrait.image.shape[:2]
+        scale = 1.0 if size is None else int(size) / max(h, w)
+        oh, ow = max(2, round(h * scale / 2) * 2), max(2, round(w * scale / 2) * 2)
+        bg = portrait.image
+        if (oh, ow) != (h, w):
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+            bg = cv2.resize(portrait.image, (ow, oh), interpolation=interp)
+        cx, cy, side = portrait.crop_params
+        sx, sy = ow / w, oh / h
+        return bg, np.array([cx * sx, cy * sy, side * (sx + sy) / 2]), None
+
+    def _decode_window(self, portrait: Portrait, motion_TxM: np.ndarray) -> Iterator[np.ndarray]:
+        """Float frames in [0, 1] for one window of motion, in fixed-size jitted batches."""
+        import jax.numpy as jnp
+
+        lat, B = portrait.latent, self.decode_batch
+        _, decode = _jitted()
+        for i in range(0, len(motion_TxM), B):
+            m = motion_TxM[i : i + B]
+            n = len(m)
+            if n < B:  # one jit shape: pad by repeating the last frame, drop the padding after
+                m = np.concatenate([m, np.repeat(m[-1:], B - n, axis=0)])
+            pose, dyn = jnp.asarray(m[:, :6]), jnp.asarray(m[:, 6:])
+            out = decode(self._graphdef, self._params, lat.appearance, lat.identity, pose, dyn)
+            yield np.asarray(out)[:n]
+
+    def _finish(self, frames_BxSxSx3: np.ndarray, bg, params, side) -> np.ndarray:
+        """Float crops → uint8 output frames (resized or pasted back), watermarked."""
+        import cv2
+
+        from vasajax import facetrack
+
+        crops = (np.clip(frames_BxSxSx3, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if bg is None:
+            if side != crops.shape[1]:
+                interp = cv2.INTER_AREA if side < crops.shape[1] else cv2.INTER_CUBIC
+                crops = np.stack([cv2.resize(c, (side, side), interpolation=interp) for c in crops])
+            out = crops
+        else:
+            out = np.stack([facetrack.paste_crop(bg, c, params) for c in crops])
+        return _watermark(out)
+
+    def frames(
+        self,
+        portrait: Portrait,
+        audio_chunks: Iterable[np.ndarray],
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        gaze: Sequence[float] | None = (0.0, 0.0),
+        distance: float | str | None = "auto",
+        emotion: str | Sequence[float] | None = "neutral",
+        cfg_audio: float | None = None,
+        cfg_gaze: float | None = None,
+        paste_back: bool = False,
+        size: int | None = None,
+        pose: str = "relative",
+        keep_motion: bool = False,
+    ) -> FrameStream:
+        """The core: a :class:`FrameStream` of watermarked uint8 frames for an encoded portrait and audio
+        chunks (16 kHz mono float32, any sizes). Controls: see the module docstring."""
+        from vasajax.motion.audio import LogMelStream, frame_features
+
+        if pose not in ("relative", "absolute"):
+            raise UserError(f"pose must be 'relative' or 'absolute', not {pose!r}")
+        stream = self._motion_stream(
+            portrait, seed=seed, steps=steps, gaze=gaze, distance=distance, emotion=emotion,
+            cfg_audio=cfg_audio, cfg_gaze=cfg_gaze,
+        )  # fmt: skip
+        bg, params, side = self._output_geometry(portrait, paste_back, size)
+        offset_6 = np.zeros(6, np.float32)
+        if pose == "relative":
+            mean = np.asarray(self.motion_model.motion_mean.get_value(), np.float32)[:6]
+            offset_6 = np.asarray(portrait.latent.pose, np.float32)[0] - mean
+        audio_cfg = self.audio_cfg
+
+        def features() -> Iterator[np.ndarray]:
+            if audio_cfg.kind == "logmel":
+                fs = LogMelStream(audio_cfg)
+                for chunk in audio_chunks:
+                    a = np.asarray(chunk, np.float32).reshape(-1)
+                    if not np.all(np.isfinite(a)):
+                        raise UserError("audio contains NaN or infinite samples")
+                    out = fs.push(a)
+                    if len(out):
+                        yield out
+                if fs.num_samples == 0:
+                    raise UserError("audio has no samples")
+                out = fs.finish()
+                if len(out):
+                    yield out
+            else:  # wav2vec2 attends over long spans: not streaming-exact, so take the whole clip
+                wave = np.concatenate([np.asarray(c, np.float32).reshape(-1) for c in audio_chunks] or [[]])
+                if wave.size == 0:
+                    raise UserError("audio has no samples")
+                yield frame_features(wave, audio_cfg)
+
+        def generate(fs: FrameStream) -> Iterator[np.ndarray]:
+            def windows():
+                for feats_TxA in features():
+                    yield from stream.push(feats_TxA)
+                yield from stream.finish()
+
+            for motion_1xTxM in windows():
+                motion_TxM = np.array(motion_1xTxM[0], np.float32)
+                motion_TxM[:, :6] += offset_6
+                if fs.keep_motion:
+                    fs.motion.append(motion_TxM)
+                for batch in self._decode_window(portrait, motion_TxM):
+                    yield self._finish(batch, bg, params, side)
+
+        return FrameStream(generate, keep_motion=keep_motion)
+
+    # -- public entry points -----------------------------------------------------------------------------
+    def stream(self, image, audio_chunks, *, crop=None, **controls) -> FrameStream:
+        """Frames as windows complete: a :class:`FrameStream` (iterate it; it measures first-frame latency).
+
+        ``audio_chunks``: an iterable of 16 kHz mono float32 arrays (e.g. from a microphone), or a path."""
+        portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop)
+        if isinstance(audio_chunks, (str, os.PathLike)):
+            audio_chunks = _audio_chunks(audio_chunks)
+        return self.frames(portrait, audio_chunks, **controls)
+
+    def animate(self, image, audio, *, crop=None, **controls) -> Video:
+        """The whole clip in memory: a :class:`Video` (frames, fps, audio, motion). ``audio``: a path or a
+        16 kHz mono array. For long audio use :meth:`stream` or ``vasajax animate`` (flat memory)."""
+        portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop)
+        wave = np.concatenate(list(_audio_chunks(audio)))
+        fs = self.frames(portrait, _audio_chunks(wave), keep_motion=True, **controls)
+        batches = list(fs)
+        frames = np.concatenate(batches) if batches else np.zeros((0, 1, 1, 3), np.uint8)
+        motion = np.concatenate(fs.motion) if fs.motion else np.zeros((0, self.motion_cfg.motion_dim), np.float32)
+        return Video(frames=frames, fps=self.fps, audio=wave, motion=motion)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vasajax animate", description="Animate a portrait photo with a speech clip (h264 + AAC mp4)."
+    )
+    p.add_argument("--image", required=True, help="portrait photo (PNG, JPEG, ...; one clearly visible face)")
+    p.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, flac, ogg, or a video's sound)")
+    p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
+    p.add_argument("--checkpoint", help="export folder (default: $VASAJAX_CHECKPOINT or checkpoints/demo)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed → same video)")
+    p.add_argument("--steps", type=int, help="diffusion sampling steps (default: the checkpoint's)")
+    p.add_argument("--gaze", type=float, nargs=2, metavar=("THETA", "PHI"), default=(0.0, 0.0),
+                   help="main gaze direction in radians, camera space (default 0 0 = into the camera)")  # fmt: skip
+    p.add_argument("--distance", type=float, help="normalised head distance (default: training mean / photo)")
+    p.add_argument("--emotion", default="neutral",
+                   help="neutral, happy, sad, surprised, angry; or comma-separated values; or name=value")  # fmt: skip
+    p.add_argument("--cfg-audio", type=float, help="CFG scale of the audio (default: the paper's 0.5)")
+    p.add_argument("--cfg-gaze", type=float, help="CFG scale of the gaze (default: the paper's 1.0)")
+    p.add_argument("--paste-back", action="store_true", help="paste the animated face back into the photo")
+    p.add_argument("--size", type=int, help="output side in pixels (crop side, or the photo's longer side)")
+    p.add_argument("--crop", choices=["auto", "center"], default="auto",
+                   help="auto: find the face; center: the photo is already a face crop")  # fmt: skip
+    p.add_argument("--crf", type=int, default=18, help="h264 quality (0-51, lower is better)")
+    p.add_argument("--stream", action="store_true", help="streaming mode: print first-frame latency and steady fps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``vasajax animate``; bad input raises ``UserError`` (the CLI prints one line and exits 2)."""
+    args = parser().parse_args(argv)
+    from vasajax import facetrack, video
+    from vasajax.motion.audio import num_video_frames
+
+    t_start = time.perf_counter()
+    out = video.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
+    facetrack.load_image(args.image)
+    ckpt = resolve_checkpoint(args.checkpoint)
+    with tempfile.TemporaryDirectory(prefix="vasajax-animate-") as tmp:
+        wav = Path(tmp) / "audio.wav"
+        n = decode_audio_to_wav(args.audio, wav)
+        anim = Animator.from_pretrained(ckpt)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center")
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        total = num_video_frames(n, anim.fps, SAMPLE_RATE)
+        controls = dict(
+            seed=args.seed, steps=args.steps, gaze=args.gaze, emotion=args.emotion, cfg_audio=args.cfg_audio,
+            cfg_gaze=args.cfg_gaze, paste_back=args.paste_back, size=args.size,
+            distance="auto" if args.distance is None else args.distance,
+        )  # fmt: skip
+        fs = anim.frames(portrait, _wav_chunks(wav), **controls)
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+        with bar, video.VideoWriter(out, fps=anim.fps, audio=wav, crf=args.crf, metadata=_provenance_tag()) as w:
+            for batch in fs:
+                w.write(batch)
+                bar.update(len(batch))
+    secs = time.perf_counter() - t_start
+    print(
+        f"wrote {out}: {fs.frames} frames, {fs.frames / anim.fps:.2f} s of video at {anim.fps:g} fps "
+        f"in {secs:.1f} s ({fs.frames / max(secs, 1e-9):.2f} fps, {secs / max(n / SAMPLE_RATE, 1e-9):.2f} s "
+        "per second of audio)"
+    )
+    if args.stream:
+        print(f"stream: first frame after {fs.first_frame_s:.3f} s, steady {fs.steady_fps:.2f} fps")
+    return 0
