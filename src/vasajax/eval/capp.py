@@ -127,13 +127,22 @@ class CappModel(nnx.Module):
         return self.pose(pose_BxTxP), self.audio(audio_BxTxA)
 
 
-def clip_loss(model: CappModel, pose_BxTxP: jax.Array, audio_BxTxA: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Symmetric InfoNCE over the batch (pair i ↔ i positive) and the mean cosine of the positive pairs."""
+def clip_loss(
+    model: CappModel, pose_BxTxP: jax.Array, audio_BxTxA: jax.Array, pose_neg_BxTxP: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Symmetric InfoNCE over the batch (pair i ↔ i positive) and the mean cosine of the positive pairs.
+
+    ``pose_neg_BxTxP`` (optional): the same clips' poses shifted in time, extra negatives for each audio window
+    (in-batch negatives alone come from other clips, so they teach little about fine timing)."""
     p, a = model(pose_BxTxP, audio_BxTxA)
-    logits = jnp.exp(model.logit_scale[...].clip(0, np.log(100))) * p @ a.T
+    scale = jnp.exp(model.logit_scale[...].clip(0, np.log(100)))
+    logits = scale * p @ a.T  # pose rows × audio columns
+    audio_rows = logits.T
+    if pose_neg_BxTxP is not None:
+        audio_rows = jnp.concatenate([audio_rows, scale * a @ model.pose(pose_neg_BxTxP).T], axis=1)
     labels = jnp.arange(p.shape[0])
     lp = -jnp.mean(jax.nn.log_softmax(logits, axis=1)[labels, labels])
-    la = -jnp.mean(jax.nn.log_softmax(logits, axis=0)[labels, labels])
+    la = -jnp.mean(jax.nn.log_softmax(audio_rows, axis=1)[labels, labels])
     return (lp + la) / 2, jnp.mean(jnp.sum(p * a, -1))
 
 

@@ -6,8 +6,9 @@ Data: SynthTalk's speech and head motion without rendering frames (``synth.sampl
 phoneme timings — exactly the motion ``synthesize_clip`` would render): head yaw/pitch/roll ground truth and
 the 16 kHz audio's per-frame features, for ``--clips`` clips of training sentences; a held-out set of
 sentences the model never saw gives the reported numbers. Training: CLIP's symmetric InfoNCE over random 3 s
-windows (batch = negatives), AdamW, a pure jitted step; poses get 0.15° Gaussian jitter (the tracker's noise
-when CAPP later reads poses re-extracted from video frames).
+windows (other clips in the batch and the same clip's pose shifted by 2–8 frames are the negatives), AdamW,
+a pure jitted step; poses get 0.15° Gaussian jitter (the tracker's noise when CAPP later reads poses
+re-extracted from video frames).
 
 Evaluation, as VASA-1's tables 3 and 4: mean CAPP of aligned held-out pairs; the same with the pose shifted by
 ±1…±4 frames against the audio; and with the pose differences between frames scaled by 0.2…3. Written to
@@ -69,26 +70,30 @@ def synthtalk_pairs(
 
 def sample_batch(
     data: Sequence[tuple[np.ndarray, np.ndarray]], batch: int, window: int, rng: np.random.Generator,
-    jitter_deg: float = 0.15,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Random aligned windows from distinct random clips: pose features B×W×6 and audio B×W×A."""
+    jitter_deg: float = 0.15, shift: tuple[int, int] = (2, 8),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Random aligned windows from random clips: pose features B×W×6, audio B×W×A, and the same pose windows
+    shifted by ±``shift`` frames (edge-padded) as hard negatives."""
     idx = rng.choice(len(data), size=batch, replace=len(data) < batch)
-    ps, aus = [], []
+    ps, aus, negs = [], [], []
     for i in idx:
         pose, feats = data[i]
-        s = int(rng.integers(0, min(len(pose), len(feats)) - window + 1))
-        p = pose[s : s + window] + np.radians(jitter_deg) * rng.standard_normal((window, 3))
-        ps.append(capp.pose_features(p))
+        n = min(len(pose), len(feats))
+        s = int(rng.integers(0, n - window + 1))
+        noisy = pose[:n] + np.radians(jitter_deg) * rng.standard_normal((n, 3))
+        k = int(rng.integers(shift[0], shift[1] + 1)) * int(rng.choice([-1, 1]))
+        padded = np.pad(noisy, ((shift[1], shift[1]), (0, 0)), mode="edge")
+        ps.append(capp.pose_features(noisy[s : s + window]))
+        negs.append(capp.pose_features(padded[shift[1] + s + k : shift[1] + s + k + window]))
         aus.append(feats[s : s + window])
-    return np.stack(ps), np.stack(aus).astype(np.float32)
+    return np.stack(ps), np.stack(aus).astype(np.float32), np.stack(negs)
 
 
-def train_step(graphdef, state, opt_state, pose_BxTxP, audio_BxTxA, *, tx):
-    """One AdamW step on the CLIP loss; pure (params and optimizer state in, out)."""
+def train_step(graphdef, state, opt_state, pose_BxTxP, audio_BxTxA, pose_neg_BxTxP, *, tx):
+    """One AdamW step on the CLIP loss with time-shifted hard negatives; pure (params, optimizer state in/out)."""
 
     def loss_fn(params):
-        loss, pos = capp.clip_loss(nnx.merge(graphdef, params), pose_BxTxP, audio_BxTxA)
-        return loss, pos
+        return capp.clip_loss(nnx.merge(graphdef, params), pose_BxTxP, audio_BxTxA, pose_neg_BxTxP)
 
     (loss, pos), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
     updates, opt_state = tx.update(grads, opt_state, state)
@@ -133,12 +138,12 @@ def train(
         optax.warmup_cosine_decay_schedule(0.0, lr, min(200, steps // 10 + 1), steps, lr * 0.05), weight_decay=0.01
     )
     opt_state = tx.init(state)
-    step = jax.jit(lambda s, o, p, a: train_step(graphdef, s, o, p, a, tx=tx), donate_argnums=(0, 1))
+    step = jax.jit(lambda s, o, p, a, n: train_step(graphdef, s, o, p, a, n, tx=tx), donate_argnums=(0, 1))
     rng = np.random.default_rng(seed)
     log, t0 = [], time.perf_counter()
     for i in range(1, steps + 1):
-        p, a = sample_batch(train_data, batch, cfg.window, rng)
-        state, opt_state, metrics = step(state, opt_state, jnp.asarray(p), jnp.asarray(a))
+        p, a, neg = sample_batch(train_data, batch, cfg.window, rng)
+        state, opt_state, metrics = step(state, opt_state, jnp.asarray(p), jnp.asarray(a), jnp.asarray(neg))
         if i % log_every == 0 or i == steps:
             row = {"step": i, **{k: float(v) for k, v in metrics.items()}, "elapsed_s": time.perf_counter() - t0}
             log.append(row)

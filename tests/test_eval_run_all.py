@@ -1,0 +1,50 @@
+"""benchmarks/run_all.py --summary-only: every result file is read, every number keeps its device."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_summary_from_synthetic_results(run_all, tmp_path):
+    row = {"config": "paper", "dtype": "bfloat16", "batch": 32, "params_total_M": 114.9, "image_size": 512,
+           "encode_gflops_per_frame": 1789.0, "decode_gflops_per_frame": 532.7, "decode_fps": 681.5,
+           "decode_ms_per_frame": 1.47, "decode_tflops_achieved": 363.0, "peak_memory_gib": 9.2}  # fmt: skip
+    gpu = {"benchmark": "face_latent", "device": "NVIDIA_H100_80GB_HBM3", "device_kind": "NVIDIA H100 80GB HBM3",
+           "rows": [row]}  # fmt: skip
+    (tmp_path / "face_latent-NVIDIA_H100_80GB_HBM3-2026-01-01.json").write_text(json.dumps(gpu))
+    cpu_step = {"benchmark": "train_motion", "device": "cpu-2core-x86_64", "cpu_count": 2,
+                "rows": [{"config": "tiny", "devices": 2, "batch": 16, "precision": "float32", "step_s": 0.05,
+                          "windows_per_s": 320.0, "weak_scaling_eff": 0.5}]}  # fmt: skip
+    quick = {"benchmark": "run_all", "device": "cpu-2core-x86_64", "runs": [],
+             "results": {"train_motion-cpu-2core-x86_64-2026-01-02.json": cpu_step,
+                         "animate-cpu-2core-x86_64-2026-01-02.json": {"device": "cpu-2core-x86_64",
+                                                                       "first_frame_latency_ms": 170.0}}}  # fmt: skip
+    (tmp_path / "run_all-cpu-2core-x86_64-2026-01-02.json").write_text(json.dumps(quick))
+    (tmp_path / "weird-cpu-2026-01-01.json").write_text(json.dumps({"device": "cpu", "rows": [{"x": 1}]}))
+    t = run_all.collect(tmp_path)
+    (roof,) = t.rows["roofline"]
+    assert roof["device"] == "NVIDIA H100 80GB HBM3" and roof["fraction of peak"] == pytest.approx(363 / 989)
+    (train,) = t.rows["train"]
+    assert train["device"] == "2-core CPU" and train["scaling eff."] == 0.5 and "(quick)" in train["source"]
+    md = run_all.summary_markdown(t)
+    assert "36.7%" in md and "682 fps" in md and "first_frame_latency_ms" in md and "see the rows below" in md
+    assert all(r["device"] for rows in t.rows.values() for r in rows if "device" in r)
+
+
+def test_summary_only_reads_the_committed_results(run_all, tmp_path):
+    out = tmp_path / "summary.md"
+    assert run_all.main(["--summary-only", "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "## Roofline (GPU)" in md and "2-core CPU" in md and "unreadable" not in md
