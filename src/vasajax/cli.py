@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-face": ("vasajax.train.face", "train stage 1 (face latent model) on clip shards"),
     "encode-dataset": ("vasajax.train.encode_dataset", "turn clip shards into motion-latent shards for stage 2"),
     "train-motion": ("vasajax.train.motion", "train stage 2 (motion diffusion transformer) on motion shards"),
+    "detect": ("vasajax.provenance", "is this a vasajax video? (watermark + metadata tag)"),
     "info": ("vasajax.cli", "print versions, devices and model sizes of the config presets"),
 }
 
