@@ -279,13 +279,13 @@ def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
         yield a[i : i + n]
 
 
-def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLike) -> int:
+def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLike, *, chunk_s: float = CHUNK_S) -> int:
     """Decode any audio file to a 16 kHz mono float32 wav in chunks (bounded memory); returns its samples."""
     import soundfile
 
     n = 0
     with soundfile.SoundFile(str(wav_path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT") as f:
-        for chunk in _audio_chunks(audio_path):
+        for chunk in _audio_chunks(audio_path, chunk_s):
             if not np.all(np.isfinite(chunk)):
                 raise UserError(f"audio {audio_path} contains NaN or infinite samples")
             f.write(chunk)
