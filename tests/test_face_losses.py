@@ -157,6 +157,25 @@ def test_l1_and_ssim_perceptual_are_zero_on_identical_images_and_grow_with_noise
     assert float(near.mean()) < float(far.mean())
 
 
+def test_ssim_matches_a_direct_numpy_computation():
+    x = np.asarray(_batch()["source"][:1], np.float64) / 255.0
+    y = np.clip(x + np.random.default_rng(1).normal(0, 0.05, x.shape), 0, 1)
+    r = np.arange(7) - 3.0
+    g = np.exp(-(r**2) / (2 * 1.5**2))
+    win = np.outer(g, g) / np.outer(g, g).sum()
+
+    def blur(a):  # valid 7×7 windows, per channel
+        v = np.lib.stride_tricks.sliding_window_view(a, (7, 7), axis=(1, 2))  # B×h×w×C×7×7
+        return np.einsum("bhwcij,ij->bhwc", v, win)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    want = (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean()
+    got = float(jax.jit(losses.ssim)(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))[0])
+    assert 0.2 < want < 0.99 and got == pytest.approx(want, abs=1e-4)
+
+
 def test_vgg_perceptual_and_identity_embeddings_with_a_loaded_vgg():
     cfg = losses.FaceLossConfig.tiny(perceptual="vgg19")
     vgg = nnx.eval_shape(lambda: vgg_lib.VGG19(rngs=nnx.Rngs(0)))  # filled with He-scaled numpy weights (fast)

@@ -156,7 +156,7 @@ class FaceCritics(nnx.Module):
             fx = self.vgg(jnp.concatenate([x_BxHxWx3, y_BxHxWx3]))
             b = x_BxHxWx3.shape[0]
             return sum(
-                w * jnp.abs(fx[name][:b] - fx[name][b:]).mean(axis=(1, 2, 3))
+                w * jnp.abs(fx[name][:b].astype(jnp.float32) - fx[name][b:].astype(jnp.float32)).mean(axis=(1, 2, 3))
                 for w, name in zip(VGG_LAYER_WEIGHTS, vgg_lib.FEATURE_LAYERS, strict=True)
             )
         return ms_ssim_loss(x_BxHxWx3, y_BxHxWx3, cfg.ssim_scales)
@@ -173,9 +173,10 @@ class FaceCritics(nnx.Module):
         return _normalize(emb.astype(jnp.float32))
 
 
-def build_critics(cfg: FaceLossConfig, identity: Callable | None = None) -> FaceCritics:
-    """Critics for ``cfg``: loads the VGG19 from ``cfg.vgg_weights`` when given."""
-    vgg = vgg_lib.load_torchvision(cfg.vgg_weights) if cfg.vgg_weights else None
+def build_critics(cfg: FaceLossConfig, identity: Callable | None = None, *, vgg_dtype=jnp.float32) -> FaceCritics:
+    """Critics for ``cfg``: loads the VGG19 from ``cfg.vgg_weights`` when given (``vgg_dtype``: its compute
+    dtype; bfloat16 halves its cost on accelerators, its weights stay float32)."""
+    vgg = vgg_lib.load_torchvision(cfg.vgg_weights, dtype=vgg_dtype) if cfg.vgg_weights else None
     return FaceCritics(cfg, vgg=vgg, identity=identity)
 
 
@@ -220,10 +221,11 @@ def _gaussian_blur_valid(x_BxHxWxC, size: int = 7, sigma: float = 1.5) -> jax.Ar
 
 def ssim(x_BxHxWxC, y_BxHxWxC, c1: float = 0.01**2, c2: float = 0.03**2) -> jax.Array:
     """Mean SSIM per example ``B`` (Wang et al. 2004; 7×7 Gaussian window σ=1.5, images in [0, 1])."""
-    mx, my = _gaussian_blur_valid(x_BxHxWxC), _gaussian_blur_valid(y_BxHxWxC)
-    sxx = _gaussian_blur_valid(x_BxHxWxC * x_BxHxWxC) - mx * mx
-    syy = _gaussian_blur_valid(y_BxHxWxC * y_BxHxWxC) - my * my
-    sxy = _gaussian_blur_valid(x_BxHxWxC * y_BxHxWxC) - mx * my
+    c = x_BxHxWxC.shape[-1]
+    stats = [x_BxHxWxC, y_BxHxWxC, x_BxHxWxC * x_BxHxWxC, y_BxHxWxC * y_BxHxWxC, x_BxHxWxC * y_BxHxWxC]
+    blurred = _gaussian_blur_valid(jnp.concatenate(stats, axis=-1))  # one depthwise blur for all five moments
+    mx, my, exx, eyy, exy = (blurred[..., k * c : (k + 1) * c] for k in range(5))
+    sxx, syy, sxy = exx - mx * mx, eyy - my * my, exy - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return s.mean(axis=(1, 2, 3))
 
@@ -271,7 +273,10 @@ def feature_matching(fake_feats: list[list[jax.Array]], real_feats: list[list[ja
     """Mean L1 between discriminator features of fakes and (stop-gradient) reals, over layers and scales."""
     total = 0.0
     for ff, rf in zip(fake_feats, real_feats, strict=True):
-        total += sum(jnp.abs(f - jax.lax.stop_gradient(r)).mean() for f, r in zip(ff, rf, strict=True)) / len(ff)
+        total += sum(
+            jnp.abs(f.astype(jnp.float32) - jax.lax.stop_gradient(r).astype(jnp.float32)).mean()
+            for f, r in zip(ff, rf, strict=True)
+        ) / len(ff)
     return total / len(fake_feats)
 
 
