@@ -15,11 +15,14 @@ from vasajax.errors import UserError
 
 # name -> (module with cli_main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "animate": ("vasajax.pipeline", "portrait + speech -> talking-face mp4 (watermarked)"),
     "synth": ("vasajax.data.synth", "make SynthTalk clips (portrait + espeak-ng speech, with ground truth)"),
     "prep": ("vasajax.data.prep", "prepare a folder of talking-face videos into clip shards"),
     "train-face": ("vasajax.train.face", "train stage 1 (face latent model) on clip shards"),
     "encode-dataset": ("vasajax.train.encode_dataset", "turn clip shards into motion-latent shards for stage 2"),
     "train-motion": ("vasajax.train.motion", "train stage 2 (motion diffusion transformer) on motion shards"),
+    "train-capp": ("vasajax.eval.capp_train", "train the CAPP audio-pose contrastive scorer used by eval"),
+    "eval": ("vasajax.eval.cli", "lip-sync, pose, gaze, identity (and optional FVD/Sync/CAPP) metrics"),
     "detect": ("vasajax.provenance", "is this a vasajax video? (watermark + metadata tag)"),
     "info": ("vasajax.cli", "print versions, devices and model sizes of the config presets"),
 }
@@ -42,7 +45,7 @@ def _info(argv: Sequence[str]) -> int:
 
 def _usage() -> str:
     lines = ["usage: vasajax COMMAND [options]   (vasajax COMMAND --help for each)", "", "commands:"]
-    lines += [f"  {name:8s} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:15s} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
