@@ -112,3 +112,15 @@ def test_config_to_dict_and_diff():
     assert d["seed"] == 3 and list(d) == sorted(d)
     assert common.config_diff(d, d) is None
     assert common.config_diff(d, {**d, "seed": 4}) == "seed: 3 → 4"
+
+
+def test_accumulate_reassembles_per_example_outputs():
+    x = jnp.arange(8.0)[:, None] * jnp.ones((8, 3))
+
+    def grad_fn(p, batch, key):
+        out = jnp.concatenate([batch["x"], -batch["x"]])  # two rows per example, as [all first; all second]
+        return (jnp.sum(batch["x"]) * p, ({"n": jnp.float32(batch["x"].shape[0])}, out)), p
+
+    (loss, (metrics, out)), _ = common.accumulate(grad_fn, 1.0, {"x": x}, jax.random.key(0), 4, has_extra=True)
+    np.testing.assert_array_equal(out, jnp.concatenate([x, -x]))
+    assert float(metrics["n"]) == 2 and float(loss) == float(jnp.sum(x)) / 4

@@ -79,7 +79,7 @@ def _spawn(args: dict) -> subprocess.Popen:
     )
 
 
-def _wait(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+def _wait(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -160,20 +160,23 @@ def test_one_step_on_4_devices_equals_1_device(shards):
     for k in m1:
         np.testing.assert_allclose(float(m4[k]), float(m1[k]), rtol=2e-5, atol=1e-6, err_msg=k)
     np.testing.assert_allclose(f4, f1, atol=2e-5)
-    # gradients through Adam's first moment (linear in them), then the parameters themselves; Adam's first
-    # update is ±lr per element, so an element whose gradient is ~0 may flip: allow a tiny fraction of those.
-    mu4, mu1 = (jax.tree.leaves(s["gen"]["opt"][1][0].mu) for s in (s4, s1))
-    scale = max(float(np.abs(np.asarray(m)).max()) for m in mu1)
-    for a, b in zip(mu4, mu1, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-2, atol=1e-4 * scale)
-    moved = differ = total = 0
-    for a, b, h in zip(jax.tree.leaves(s4), jax.tree.leaves(s1), jax.tree.leaves(host), strict=True):
-        a, b = np.asarray(a), np.asarray(b)
-        differ += int(np.sum(np.abs(a - b) > 1e-6))
-        moved += int(np.sum(a != h))
-        total += a.size
-    assert moved > total // 4  # the step did update most parameters
-    assert differ <= max(2, total // 5000), (differ, total)
+    # Gradients, through Adam's first moment (linear in them), for both networks; then the parameters where the
+    # gradient is clearly non-zero (Adam's first update is ±lr·sign(g), so a gradient within float noise of 0
+    # may flip sign between reduction orders: those elements are left out, and must be few).
+    checked = total = 0
+    for part in ("gen", "disc"):
+        mu4, mu1 = (jax.tree.leaves(s[part]["opt"][1][0].mu) for s in (s4, s1))
+        scale = max(float(np.abs(np.asarray(m)).max()) for m in mu1)
+        p4, p1, p0 = (jax.tree.leaves(t[part]["params"]) for t in (s4, s1, host))
+        for a, b, q4, q1, q0 in zip(mu4, mu1, p4, p1, p0, strict=True):
+            a, b, q4, q1 = np.asarray(a), np.asarray(b), np.asarray(q4), np.asarray(q1)
+            np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-4 * scale)
+            clear = np.abs(b) > 1e-3 * scale
+            np.testing.assert_allclose(q4[clear], q1[clear], rtol=0, atol=1e-6)
+            assert np.all(q1[clear] != q0[clear])  # the step moved them
+            checked += int(clear.sum())
+            total += b.size
+    assert checked > 0.8 * total, (checked, total)
 
 
 def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
@@ -223,7 +226,7 @@ def test_two_processes_match_single_process(shards, tmp_path):
         _spawn({**base, "process_id": i, "workdir": str(tmp_path / "run"), "out": str(tmp_path / f"p{i}.npz")})
         for i in range(2)
     ]
-    results = [_wait(p, timeout=300) for p in procs]
+    results = [_wait(p) for p in procs]
     if any(code == 77 for code, _ in results):
         pytest.skip("gloo CPU collectives are not available in this jaxlib")
     for code, log in results:

@@ -641,11 +641,20 @@ class StopSignal:
 class MetricLogger:
     """Progress bar (tqdm: step/s and ETA), TensorBoard scalars (tensorboardX) and ``metrics.jsonl``.
 
-    Only process 0 writes; elsewhere every method is a no-op. ``log(step, metrics)`` takes host floats or
-    scalar arrays (it converts them, which waits for the step that produced them: log every few steps).
+    Only process 0 writes; elsewhere every method is a no-op; ``progress=False`` drops the bar only.
+    ``log(step, metrics)`` takes host floats or scalar arrays (converting them waits for the step that
+    produced them: log every few steps).
     """
 
-    def __init__(self, workdir: str | os.PathLike, total_steps: int, initial_step: int = 0, *, enabled=None):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        total_steps: int,
+        initial_step: int = 0,
+        *,
+        enabled: bool | None = None,
+        progress: bool = True,
+    ):
         self.enabled = is_main_process() if enabled is None else enabled
         self.workdir = Path(workdir)
         self._last = (initial_step, time.perf_counter())
@@ -655,7 +664,8 @@ class MetricLogger:
         from tqdm.auto import tqdm
 
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True, smoothing=0.1)
+        if progress:
+            self.bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True, smoothing=0.1)
         try:
             from tensorboardX import SummaryWriter
 

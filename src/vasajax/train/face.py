@@ -28,7 +28,6 @@ import dataclasses
 import functools
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -440,9 +439,8 @@ def train(
     step, stopped, last = start, False, {}
     with (
         common.StopSignal() as stop,
-        common.MetricLogger(workdir, cfg.run.steps, start, enabled=common.is_main_process() and progress) as logger,
+        common.MetricLogger(workdir, cfg.run.steps, start, progress=progress) as logger,
     ):
-        jsonl_only = common.is_main_process() and not progress
         while step < end:
             if stop.should_stop():
                 stopped = True
@@ -457,8 +455,6 @@ def train(
             if step % cfg.run.log_every == 0 or step == end:
                 last = _host_scalars(metrics)
                 last = logger.log(step, last) or last
-                if jsonl_only:
-                    _append_jsonl(Path(workdir) / "metrics.jsonl", step, last)
             if sample_batch is not None and cfg.run.sample_every and step % cfg.run.sample_every == 0:
                 _write_samples(workdir, step, state, sample_fn, sample_batch, mesh)
             if ckpt.should_save(step):
@@ -471,11 +467,6 @@ def train(
     if stopped and common.is_main_process():
         log.warning("stopped at step %d of %d; run the same command again to resume", step, cfg.run.steps)
     return {"step": step, "stopped": stopped, "metrics": last, "state": state}
-
-
-def _append_jsonl(path: Path, step: int, row: Mapping[str, float]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps({"step": step, "time": time.time(), **row}) + "\n")
 
 
 def _write_samples(workdir, step, state, sample_fn, sample_batch, mesh) -> None:
