@@ -195,6 +195,9 @@ def test_bad_images(anim, tmp_path):
     for name, msg in (("corrupt.png", "cannot read"), ("small.png", "at least 64"), ("missing.png", "not found")):
         with pytest.raises(UserError, match=msg):
             anim.prepare(tmp_path / name, crop="center")
+    for crop in ((1.0, 2.0, -5.0), (1.0, 2.0), "middle"):
+        with pytest.raises(UserError, match="crop must be"):
+            anim.prepare(ASTRONAUT, crop=crop)
 
 
 needs_landmarker = pytest.mark.skipif(

@@ -20,11 +20,13 @@ the DiT's normalisation statistics stay float32 because they de-normalise every 
 ``diffusion`` (``DiffusionConfig``: the sampling defaults: steps, CFG scales) and ``conditions`` (optional
 defaults for the control signals, e.g. ``{"distance": 0.21, "emotions": {"happy": [...52...]}}``).
 
-``load_export`` checks, and explains in one line (``UserError``): a missing file, a file whose sha256 or
-size differs from the manifest (damaged or edited), an unknown format, a config field this version does not
-know, a tensor missing, extra or of another shape than the config builds (names the tensor and both
-shapes), stage 1 and 2 disagreeing on the motion latent size, and, with ``expect=``, a config that differs
-from the one the caller needs (names the field and both values).
+``save_export`` writes one from trained models; ``random_export`` writes one with random weights for any
+configs without building the models (tests, speed benchmarks). ``load_export`` checks, and explains in one
+line (``UserError``): a missing file, a file whose sha256 or size differs from the manifest (damaged or
+edited), an unknown format, a config field this version does not know, a tensor missing, extra or of another
+shape than the config builds (names the tensor and both shapes), stage 1 and 2 disagreeing on the motion
+latent size, and, with ``expect=``, a config that differs from the one the caller needs (names the field and
+both values).
 """
 
 from __future__ import annotations

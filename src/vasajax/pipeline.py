@@ -357,7 +357,9 @@ class Animator:
             h, w = img.shape[:2]
             params = np.array([w / 2, h / 2, min(h, w)], np.float64)
         else:
-            params = np.asarray(crop, np.float64).reshape(3)
+            params = np.asarray(crop, np.float64).reshape(-1)
+            if params.shape != (3,) or not np.all(np.isfinite(params)) or params[2] <= 0:
+                raise UserError(f"crop must be (cx, cy, side) in photo pixels with side > 0, got {list(params)}")
         S = self.face_cfg.image_size
         crop_img = facetrack.apply_crop(img, params, size=S, border=self.crop_cfg.border)
         encode, _ = _jitted()
@@ -395,7 +397,8 @@ class Animator:
 
     # -- frames --------------------------------------------------------------------------------------------
     def _output_geometry(self, portrait: Portrait, paste_back: bool, size: int | None):
-        """(background image or None, crop params in output pixels, output crop side, output H, W)."""
+        """Paste-back: (photo resized to the output, crop (cx, cy, side) in its pixels, None);
+        otherwise (None, None, output side of the square crop frames)."""
         import cv2
 
         S = self.face_cfg.image_size
