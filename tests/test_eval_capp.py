@@ -35,22 +35,23 @@ def test_pose_features_ignore_static_head_orientation():
     assert capp.windows(100, 75) == [0, 25] and capp.windows(74, 75) == []
 
 
+@pytest.mark.slow  # one train-step compile: ~10 s on an idle 2-core CPU, minutes when it is busy
 def test_training_learns_a_toy_pairing_and_round_trips(toy, tmp_path):
     cfg = capp.CappConfig.tiny()
-    model0 = capp.CappModel(cfg, rngs=nnx.Rngs(0))
     p, a, neg = capp_train.sample_batch(toy, 16, cfg.window, np.random.default_rng(5), jitter_deg=0.0)
-    assert neg.shape == p.shape and not np.allclose(neg, p)
-    emb_p, emb_a = model0(p, a)
-    assert emb_p.shape == emb_a.shape == (16, cfg.embed)
+    assert p.shape == neg.shape == (16, cfg.window, 6) and a.shape == (16, cfg.window, 32) and not np.allclose(neg, p)
+    model, log = capp_train.train(cfg, toy, steps=60, batch=16, lr=3e-3, log_every=60)
+    pose, feats = toy[0]
+    starts = capp.windows(len(pose), cfg.window)  # the batch capp_score uses: one compiled shape
+    wp = np.stack([capp.pose_features(pose[s : s + cfg.window]) for s in starts])
+    emb_p, emb_a = capp._embed(*nnx.split(model), wp, np.stack([feats[s : s + cfg.window] for s in starts]))
+    assert emb_p.shape == emb_a.shape == (len(starts), cfg.embed)
     np.testing.assert_allclose(np.linalg.norm(np.asarray(emb_p), axis=-1), 1, rtol=1e-5)
-    loss0 = float(capp.clip_loss(model0, p, a, neg)[0])
-    model, log = capp_train.train(cfg, toy, steps=40, batch=16, lr=3e-3, log_every=40)
-    loss1 = float(capp.clip_loss(model, p, a, neg)[0])
-    assert loss1 < loss0 - 0.5, (loss0, loss1)
+    chance = (np.log(16) + np.log(32)) / 2  # random embeddings: pose→audio over B, audio→pose over 2B
+    assert log[-1]["loss"] < 0.6 * chance, log
     paired = np.mean([capp.capp_score(model, pose, feats) for pose, feats in toy[:6]])
     mismatched = np.mean([capp.capp_score(model, toy[i][0], toy[i + 1][1]) for i in range(6)])
     assert paired > mismatched + 0.25, (paired, mismatched)
-    pose, feats = toy[0]
     aligned = capp.capp_score(model, pose, feats)
     capp.save(model, tmp_path / "ck", {"note": "toy"})
     again = capp.load(tmp_path / "ck")
@@ -60,7 +61,7 @@ def test_training_learns_a_toy_pairing_and_round_trips(toy, tmp_path):
         capp.load(tmp_path)
 
 
-def test_presets_build_abstractly():
-    for name, make in capp.PRESETS.items():
-        model = nnx.eval_shape(lambda make=make: capp.CappModel(make(), rngs=nnx.Rngs(0)))
-        assert model.cfg.window == (25 if name == "tiny" else 75)
+def test_paper_preset_builds_abstractly():
+    model = nnx.eval_shape(lambda: capp.CappModel(capp.CappConfig.paper(), rngs=nnx.Rngs(0)))
+    assert model.cfg.window == 75 and len(model.pose.blocks) == 6  # 3 s windows, 6-layer pose encoder (VASA-1)
+    assert model.audio.proj.kernel.shape == (1536, 256)

@@ -8,6 +8,7 @@ from vasajax.errors import UserError
 from vasajax.eval import syncnet
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 nn = torch.nn
 
 

@@ -134,8 +134,9 @@ def train(
     """Train from scratch; returns the model and the logged metrics."""
     model = capp.CappModel(cfg, rngs=nnx.Rngs(seed))
     graphdef, state = nnx.split(model, nnx.Param)
+    warm = min(200, steps // 10)
     tx = optax.adamw(
-        optax.warmup_cosine_decay_schedule(0.0, lr, min(200, steps // 10 + 1), steps, lr * 0.05), weight_decay=0.01
+        optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), lr * 0.05), weight_decay=0.01
     )
     opt_state = tx.init(state)
     step = jax.jit(lambda s, o, p, a, n: train_step(graphdef, s, o, p, a, n, tx=tx), donate_argnums=(0, 1))
