@@ -4,7 +4,7 @@
     vasajax eval --videos data/synthtalk-eval --out eval/real        # REAL SynthTalk clips: the reference row
 
 Audio: ``--audio DIR/<video stem>.<wav|flac|mp3|...>``, else each video's own sound track. Phoneme timings for
-``phon_corr``: a SynthTalk ``<stem>.json`` beside the audio or the video. Requested conditions (for E_g and
+``phon_corr``: a SynthTalk ``<stem>.json`` beside the audio (beside the video when it has its own sound). Requested conditions (for E_g and
 E_d): ``--conditions`` JSON ``{"<stem>": {"gaze": [θ, φ] radians (camera space) | per-frame list,
 "gaze_head": ..., "distance": d | per-frame list}}``; for SynthTalk clips (``<stem>.npz`` ground truth beside
 the video) the truth is used when no condition is given, so a folder made by ``vasajax synth`` evaluates

@@ -202,8 +202,8 @@ def evaluate_videos(
     label: str = "",
 ) -> dict[str, Any]:
     """Evaluate every video in the folder ``videos``. Audio: ``audio/<stem>.<wav|flac|mp3|...>``, else the
-    video's own sound track. Phoneme timings: ``<stem>.json`` with SynthTalk's ``phonemes`` beside the audio or
-    the video. ``per_video(stem, frames, fps)`` may return more ``extra`` callables for that video (identity
+    video's own sound track. Phoneme timings: ``<stem>.json`` with SynthTalk's ``phonemes`` beside the audio
+    (beside the video when it carries its own sound). ``per_video(stem, frames, fps)`` may return more ``extra`` callables for that video (identity
     needs the video's portrait, FVD the frames). Returns rows, the summary and the frames' tracks."""
     from vasajax.motion.audio import load_audio
 
@@ -225,8 +225,7 @@ def evaluate_videos(
         wave = load_audio(a or f)
         frames, fps = read_video(f)
         track = track_video(frames, fps)
-        meta = _find(adir, f.stem, (".json",)) if adir is not None else None
-        phon = _phonemes_of(meta or _find(vdir, f.stem, (".json",)))
+        phon = _phonemes_of(_find(adir or vdir, f.stem, (".json",)))  # timings belong to the audio
         more = list(per_video(f.stem, frames, fps)) if per_video is not None else []
         row = evaluate_video(track, wave, fps=fps, conditions=conditions.get(f.stem), phonemes=phon,
                              extra=[*extra, *more])  # fmt: skip
