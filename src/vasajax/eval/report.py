@@ -203,8 +203,9 @@ def evaluate_videos(
 ) -> dict[str, Any]:
     """Evaluate every video in the folder ``videos``. Audio: ``audio/<stem>.<wav|flac|mp3|...>``, else the
     video's own sound track. Phoneme timings: ``<stem>.json`` with SynthTalk's ``phonemes`` beside the audio
-    (beside the video when it carries its own sound). ``per_video(stem, frames, fps)`` may return more ``extra`` callables for that video (identity
-    needs the video's portrait, FVD the frames). Returns rows, the summary and the frames' tracks."""
+    (beside the video when it carries its own sound). ``per_video(stem, frames, fps)`` may return more
+    ``extra`` callables for that video (identity needs the video's portrait, FVD the frames). Returns rows,
+    the summary and the frames' tracks."""
     from vasajax.motion.audio import load_audio
 
     vdir = pathlib.Path(videos)
