@@ -5,11 +5,11 @@
 
 Audio: ``--audio DIR/<video stem>.<wav|flac|mp3|...>``, else each video's own sound track. Phoneme timings for
 ``phon_corr``: a SynthTalk ``<stem>.json`` beside the audio (beside the video when it has its own sound).
-Requested conditions (for E_g and E_d): ``--conditions`` JSON ``{"<stem>": {"gaze": [θ, φ] radians
-(camera space) | per-frame list, "gaze_head": ..., "distance": d | per-frame list}}``; for SynthTalk clips (``<stem>.npz`` ground truth beside
-the video) the truth is used when no condition is given, so a folder made by ``vasajax synth`` evaluates
-against its ground truth, and its row is the "real video" reference of VASA-1's tables. ``--reference DIR``
-adds such a folder as a second row of the same table.
+Requested conditions (for E_g and E_d): ``--conditions`` JSON ``{"<stem>": {"gaze": [θ, φ] radians (camera
+space) | per-frame list, "gaze_head": ..., "distance": d | per-frame list}}``; for SynthTalk clips
+(``<stem>.npz`` ground truth beside the video) the truth is used when no condition is given, so a folder made by
+``vasajax synth`` evaluates against its ground truth, and its row is the "real video" reference of VASA-1's
+tables. ``--reference DIR`` adds such a folder as a second row of the same table.
 
 Optional metrics, each left out with a one-line note when its model is not given: Sync-C/-D (``--syncnet
 syncnet_v2.model``), CAPP (``--capp DIR`` from ``python -m vasajax.eval.capp_train``), identity
