@@ -27,10 +27,11 @@ def test_summary_from_synthetic_results(run_all, tmp_path):
     cpu_step = {"benchmark": "train_motion", "device": "cpu-2core-x86_64", "cpu_count": 2,
                 "rows": [{"config": "tiny", "devices": 2, "batch": 16, "precision": "float32", "step_s": 0.05,
                           "windows_per_s": 320.0, "weak_scaling_eff": 0.5}]}  # fmt: skip
-    quick = {"benchmark": "run_all", "device": "cpu-2core-x86_64", "runs": [],
-             "results": {"train_motion-cpu-2core-x86_64-2026-01-02.json": cpu_step,
-                         "animate-cpu-2core-x86_64-2026-01-02.json": {"device": "cpu-2core-x86_64",
-                                                                       "first_frame_latency_ms": 170.0}}}  # fmt: skip
+    anim = {"config": "tiny", "dtype": "float32", "fps": 58.5, "first_frame_s": 0.1435, "steady_fps": 56.8,
+            "s_per_audio_s": 0.43, "frame_size": [64, 64], "steps": 10}  # fmt: skip
+    results = {"train_motion-cpu-2core-x86_64-2026-01-02.json": cpu_step,
+               "animate-cpu-2core-x86_64-2026-01-02.json": {"device": "cpu-2core-x86_64", "rows": [anim]}}  # fmt: skip
+    quick = {"benchmark": "run_all", "device": "cpu-2core-x86_64", "runs": [], "results": results}
     (tmp_path / "run_all-cpu-2core-x86_64-2026-01-02.json").write_text(json.dumps(quick))
     (tmp_path / "weird-cpu-2026-01-01.json").write_text(json.dumps({"device": "cpu", "rows": [{"x": 1}]}))
     t = run_all.collect(tmp_path)
@@ -39,7 +40,9 @@ def test_summary_from_synthetic_results(run_all, tmp_path):
     (train,) = t.rows["train"]
     assert train["device"] == "2-core CPU" and train["scaling eff."] == 0.5 and "(quick)" in train["source"]
     md = run_all.summary_markdown(t)
-    assert "36.7%" in md and "682 fps" in md and "first_frame_latency_ms" in md and "see the rows below" in md
+    (stream,) = t.rows["stream"]
+    assert stream["first frame (ms)"] == pytest.approx(143.5) and stream["device"] == "2-core CPU"
+    assert "36.7%" in md and "682 fps" in md and "first frame 144 ms" in md
     assert all(r["device"] for rows in t.rows.values() for r in rows if "device" in r)
 
 
