@@ -27,7 +27,7 @@ needs_landmarker = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("animate")
-    wave = speechlike(1.0)
+    wave = speechlike(1.03)  # 25.75 frames: the last frame is partial
     sf.write(d / "speech.wav", wave, SR, subtype="FLOAT")
     (d / "empty.wav").write_bytes(b"")
     (d / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(200))
@@ -60,7 +60,7 @@ def test_animate_writes_tagged_watermarked_video(files, capsys):
     info = video.probe(out)
     assert (info.width, info.height) == (256, 256) and info.has_audio and info.fps == 25
     frames, fps, audio = video.read_video(out, stack=True)
-    assert abs(len(frames) - wave.size / SR * fps) <= 1  # duration = audio duration ± 1 frame
+    assert len(frames) == T and abs(len(frames) - wave.size / SR * fps) <= 1  # audio duration ± 1 frame
     assert audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
     found = provenance.detect_video(out)
     assert found.present and found.tag and found.watermark.present

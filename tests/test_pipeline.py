@@ -77,6 +77,16 @@ def test_video_shape_duration_and_motion(anim, video0, wave):
     np.testing.assert_array_equal(v.audio, wave)
 
 
+def test_video_save_has_audio_and_provenance_tag(video0, tmp_path):
+    from vasajax import provenance, video
+
+    out = video0.save(tmp_path / "v.mp4")
+    info = video.probe(out)
+    assert info.has_audio and provenance.has_tag(info.metadata) and (info.width, info.height) == (64, 64)
+    frames, _, _ = video.read_video(out, stack=True)
+    assert len(frames) == len(video0.frames)
+
+
 def test_same_seed_same_frames_other_seed_other_frames(anim, video0, wave):
     again = anim.animate(ASTRONAUT, wave, crop="center", seed=0)
     np.testing.assert_array_equal(again.frames, video0.frames)

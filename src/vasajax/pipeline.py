@@ -100,7 +100,8 @@ class Video:
         """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.video``)."""
         from vasajax import video
 
-        with video.VideoWriter(path, fps=self.fps, audio=self.audio, crf=crf, metadata=_provenance_tag()) as w:
+        audio = np.pad(self.audio, (0, pad_to_frames(self.audio.size, self.fps) - self.audio.size))
+        with video.VideoWriter(path, fps=self.fps, audio=audio, crf=crf, metadata=_provenance_tag()) as w:
             w.write(self.frames)
         return w.path
 
@@ -291,6 +292,27 @@ def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLi
             f.write(chunk)
             n += chunk.size
     return n
+
+
+def pad_wav_to_frames(wav_path: str | os.PathLike, num_samples: int, fps: float) -> None:
+    """Append silence to a wav up to a whole number of video frames (``pad_to_frames``): the features do
+    not change (samples past the end count as silence) and the mp4's last frame keeps its sound (the muxer
+    cuts the video at the end of the audio)."""
+    import soundfile
+
+    with soundfile.SoundFile(str(wav_path), "r+") as f:
+        f.seek(0, soundfile.SEEK_END)
+        f.write(np.zeros(pad_to_frames(num_samples, fps) - num_samples, np.float32))
+
+
+def pad_to_frames(num_samples: int, fps: float) -> int:
+    """Samples spanned by the ``num_video_frames`` frames that cover ``num_samples`` (≥ ``num_samples``)."""
+    import math
+
+    from vasajax.motion.audio import num_video_frames
+
+    T = num_video_frames(num_samples, fps, SAMPLE_RATE)
+    return max(num_samples, math.ceil(T * SAMPLE_RATE / fps - 1e-9))
 
 
 def _wav_chunks(wav_path: str | os.PathLike, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
@@ -586,6 +608,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         wav = Path(tmp) / "audio.wav"
         n = decode_audio_to_wav(args.audio, wav)
         anim = Animator.from_pretrained(ckpt)
+        pad_wav_to_frames(wav, n, anim.fps)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center")
