@@ -1,10 +1,10 @@
 """End-to-end animation speed: seconds of compute per second of audio, fps, streaming first-frame latency.
 
-What ``vasajax animate`` does per clip after the models are loaded and compiled (VASA-1 §4.4 reports 45 fps
-offline and 170 ms start latency at 512² on an RTX 4090): encode the portrait once, sample the motion windows
-(sliding-window DiT with CFG), decode frames in jitted batches, watermark. Random-init exports
-(``checkpoint_export.random_export``) of the tiny / small / paper presets, or a real export with
-``--checkpoint`` (speed does not depend on training). Each setting runs once to compile, then is timed:
+What ``vasajax animate`` does per clip after the models are loaded and compiled (VASA-1's project page
+reports 45 fps offline, 40 fps online and 170 ms start latency at 512² on an RTX 4090): encode the portrait
+once, sample the motion windows (sliding-window DiT with CFG), decode frames in jitted batches, watermark.
+Random-init exports (``checkpoint_export.random_export``) of the tiny / small / paper presets, or a real
+export with ``--checkpoint`` (speed does not depend on training). Each setting runs once to compile, then is timed:
 
 * ``s_per_audio_s``: wall seconds of generation per second of audio (offline ``animate``; the issue's CPU
   target for the demo checkpoint is ≤ 10); ``cpu_s_per_audio_s``: process CPU seconds (all threads) per

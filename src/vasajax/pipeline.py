@@ -1,6 +1,8 @@
-"""Talking-face video from one portrait and a speech clip: the product of VASA-1 (§3.3, Fig. 2, §4.4 speed).
+"""Talking-face video from one portrait and a speech clip: VASA-1 §3.3 "Talking face video generation".
 
-DESIGN.md stage 3. ``Animator`` runs, for one portrait photo and one audio clip:
+DESIGN.md stage 3; the paper's speed claim (abstract, §1: 512² at up to 40 fps online with negligible starting
+latency; project page: 45 fps offline, 170 ms start latency on an RTX 4090) is what streaming aims at.
+``Animator`` runs, for one portrait photo and one audio clip:
 
 1. **The crop** — MediaPipe finds the face (several: the largest, with a warning) and cuts the same square
    face crop the models were trained on (``facetrack.crop_params`` / ``apply_crop`` with the export's
