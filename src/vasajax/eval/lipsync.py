@@ -17,9 +17,15 @@ signals anyone can compute (``syncnet.py`` gives the real Sync-C / Sync-D when a
   r at offset 0 — the number to compare between methods (a generator that is off by two frames should lose
   points); ``corr_best`` = r(best).
 
+Report columns: ``av_offset`` / ``av_conf`` / ``av_corr`` / ``av_corr_best`` (energy envelope) and
+``phon_offset`` / ``phon_conf`` / ``phon_corr`` (phoneme timing).
+
 These are agreement measures between a mouth and an energy curve, not perceptual lip-reading: a mouth that
-opens on every loud frame scores well even when the shapes are wrong. Use them to compare models on the same
-audio and to catch offsets; use Sync-C/-D (with weights) for numbers comparable to papers.
+opens on every loud frame scores well even when the shapes are wrong, and clips that share a speech/silence
+layout correlate even with the wrong audio. Measured on 8 held-out SynthTalk clips at 256² (tracked from the
+mp4s): own audio ``av_corr`` 0.70, ``av_conf`` 0.46, ``phon_corr`` 0.66; each video with another clip's audio
+0.44 / 0.28 (all SynthTalk clips start and end silent). Use them to compare models on the same audio and to
+catch offsets; use Sync-C/-D (with weights) for numbers comparable to papers.
 """
 
 from __future__ import annotations
