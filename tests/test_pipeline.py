@@ -313,3 +313,15 @@ def test_missing_default_checkpoint(monkeypatch, tmp_path):
     monkeypatch.setenv("VASAJAX_CHECKPOINT", str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match="no checkpoint at .*nowhere.*--checkpoint"):
         Animator.from_pretrained(None)
+
+
+def test_import_vasajax_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vasajax; light = 'jax' not in sys.modules; A = vasajax.Animator; "
+        "print(light, A.__name__, 'jax' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out == ["True", "Animator", "False"]  # the pipeline module itself imports JAX only when used
