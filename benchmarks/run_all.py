@@ -40,9 +40,9 @@ SUMMARY = HERE / "summary.md"
 QUICK: dict[str, list[str]] = {
     "face_latent.py": ["--configs", "tiny", "small", "paper", "--iters", "2"],
     "face_train_step.py": ["--config", "tiny", "--iters", "3"],
-    "train.py": ["--config", "tiny", "--devices", "1", "2", "--iters", "2"],
+    "train.py": ["--config", "tiny", "--devices", "1", "--iters", "2"],
     "motion.py": ["--configs", "tiny", "small", "--steps", "10", "--repeats", "2"],
-    "train_motion.py": ["--config", "tiny", "--devices", "1", "2", "--iters", "3"],
+    "train_motion.py": ["--config", "tiny", "--devices", "1", "--iters", "3"],
     "audio.py": ["--quick"],
     "data.py": ["--quick"],
     "facetrack.py": ["--frames", "20"],
@@ -50,7 +50,9 @@ QUICK: dict[str, list[str]] = {
     "provenance.py": ["--clips", "2", "--pan", "0", "--size", "128"],
     "animate.py": ["--configs", "tiny", "--seconds", "4"],
 }
-"""Quick CPU settings per benchmark script (everything else in ``benchmarks/`` is probed for ``--quick``)."""
+"""Quick CPU settings per benchmark script (everything else in ``benchmarks/`` is probed for ``--quick``).
+train.py / train_motion.py run on one device: with ``--devices 1 2`` on a CPU they set ``jax_num_cpu_devices``
+after JAX has started and stop with a RuntimeError (run them by hand for weak scaling)."""
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "RTX 4090": 165.2}
 """Dense bf16 tensor-core peak per device family (vendor specs; SXM parts)."""
@@ -118,6 +120,11 @@ def run_quick(only: Iterable[str] | None = None, timeout_s: float = 1200.0) -> p
                          "results": [p.name for p in new], **({"log_tail": tail} if rc else {})})  # fmt: skip
             print(f"[run_all]   rc={rc} in {wall:.0f} s -> {[p.name for p in new]}", flush=True)
     out = RESULTS / f"run_all-{dev}-{date}.json"
+    if out.is_file():  # a partial run (--only) updates the day's file instead of replacing it
+        old = json.loads(out.read_text())
+        ran = {r["benchmark"] for r in runs}
+        runs = [r for r in old.get("runs", []) if r["benchmark"] not in ran] + runs
+        docs = {**{k: v for k, v in old.get("results", {}).items() if _kind(k) not in ran}, **docs}
     doc = {"benchmark": "run_all", "device": dev, "date": date, "python": platform.python_version(),
            "cpu_count": os.cpu_count(), "note": "quick settings (benchmarks/run_all.py QUICK); careful runs are "
            "the per-benchmark JSON files", "runs": runs, "results": docs}  # fmt: skip
