@@ -119,7 +119,7 @@ def _download_url(url: str, connect_timeout_s: float = 5.0, read_timeout_s: floa
 
     def work() -> None:
         try:
-            with urllib.request.urlopen(url, timeout=connect_timeout_s) as resp:
+            with urllib.request.urlopen(url, timeout=connect_timeout_s) as resp:  # online-only (set-up fetch)
                 box["ready"] = True
                 box["data"] = resp.read(FACE_LANDMARKER_SIZE + 1)
         except Exception as e:  # noqa: BLE001 - any failure means "try the next route"
