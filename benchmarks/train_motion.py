@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import jax
 
-    if jax.devices()[0].platform == "cpu" and max(args.devices) > 1:
+    if max(args.devices) > 1:  # must precede any backend use; only the CPU backend reads it
         jax.config.update("jax_num_cpu_devices", max(args.devices))
     import numpy as np
 
