@@ -35,8 +35,8 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src tests benchmarks
 
 demo: setup
-	@echo "make demo arrives with the product issue (the shipped checkpoint and 'vasajax animate')."
-	@echo "Until then it runs the stage-1 benchmark on the tiny and small configs:"
+	@echo "There is no trained demo checkpoint in checkpoints/ yet, so 'vasajax animate' has nothing to animate with."
+	@echo "Until one ships, make demo runs the stage-1 benchmark on the tiny and small configs:"
 	$(PY) benchmarks/face_latent.py --configs tiny small
 
 lab: setup
