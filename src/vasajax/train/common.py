@@ -179,6 +179,20 @@ def config_to_dict(cfg: Any) -> Any:
     return cfg
 
 
+def run_overrides(args: Any) -> dict[str, Any]:
+    """``RunConfig`` overrides from the trainers' shared command-line options (only those given)."""
+    out: dict[str, Any] = {}
+    for name, key in (("steps", "steps"), ("batch", "batch_size"), ("seed", "seed"), ("fsdp", "fsdp")):
+        if getattr(args, name) is not None:
+            out[key] = getattr(args, name)
+    for name in ("log_every", "ckpt_every", "sample_every"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    if args.bf16:
+        out["precision"] = "bfloat16"
+    return out
+
+
 def config_diff(old: Any, new: Any, prefix: str = "") -> str | None:
     """The first differing key of two JSON-like configs, as ``"a.b: old → new"``; None if they are equal."""
     if isinstance(old, dict) and isinstance(new, dict):

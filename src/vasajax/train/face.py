@@ -517,15 +517,7 @@ def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None
 
 def build_config(args: argparse.Namespace) -> FaceTrainConfig:
     """The run config of parsed ``train-face`` options (preset + overrides)."""
-    overrides: dict[str, Any] = {}
-    for name, key in (("steps", "steps"), ("batch", "batch_size"), ("seed", "seed"), ("fsdp", "fsdp")):
-        if getattr(args, name) is not None:
-            overrides[key] = getattr(args, name)
-    for name in ("log_every", "ckpt_every", "sample_every"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if args.bf16:
-        overrides["precision"] = "bfloat16"
+    overrides = common.run_overrides(args)
     cfg = PRESETS[args.config](args.vgg_weights, **overrides)
     optim = {}
     if args.lr is not None:

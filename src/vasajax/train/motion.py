@@ -542,15 +542,7 @@ def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None
 
 def build_config(args: argparse.Namespace) -> MotionTrainConfig:
     """The run config of parsed ``train-motion`` options (preset + overrides), sized for ``args.data``."""
-    run: dict[str, Any] = {}
-    for name, key in (("steps", "steps"), ("batch", "batch_size"), ("seed", "seed"), ("fsdp", "fsdp")):
-        if getattr(args, name) is not None:
-            run[key] = getattr(args, name)
-    for name in ("log_every", "ckpt_every", "sample_every"):
-        if getattr(args, name) is not None:
-            run[name] = getattr(args, name)
-    if args.bf16:
-        run["precision"] = "bfloat16"
+    run = common.run_overrides(args)
     cfg = PRESETS[args.config](**run)
     opts = (("lr", args.lr), ("accum_steps", args.accum), ("warmup_steps", args.warmup))
     optim = {k: v for k, v in opts if v is not None}
