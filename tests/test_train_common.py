@@ -124,3 +124,19 @@ def test_accumulate_reassembles_per_example_outputs():
     (loss, (metrics, out)), _ = common.accumulate(grad_fn, 1.0, {"x": x}, jax.random.key(0), 4, has_extra=True)
     np.testing.assert_array_equal(out, jnp.concatenate([x, -x]))
     assert float(metrics["n"]) == 2 and float(loss) == float(jnp.sum(x)) / 4
+
+
+def test_train_face_cli_loss_and_ema_overrides():
+    """--loss NAME=VALUE sets numeric loss fields (ablations); bad names/values are one-line UserErrors."""
+    from vasajax.train import face
+
+    p = face.parser()
+    args = p.parse_args(
+        ["--data", "d", "--workdir", "w", "--loss", "transfer_weight=0", "--loss", "ssim_scales=3", "--ema-decay", "0.9"]
+    )
+    cfg = face.build_config(args)
+    assert cfg.loss.transfer_weight == 0.0 and cfg.loss.ssim_scales == 3 and isinstance(cfg.loss.ssim_scales, int)
+    assert cfg.optim.ema_decay == 0.9 and cfg.disc_optim.ema_decay == face.FaceTrainConfig.tiny().disc_optim.ema_decay
+    for bad in ("nope=1", "transfer_weight", "transfer_weight=abc", "perceptual=1"):
+        with pytest.raises(UserError):
+            face.build_config(p.parse_args(["--data", "d", "--workdir", "w", "--loss", bad]))

@@ -526,13 +526,42 @@ def build_config(args: argparse.Namespace) -> FaceTrainConfig:
         optim["accum_steps"] = args.accum
     if args.warmup is not None:
         optim["warmup_steps"] = args.warmup
+    if args.ema_decay is not None:
+        optim["ema_decay"] = args.ema_decay
     cfg = dataclasses.replace(
         cfg,
         optim=dataclasses.replace(cfg.optim, **optim),
-        disc_optim=dataclasses.replace(cfg.disc_optim, **{k: v for k, v in optim.items() if k != "accum_steps"}),
+        disc_optim=dataclasses.replace(
+            cfg.disc_optim, **{k: v for k, v in optim.items() if k not in ("accum_steps", "ema_decay")}
+        ),
         adversarial=not args.no_gan,
     )
+    if args.loss:
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **parse_loss_overrides(args.loss, cfg.loss)))
     return cfg
+
+
+def parse_loss_overrides(items: list[str], loss_cfg: losses.FaceLossConfig) -> dict[str, float]:
+    """``["transfer_weight=0", ...]`` → ``{"transfer_weight": 0.0}``; unknown or non-numeric keys are a UserError.
+
+    Only numeric fields of :class:`~vasajax.face.losses.FaceLossConfig` can be set this way (weights, margins,
+    scales): enough to ablate any term from the command line.
+    """
+    numeric = {
+        f.name for f in dataclasses.fields(loss_cfg) if isinstance(getattr(loss_cfg, f.name), int | float)
+    }
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in numeric:
+            raise UserError(f"--loss {item!r}: expected NAME=NUMBER with NAME one of {', '.join(sorted(numeric))}")
+        try:
+            num = float(value)
+        except ValueError:
+            raise UserError(f"--loss {item!r}: {value!r} is not a number") from None
+        out[key] = int(num) if isinstance(getattr(loss_cfg, key), int) and num.is_integer() else num
+    return out
 
 
 def parser() -> argparse.ArgumentParser:
@@ -546,11 +575,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accum", type=int, help="gradient accumulation micro-batches per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--warmup", type=int, help="warm-up steps")
+    p.add_argument("--ema-decay", type=float, help="EMA decay of the sampling weights (short runs want ~0.99)")
     p.add_argument("--seed", type=int)
     p.add_argument("--fsdp", type=int, help="devices per FSDP group (params sharded over them)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 compute (params and optimiser stay float32)")
     p.add_argument("--no-gan", action="store_true", help="reconstruction losses only (no discriminator)")
     p.add_argument("--vgg-weights", help="torchvision vgg19 state dict for the VGG perceptual loss (else SSIM)")
+    p.add_argument(
+        "--loss",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override one loss setting, e.g. --loss transfer_weight=0 (repeatable; ablations, cheaper CPU runs)",
+    )
     p.add_argument("--log-every", type=int)
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--sample-every", type=int)

@@ -132,7 +132,7 @@ class MotionTrainConfig:
 
     @classmethod
     def small(cls, **run_overrides) -> MotionTrainConfig:
-        """The demo DiT (6 layers, width 256, W = 80, K = 16), batch 32."""
+        """The demo DiT (6 layers, width 256, W = 50, K = 10), batch 32."""
         run = dict(steps=50_000, batch_size=32, log_every=50, ckpt_every=2000, sample_every=2000)
         return cls(
             model=MotionConfig.small(),
