@@ -131,9 +131,8 @@ def test_train_face_cli_loss_and_ema_overrides():
     from vasajax.train import face
 
     p = face.parser()
-    args = p.parse_args(
-        ["--data", "d", "--workdir", "w", "--loss", "transfer_weight=0", "--loss", "ssim_scales=3", "--ema-decay", "0.9"]
-    )
+    argv = ["--data", "d", "--workdir", "w", "--loss", "transfer_weight=0", "--loss", "ssim_scales=3"]
+    args = p.parse_args([*argv, "--ema-decay", "0.9"])
     cfg = face.build_config(args)
     assert cfg.loss.transfer_weight == 0.0 and cfg.loss.ssim_scales == 3 and isinstance(cfg.loss.ssim_scales, int)
     assert cfg.optim.ema_decay == 0.9 and cfg.disc_optim.ema_decay == face.FaceTrainConfig.tiny().disc_optim.ema_decay
