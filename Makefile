@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 CONSTR := $(shell $(PYTHON) -c "import sys; print(\"-c constraints.txt\" if sys.version_info[:2] == (3, 11) else \"\")" 2>/dev/null)
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d" " -f1)
 
-.PHONY: setup models test test-fast lint demo lab bench clean
+.PHONY: setup models test test-fast lint demo lab notebooks-sync bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (vasajax needs Python 3.11+; set PYTHON=...)"; exit 1; }
@@ -41,6 +41,9 @@ demo: setup
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
+
+notebooks-sync: setup
+	$(VENV)/bin/jupytext --to ipynb --update notebooks/[0-9][0-9]_*.py
 
 bench: setup
 	$(PY) benchmarks/face_latent.py
