@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-face": ("vasajax.train.face", "train stage 1 (face latent model) on clip shards"),
     "encode-dataset": ("vasajax.train.encode_dataset", "turn clip shards into motion-latent shards for stage 2"),
     "train-motion": ("vasajax.train.motion", "train stage 2 (motion diffusion transformer) on motion shards"),
+    "export": ("vasajax.train.export", "a face run + a motion run -> an inference export (checkpoints/...)"),
     "train-capp": ("vasajax.eval.capp_train", "train the CAPP audio-pose contrastive scorer used by eval"),
     "eval": ("vasajax.eval.cli", "lip-sync, pose, gaze, identity (and optional FVD/Sync/CAPP) metrics"),
     "detect": ("vasajax.provenance", "is this a vasajax video? (watermark + metadata tag)"),

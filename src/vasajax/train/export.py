@@ -1,0 +1,168 @@
+"""``vasajax export``: two training runs → one inference export (what ``vasajax animate`` loads).
+
+A stage-1 run (``train-face``) and a stage-2 run (``train-motion``) hold orbax checkpoints with optimiser state
+and data-iterator positions; users need only the sampling weights. This command writes the export folder
+described in :mod:`vasajax.checkpoint_export` (bf16 params, every config, a sha256 manifest)::
+
+    vasajax export --face-run runs/face --motion-run runs/motion --motion-data data/motion/train \\
+        --out checkpoints/demo [--steps 25] [--note "..."]
+
+It records in ``manifest.json`` where the weights came from: both runs' configs, final step and last logged
+metrics, the motion data's audio features and dimension names, and the training data each run read. The audio
+feature config is taken from the motion data's manifest (the DiT only understands the features it was trained
+on); the default head distance (``conditions.distance``) is the training data's mean, so a portrait is animated
+at the framing the model saw most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vasajax.errors import UserError
+
+
+def _last_metrics(workdir: Path) -> dict[str, Any]:
+    """The last line of a run's ``metrics.jsonl`` (empty when there is none)."""
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    last = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                last = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return {k: v for k, v in last.items() if k != "time"}
+
+
+def _mean_distance(motion_data: Path, max_records: int = 200) -> float | None:
+    """Mean per-frame head distance over (up to ``max_records``) motion records."""
+    from vasajax.data import clips
+
+    manifest = clips.read_manifest(motion_data)
+    vals = []
+    for k, rec in enumerate(clips.read_records(manifest, motion_data)):
+        if k >= max_records:
+            break
+        vals.append(np.asarray(rec.distance_T, np.float64).ravel())
+    if not vals:
+        return None
+    v = np.concatenate(vals)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
+
+
+def export_runs(
+    face_run: str | Path,
+    motion_run: str | Path,
+    motion_data: str | Path,
+    out: str | Path,
+    *,
+    sampling_steps: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the export of a face run and a motion run (EMA weights of their latest checkpoints) to ``out``."""
+    from vasajax import checkpoint_export as ce
+    from vasajax.data import clips
+    from vasajax.facetrack import CropConfig
+    from vasajax.motion.audio import AudioConfig
+    from vasajax.train import face as face_train
+    from vasajax.train import motion as motion_train
+
+    face_run, motion_run, motion_data = Path(face_run), Path(motion_run), Path(motion_data)
+    face_model = face_train.load_model(face_run)
+    motion_model = motion_train.load_model(motion_run)
+    if face_model.cfg.motion_dim != motion_model.cfg.motion_dim:
+        raise UserError(
+            f"the face run's motion latent has {face_model.cfg.motion_dim} dims, the motion run's DiT "
+            f"{motion_model.cfg.motion_dim}: the motion run was not trained on this face run's latents"
+        )
+    manifest = clips.read_manifest(motion_data)
+    if manifest.get("kind") != "motion":
+        kind = manifest.get("kind")
+        raise UserError(f"{motion_data} holds {kind} records; --motion-data needs encode-dataset output")
+    data_cfg = manifest.get("config") or {}
+    audio = ce.config_from_dict(AudioConfig, data_cfg.get("audio") or {}, "motion data audio")
+    from vasajax.motion.audio import feature_dim
+
+    if feature_dim(audio) != motion_model.cfg.audio_dim:
+        raise UserError(
+            f"{motion_data}'s audio features have {feature_dim(audio)} values per frame, the motion run's DiT "
+            f"expects {motion_model.cfg.audio_dim}: pass the motion data the motion run trained on"
+        )
+    motion_cfg = motion_train.load_config(motion_run)
+    diffusion = motion_cfg.diffusion
+    if sampling_steps is not None:
+        import dataclasses
+
+        diffusion = dataclasses.replace(diffusion, steps=int(sampling_steps))
+    conditions: dict[str, Any] = {}
+    dist = _mean_distance(motion_data)
+    if dist is not None:
+        conditions["distance"] = round(dist, 5)
+
+    def run_facts(workdir: Path) -> dict[str, Any]:
+        cfg = json.loads((workdir / "config.json").read_text())
+        return {"workdir": str(workdir), "config": cfg, "last_metrics": _last_metrics(workdir)}
+
+    facts = {
+        "face_run": run_facts(face_run),
+        "motion_run": run_facts(motion_run),
+        "motion_data": {
+            "path": str(motion_data),
+            "motion_names": manifest.get("motion_names"),
+            "totals": manifest.get("totals"),
+            "clip_data": data_cfg.get("clip_data"),
+        },
+        **dict(extra or {}),
+    }
+    return ce.save_export(
+        out,
+        face_model,
+        motion_model,
+        configs={
+            "audio": audio,
+            "crop": CropConfig(size=face_model.cfg.image_size),
+            "diffusion": diffusion,
+            "conditions": conditions,
+        },
+        manifest_extra=facts,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vasajax export", description=__doc__.split("\n")[0])
+    p.add_argument("--face-run", required=True, help="train-face run folder")
+    p.add_argument("--motion-run", required=True, help="train-motion run folder")
+    p.add_argument("--motion-data", required=True, help="the motion shards the motion run trained on")
+    p.add_argument("--out", required=True, help="export folder to write (replaced atomically if it exists)")
+    p.add_argument("--steps", type=int, help="default diffusion sampling steps of the export")
+    p.add_argument("--note", action="append", default=[], help="free text recorded in the manifest (repeatable)")
+    p.add_argument("--facts", help="JSON file of extra facts for the manifest (commands, evaluation, ...)")
+    return p
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    extra: dict[str, Any] = {}
+    if args.note:
+        extra["notes"] = args.note
+    if args.facts:
+        try:
+            extra.update(json.loads(Path(args.facts).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"--facts {args.facts}: {e}") from None
+    out = export_runs(
+        args.face_run, args.motion_run, args.motion_data, args.out, sampling_steps=args.steps, extra=extra
+    )
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    total = sum(f["bytes"] for f in files.values())
+    print(f"wrote {out} ({total / 1e6:.1f} MB: {', '.join(sorted(files))})")
+    return 0

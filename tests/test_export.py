@@ -1,0 +1,77 @@
+"""vasajax export (vasajax.train.export): a face run + a motion run → an inference export the pipeline loads."""
+
+import dataclasses
+import json
+
+import ml_dtypes
+import numpy as np
+import pytest
+from flax import nnx
+
+from test_clips import make_motion
+from vasajax import checkpoint_export as ce
+from vasajax.data import clips
+from vasajax.errors import UserError
+from vasajax.motion.audio import AudioConfig
+from vasajax.train import common
+from vasajax.train import export as ex
+from vasajax.train import face as tf
+from vasajax.train import motion as tm
+
+M = 14  # = FaceConfig.tiny().motion_dim (6 pose + 8 dyn)
+
+
+def _motion_data(d, n_mels: int):
+    rng = np.random.default_rng(0)
+    with clips.ShardWriter(d, "m") as w:
+        for i in range(4):
+            w.write_record(make_motion(i, rng, T=24, M=M))
+    audio = dataclasses.asdict(dataclasses.replace(AudioConfig.tiny(), n_mels=n_mels))
+    manifest = clips.make_manifest("motion", w.shards, config={"audio": audio, "clip_data": "synthtalk"})
+    clips.write_manifest(d / "manifest.json", manifest)
+    return d
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny motion run (1 step) on 8-mel motion data and a tiny face run saved at its initial state."""
+    data = _motion_data(tmp_path_factory.mktemp("motion-data"), n_mels=8)  # make_motion: 2 slots × 8 mels per frame
+    motion_run = tmp_path_factory.mktemp("motion-run")
+    argv = ["--config", "tiny", "--batch", "4", "--steps", "1", "--warmup", "0", "--no-progress", "--sample-every", "0"]
+    assert tm.cli_main([*argv, "--data", str(data), "--workdir", str(motion_run)]) == 0
+    face_run = tmp_path_factory.mktemp("face-run")
+    cfg = tf.FaceTrainConfig.tiny()
+    ckpt = common.Checkpointer(face_run, cfg.to_dict(), async_save=False)
+    ckpt.save(0, tf.init_state(cfg))
+    ckpt.wait()
+    ckpt.close()
+    (face_run / "metrics.jsonl").write_text(json.dumps({"step": 0, "psnr": 12.5, "time": 1.0}) + "\n")
+    return data, face_run, motion_run
+
+
+def test_export_round_trip(runs, tmp_path):
+    data, face_run, motion_run = runs
+    out = ex.export_runs(face_run, motion_run, data, tmp_path / "demo", sampling_steps=7, extra={"notes": ["x"]})
+    exp = ce.load_export(out)
+    # Weights: the runs' EMA params, rounded to bf16.
+    want = nnx.state(tf.load_model(face_run), nnx.Param)
+    got = nnx.state(exp.face_model, nnx.Param)
+    a, b = want["g2d"]["out"]["kernel"].value, got["g2d"]["out"]["kernel"].value
+    np.testing.assert_array_equal(np.asarray(a).astype(ml_dtypes.bfloat16).astype(np.float32), np.asarray(b))
+    assert exp.motion.motion_dim == M and exp.diffusion.steps == 7 and exp.audio.n_mels == 8
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["face_run"]["last_metrics"] == {"step": 0, "psnr": 12.5}
+    assert manifest["motion_run"]["config"]["model"]["motion_dim"] == M and manifest["notes"] == ["x"]
+    assert manifest["motion_data"]["clip_data"] == "synthtalk"
+    # Default head distance: the mean of the motion data's distance condition.
+    dist = np.concatenate([r.distance_T for r in clips.read_records(clips.read_manifest(data), data)])
+    assert exp.conditions["distance"] == pytest.approx(float(dist.mean()), abs=1e-5)
+
+
+def test_export_rejects_mismatched_audio(runs, tmp_path):
+    _, face_run, motion_run = runs
+    other = _motion_data(tmp_path / "other", n_mels=16)
+    with pytest.raises(UserError, match="audio features have 32 values per frame"):
+        ex.export_runs(face_run, motion_run, other, tmp_path / "demo")
+    with pytest.raises(UserError, match="not a train-face run folder"):
+        ex.export_runs(tmp_path, motion_run, other, tmp_path / "demo")
