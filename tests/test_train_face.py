@@ -174,17 +174,24 @@ def _assert_same_training(sa, sb, host, steps: int, rtol: float, outliers: float
 # ----------------------------------------------------------------------------------------------- tests
 
 
-def test_one_step_on_4_devices_equals_1_device(shards):
+@pytest.mark.parametrize("fsdp", [1, 2], ids=["data4", "data2xfsdp2"])
+def test_one_step_on_4_devices_equals_1_device(shards, fsdp):
+    """4 devices as data×fsdp = 4×1 (params replicated) and 2×2 (params sharded over fsdp) equal 1 device."""
     import jax
 
     from vasajax.data import loader
     from vasajax.train import common, face
 
-    cfg = _config()
-    mesh4, mesh1 = common.make_mesh(1), common.make_mesh(1, devices=jax.devices()[:1])
-    assert mesh4.devices.size == 4
+    cfg = _config(fsdp=fsdp, fsdp_min_size=256)  # tiny arrays: shard everything of ≥ 256 elements
+    mesh4, mesh1 = common.make_mesh(fsdp), common.make_mesh(1, devices=jax.devices()[:1])
+    assert mesh4.devices.size == 4 and dict(mesh4.shape)["fsdp"] == fsdp
     steps4, steps1 = face.compiled_steps(cfg, mesh4), face.compiled_steps(cfg, mesh1)
-    host = jax.tree.map(np.asarray, steps4.init())
+    init4 = steps4.init()
+    if fsdp > 1:  # most parameter elements really are split over the fsdp axis (biases and norms stay whole)
+        leaves = jax.tree.leaves(init4["gen"]["params"])
+        split = sum(x.size for x in leaves if "fsdp" in tuple(x.sharding.spec))
+        assert split > 0.8 * sum(x.size for x in leaves), (split, sum(x.size for x in leaves))
+    host = jax.tree.map(np.asarray, init4)
     lcfg = loader.LoaderConfig(batch_size=4, shard_index=0, shard_count=1)
     batch = next(iter(loader.face_pairs(shards, lcfg, cfg.pairs)))
     s4, m4, f4 = _one_step(steps4, mesh4, host, batch)
