@@ -35,9 +35,11 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src tests benchmarks
 
 demo: setup
-	@echo "There is no trained demo checkpoint in checkpoints/ yet, so 'vasajax animate' has nothing to animate with."
-	@echo "Until one ships, make demo runs the stage-1 benchmark on the tiny and small configs:"
-	$(PY) benchmarks/face_latent.py --configs tiny small
+	@test -f checkpoints/demo/manifest.json || { echo "checkpoints/demo is missing; rebuild it: bash checkpoints/make_demo.sh"; exit 1; }
+	$(VENV)/bin/vasajax animate --image src/vasajax/assets/astronaut.png --audio src/vasajax/assets/demo_speech.wav \
+		--out out/demo.mp4
+	$(VENV)/bin/vasajax detect out/demo.mp4
+	@echo "Open out/demo.mp4. What the demo model can and cannot do: checkpoints/README.md"
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
