@@ -1,0 +1,146 @@
+"""Stage-1 quality on held-out clips: self-reenactment PSNR against a copy-the-source baseline, and a
+cross-identity reenactment grid (VASA-1 §3.1; MegaPortraits' self/cross reenactment protocol).
+
+    python -m vasajax.eval.face_recon --face-run runs/face --data HELDOUT_SHARDS --out docs/cross_identity.png
+
+Self-reenactment: for each clip, frame 0 is the source and ``num_drivers`` evenly spaced later frames are the
+drivers; the model must turn the source into each driver (new head pose, mouth, eyes). The baseline copies the
+source unchanged, so beating it means the model moves the face toward the driver rather than just repainting
+the photo. Cross-identity: every clip's first frame (one per identity) driven by frames of the other clips;
+there is no ground truth for it, so it is a picture (the diagonal is self-reenactment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vasajax.errors import UserError
+
+
+def _clips(data, max_clips: int) -> list[Any]:
+    from vasajax.data import clips
+
+    manifest = clips.read_manifest(data)
+    if manifest.get("kind") != "clip":
+        raise UserError(f"{data} holds {manifest.get('kind')} records; pass clip shards")
+    out = []
+    for rec in clips.read_records(manifest, data):
+        out.append(rec)
+        if len(out) >= max_clips:
+            break
+    return out
+
+
+def _resize(frames_BxSxSx3: np.ndarray, size: int) -> np.ndarray:
+    if frames_BxSxSx3.shape[1] == size:
+        return frames_BxSxSx3
+    import cv2
+
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames_BxSxSx3])
+
+
+def self_reenactment(model, data, *, max_clips: int = 8, num_drivers: int = 4) -> dict[str, float]:
+    """Mean PSNR (dB) of ``model.reenact(source, driver)`` vs the driver, and of the copy baseline."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from vasajax.train.face import psnr
+
+    size = model.cfg.image_size
+    reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
+    ours, copy, mse_o, mse_c = [], [], [], []
+    for rec in _clips(data, max_clips):
+        frames = _resize(rec.frames_TxSxSx3, size)
+        idx = np.linspace(1, len(frames) - 1, num_drivers).round().astype(int)
+        src = np.repeat(frames[:1], num_drivers, axis=0)
+        drv = frames[idx]
+        out = reenact(model, jnp.asarray(src, jnp.float32) / 255.0, jnp.asarray(drv, jnp.float32) / 255.0)
+        out = np.asarray(jax.device_get(out), np.float64)
+        ours.append(psnr(out, drv))
+        copy.append(psnr(src, drv))
+        mse_o.append(np.mean((out - drv / 255.0) ** 2))
+        mse_c.append(np.mean((src / 255.0 - drv / 255.0) ** 2))
+    return {
+        "clips": len(ours),
+        "pairs": len(ours) * num_drivers,
+        "psnr_model_db": float(np.mean(ours)),
+        "psnr_copy_source_db": float(np.mean(copy)),
+        "psnr_model_pooled_db": float(-10 * np.log10(np.mean(mse_o))),
+        "psnr_copy_pooled_db": float(-10 * np.log10(np.mean(mse_c))),
+    }
+
+
+def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5) -> np.ndarray:
+    """An image: row 0 = drivers; then one row per identity (its first source frame, then that source driven by
+    each driver). Sources: the first clip of each identity; drivers: frames spread over the other clips."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    size = model.cfg.image_size
+    recs = _clips(data, max_clips)
+    sources, seen = [], set()
+    for rec in recs:
+        if rec.identity not in seen:
+            seen.add(rec.identity)
+            sources.append(_resize(rec.frames_TxSxSx3[:1], size)[0])
+    drivers = []
+    for k in range(num_drivers):
+        rec = recs[k % len(recs)]
+        t = int(round((k + 1) / (num_drivers + 1) * (len(rec.frames_TxSxSx3) - 1)))
+        drivers.append(_resize(rec.frames_TxSxSx3[t : t + 1], size)[0])
+    reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
+    drv = jnp.asarray(np.stack(drivers), jnp.float32) / 255.0
+    blank = np.full((size, size, 3), 255, np.uint8)
+    rows = [np.concatenate([blank, *drivers], axis=1)]
+    for src in sources:
+        s = jnp.broadcast_to(jnp.asarray(src, jnp.float32)[None] / 255.0, drv.shape)
+        out = np.asarray(reenact(model, s, drv))
+        out_u8 = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+        rows.append(np.concatenate([src, *out_u8], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vasajax.eval.face_recon", description=__doc__.split("\n")[0])
+    ap.add_argument("--face-run", help="train-face run folder (EMA weights of its latest checkpoint)")
+    ap.add_argument("--checkpoint", help="or an export folder (face.safetensors)")
+    ap.add_argument("--data", required=True, help="held-out clip shards")
+    ap.add_argument("--out", help="PNG path for the cross-identity grid")
+    ap.add_argument("--max-clips", type=int, default=8)
+    ap.add_argument("--json", help="write the PSNR numbers here too")
+    args = ap.parse_args(argv)
+    try:
+        if args.face_run:
+            from vasajax.train.face import load_model
+
+            model = load_model(args.face_run)
+        else:
+            from vasajax.checkpoint_export import load_export
+            from vasajax.pipeline import resolve_checkpoint
+
+            model = load_export(resolve_checkpoint(args.checkpoint)).face_model
+        res = self_reenactment(model, args.data, max_clips=args.max_clips)
+        print(json.dumps(res))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=1)
+        if args.out:
+            from PIL import Image
+
+            Image.fromarray(cross_identity_grid(model, args.data, max_clips=args.max_clips)).save(args.out)
+            print(f"wrote {args.out}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())
