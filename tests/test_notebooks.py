@@ -44,7 +44,7 @@ def test_notebook_runs_in_smoke_mode(src: Path, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     nb = jupytext.read(src)
     client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NB_DIR)}}
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NB_DIR)}}
     )
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]

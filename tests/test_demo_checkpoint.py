@@ -1,0 +1,29 @@
+"""The shipped demo checkpoint (checkpoints/demo): intact, small configs, ≤ 50 MB, documented, and loadable."""
+
+import dataclasses
+import json
+
+from vasajax import checkpoint_export as ce
+from vasajax.face.config import FaceConfig
+from vasajax.motion.dit import MotionConfig
+from vasajax.pipeline import DEFAULT_CHECKPOINT, Animator
+
+
+def test_demo_checkpoint_is_intact_small_and_documented():
+    manifest = ce.verify_export(DEFAULT_CHECKPOINT)  # every file's sha256 and size
+    total = sum(f["bytes"] for f in manifest["files"].values())
+    assert total <= 50 * 2**20, total
+    for key in ("face_run", "motion_run", "motion_data", "commands", "metrics", "notes"):
+        assert key in manifest, key
+    cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    face = FaceConfig.from_dict(cfg["face"])
+    assert dataclasses.replace(face, dtype="float32") == FaceConfig.small() and face.image_size >= 256
+    motion = ce.config_from_dict(MotionConfig, cfg["motion"], "motion")
+    small = MotionConfig.small(audio_dim=motion.audio_dim)
+    assert dataclasses.replace(motion, dtype=small.dtype) == small
+
+
+def test_demo_checkpoint_loads_as_the_default():
+    anim = Animator.from_pretrained()  # no path: the shipped checkpoint
+    assert anim.face_cfg.image_size == 256 and anim.motion_cfg.motion_dim == anim.face_cfg.motion_dim
+    assert anim.export.conditions.get("distance", 0) > 0
