@@ -139,8 +139,8 @@ def bench_long(anim: Animator, seconds: float) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=["tiny", "small", "paper"])
-    p.add_argument("--checkpoint", help="benchmark this export instead of random-init presets")
+    p.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=["tiny", "small", "paper", "none"])
+    p.add_argument("--checkpoint", help="also benchmark this export (--configs none: only it)")
     p.add_argument("--seconds", type=float, nargs="+", help="audio seconds per config (default tiny 10, else 4)")
     p.add_argument("--decode-batch", type=int, default=8)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -150,9 +150,11 @@ def main(argv=None) -> int:
     load_at_start = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        targets = [("checkpoint", pathlib.Path(args.checkpoint))] if args.checkpoint else []
-        for name in [] if args.checkpoint else args.configs:
+        targets = []
+        for name in [c for c in args.configs if c != "none"]:
             targets.append((name, make_random_export(name, pathlib.Path(tmp), args.dtype)))
+        if args.checkpoint:
+            targets.append((f"checkpoint {pathlib.Path(args.checkpoint).name}", pathlib.Path(args.checkpoint)))
         for i, (name, path) in enumerate(targets):
             seconds = args.seconds[min(i, len(args.seconds) - 1)] if args.seconds else (10.0 if name == "tiny" else 4.0)
             t = time.perf_counter()
