@@ -36,6 +36,7 @@ lint: $(STAMP)
 
 demo: setup
 	@test -f checkpoints/demo/manifest.json || { echo "checkpoints/demo is missing; rebuild it: bash checkpoints/make_demo.sh"; exit 1; }
+	@mkdir -p out
 	$(VENV)/bin/vasajax animate --image src/vasajax/assets/astronaut.png --audio src/vasajax/assets/demo_speech.wav \
 		--out out/demo.mp4
 	$(VENV)/bin/vasajax detect out/demo.mp4
