@@ -130,17 +130,13 @@ def main(argv=None) -> int:
         default=None,
         help="configs to size only (default on CPU: paper, whose timing takes minutes)",
     )
-    ap.add_argument(
-        "--out", default=None, help="JSON path (default benchmarks/results/face_latent-<dev>-<date>.json)"
-    )
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/face_latent-<dev>-<date>.json)")
     args = ap.parse_args(argv)
     dev = device_name()
     on_cpu = jax.devices()[0].platform == "cpu"
     batch = args.batch or (1 if on_cpu else 32)
     no_run = set(args.no_run if args.no_run is not None else (["paper"] if on_cpu else []))
-    print(
-        f"device: {dev} ({jax.devices()[0].device_kind}), jax {jax.__version__}, batch {batch}, {args.dtype}"
-    )
+    print(f"device: {dev} ({jax.devices()[0].device_kind}), jax {jax.__version__}, batch {batch}, {args.dtype}")
     rows = []
     for name in args.configs:
         row = bench_config(name, args.dtype, batch, args.iters, run=name not in no_run)
@@ -158,9 +154,7 @@ def main(argv=None) -> int:
         print("        per module (M):", {k: round(v, 3) for k, v in row["params_per_module_M"].items()})
     out = pathlib.Path(
         args.out
-        or pathlib.Path(__file__).parent
-        / "results"
-        / f"face_latent-{dev}-{datetime.date.today().isoformat()}.json"
+        or pathlib.Path(__file__).parent / "results" / f"face_latent-{dev}-{datetime.date.today().isoformat()}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

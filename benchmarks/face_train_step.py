@@ -23,9 +23,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from face_latent import device_name, flops_of, peak_memory_gib  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from face_latent import device_name, flops_of, peak_memory_gib  # noqa: E402
 from vasajax.face.config import PRESETS  # noqa: E402
 from vasajax.face.model import FaceLatentModel, count_params  # noqa: E402
 
@@ -72,15 +72,26 @@ def main(argv=None) -> int:
         jax.block_until_ready(loss)
         times.append(time.perf_counter() - t0)
     dt = float(np.median(times))
-    row = dict(config=args.config, dtype=args.dtype, batch=args.batch, params_M=count_params(params) / 1e6,
-               step_s=dt, samples_per_s=args.batch / dt, gflops_per_step=flops_of(lowered) / 1e9,
-               compile_s=compile_s, peak_memory_gib=peak_memory_gib(), loss=float(loss))
+    row = dict(
+        config=args.config,
+        dtype=args.dtype,
+        batch=args.batch,
+        params_M=count_params(params) / 1e6,
+        step_s=dt,
+        samples_per_s=args.batch / dt,
+        gflops_per_step=flops_of(lowered) / 1e9,
+        compile_s=compile_s,
+        peak_memory_gib=peak_memory_gib(),
+        loss=float(loss),
+    )
     dev = device_name()
-    print(f"device: {dev}  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    fields = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+    print(f"device: {dev}  " + "  ".join(fields))
     out = pathlib.Path(__file__).parent / "results" / f"face_train_step-{dev}-{datetime.date.today().isoformat()}.json"
     prev = json.loads(out.read_text())["rows"] if out.exists() else []
-    out.write_text(json.dumps(dict(benchmark="face_train_step", device=dev, jax=jax.__version__, rows=prev + [row]),
-                              indent=2))
+    out.write_text(
+        json.dumps(dict(benchmark="face_train_step", device=dev, jax=jax.__version__, rows=prev + [row]), indent=2)
+    )
     return 0
 
 

@@ -57,9 +57,7 @@ def test_zero_flow_and_identity_pose_leave_volume_unchanged(tiny):
     # A fresh warp generator's last conv is zero, so its flow is exactly zero whatever the code.
     assert float(jnp.abs(model.warp_to_driver(pose, dyn, ident)).max()) == 0.0
     np.testing.assert_allclose(np.asarray(model.to_driver(vol, pose, dyn, ident)), np.asarray(vol), atol=1e-5)
-    np.testing.assert_allclose(
-        np.asarray(model.to_canonical(vol, pose, dyn, ident)), np.asarray(vol), atol=1e-5
-    )
+    np.testing.assert_allclose(np.asarray(model.to_canonical(vol, pose, dyn, ident)), np.asarray(vol), atol=1e-5)
 
 
 def test_decode_follows_pose(tiny):

@@ -83,6 +83,4 @@ def test_rigid_pose_moves_blob_where_expected(pose, expected):
 def test_rotation_matrices_are_orthonormal():
     angles = jax.random.uniform(jax.random.key(0), (8, 3), minval=-1.5, maxval=1.5)
     r = warp.rotation_matrix(angles)
-    np.testing.assert_allclose(
-        np.asarray(r @ jnp.swapaxes(r, 1, 2)), np.broadcast_to(np.eye(3), (8, 3, 3)), atol=1e-5
-    )
+    np.testing.assert_allclose(np.asarray(r @ jnp.swapaxes(r, 1, 2)), np.broadcast_to(np.eye(3), (8, 3, 3)), atol=1e-5)

@@ -16,9 +16,7 @@ from flax import nnx
 
 def group_norm(channels: int, groups: int, dtype, rngs: nnx.Rngs) -> nnx.GroupNorm:
     """GroupNorm with ``gcd(groups, channels)`` groups, so narrow layers still normalise."""
-    return nnx.GroupNorm(
-        channels, num_groups=math.gcd(groups, channels), epsilon=1e-5, dtype=dtype, rngs=rngs
-    )
+    return nnx.GroupNorm(channels, num_groups=math.gcd(groups, channels), epsilon=1e-5, dtype=dtype, rngs=rngs)
 
 
 class ResBlock(nnx.Module):

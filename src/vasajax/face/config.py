@@ -134,9 +134,7 @@ class FaceConfig:
             (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
         ]
         depth_ups = math.log2(self.vol_depth // self.warp_base_depth)
-        checks.append(
-            (depth_ups <= len(self.warp_channels) and depth_ups.is_integer(), "bad warp_base_depth")
-        )
+        checks.append((depth_ups <= len(self.warp_channels) and depth_ups.is_integer(), "bad warp_base_depth"))
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"FaceConfig: {msg} ({self})")

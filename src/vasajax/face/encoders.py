@@ -31,10 +31,7 @@ class AppearanceEncoder(nnx.Module):
         self.stem = nnx.Conv(3, cfg.app_stem, (7, 7), padding="SAME", dtype=dt, rngs=rngs)
         widths = (cfg.app_stem, *cfg.app_channels)
         self.down = nnx.List(
-            [
-                ResBlock2D(a, b, groups=cfg.groups, dtype=dt, rngs=rngs)
-                for a, b in zip(widths[:-1], widths[1:])
-            ]
+            [ResBlock2D(a, b, groups=cfg.groups, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
         )
         self.norm = group_norm(widths[-1], cfg.groups, dt, rngs)
         self.lift = nnx.Conv(widths[-1], cfg.vol_channels * cfg.vol_depth, (1, 1), dtype=dt, rngs=rngs)

@@ -37,10 +37,7 @@ class WarpGenerator(nnx.Module):
         self.depth_factors = tuple(factors)
         widths = (c0, *cfg.warp_channels)
         self.blocks = nnx.List(
-            [
-                ResBlock3D(a, b, groups=cfg.groups, dtype=dt, rngs=rngs)
-                for a, b in zip(widths[:-1], widths[1:])
-            ]
+            [ResBlock3D(a, b, groups=cfg.groups, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
         )
         self.norm = group_norm(widths[-1], cfg.groups, dt, rngs)
         self.out = nnx.Conv(
@@ -64,16 +61,10 @@ class G3D(nnx.Module):
         ch = cfg.g3d_channels
         g = cfg.groups
         self.enc = nnx.List(
-            [
-                ResBlock3D(a, b, groups=g, dtype=dt, rngs=rngs)
-                for a, b in zip((cfg.vol_channels, *ch[:-1]), ch)
-            ]
+            [ResBlock3D(a, b, groups=g, dtype=dt, rngs=rngs) for a, b in zip((cfg.vol_channels, *ch[:-1]), ch)]
         )
         self.dec = nnx.List(
-            [
-                ResBlock3D(ch[i + 1] + ch[i], ch[i], groups=g, dtype=dt, rngs=rngs)
-                for i in reversed(range(len(ch) - 1))
-            ]
+            [ResBlock3D(ch[i + 1] + ch[i], ch[i], groups=g, dtype=dt, rngs=rngs) for i in reversed(range(len(ch) - 1))]
         )
         self.norm = group_norm(ch[0], g, dt, rngs)
         self.out = nnx.Conv(ch[0], cfg.vol_channels, (1, 1, 1), dtype=dt, rngs=rngs)
@@ -97,9 +88,7 @@ class G2D(nnx.Module):
     def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
         dt = cfg.jnp_dtype
         g = cfg.groups
-        self.project = nnx.Conv(
-            cfg.vol_channels * cfg.vol_depth, cfg.g2d_channels, (1, 1), dtype=dt, rngs=rngs
-        )
+        self.project = nnx.Conv(cfg.vol_channels * cfg.vol_depth, cfg.g2d_channels, (1, 1), dtype=dt, rngs=rngs)
         self.blocks = nnx.List(
             [
                 ResBlock2D(cfg.g2d_channels, cfg.g2d_channels, groups=g, dtype=dt, rngs=rngs)
@@ -107,9 +96,7 @@ class G2D(nnx.Module):
             ]
         )
         widths = (cfg.g2d_channels, *cfg.g2d_up_channels)
-        self.up = nnx.List(
-            [ResBlock2D(a, b, groups=g, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
-        )
+        self.up = nnx.List([ResBlock2D(a, b, groups=g, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
         self.norm = group_norm(widths[-1], g, dt, rngs)
         self.out = nnx.Conv(widths[-1], 3, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
 

@@ -547,9 +547,7 @@ def parse_loss_overrides(items: list[str], loss_cfg: losses.FaceLossConfig) -> d
     Only numeric fields of :class:`~vasajax.face.losses.FaceLossConfig` can be set this way (weights, margins,
     scales): enough to ablate any term from the command line.
     """
-    numeric = {
-        f.name for f in dataclasses.fields(loss_cfg) if isinstance(getattr(loss_cfg, f.name), int | float)
-    }
+    numeric = {f.name for f in dataclasses.fields(loss_cfg) if isinstance(getattr(loss_cfg, f.name), int | float)}
     out: dict[str, float] = {}
     for item in items:
         key, sep, value = item.partition("=")
