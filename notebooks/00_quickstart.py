@@ -35,7 +35,8 @@
 # well under a minute on a laptop CPU. The pictures then show the *plumbing* (shapes, timing, determinism), and
 # the faces come out as noise. Set the environment variable `VASAJAX_FULL=1` before starting Jupyter (or write
 # `FULL = True` in the next cell) for the *full* run: the shipped demo checkpoint `checkpoints/demo` (the
-# `small` configs at 256×256), which animates the face for real.
+# `small` configs at 256×256), trained for an hour on a CPU: its faces are blurry and not visibly lip-synced
+# (`checkpoints/README.md` says what it can and cannot do).
 
 # %%
 import dataclasses
