@@ -258,7 +258,9 @@ fig = nb.image_grid(
 # **drivers**. Row $i$, column $j$ is `model.reenact(source_i, driver_j)` — source $i$'s appearance and identity
 # with driver $j$'s pose and dynamics. A good latent space keeps each row one person and each column one pose and
 # expression. `face.load_model` returns the EMA weights of the newest checkpoint as a `FaceLatentModel`.
-# (Smoke mode: expect blobs again, now showing which colours the model attaches to each identity.)
+# (Smoke mode: expect blobs again, now showing which colours the model attaches to each identity. What 800 steps
+# of the `small` config on a 2-core CPU give is in `docs/demo_cross_identity.jpg`: faces, blurry, with identity
+# leaking between the two portraits.)
 
 # %%
 model = face.load_model(RUN)
