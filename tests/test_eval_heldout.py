@@ -9,8 +9,7 @@ from test_clips import make_clip
 from test_encode_dataset import _synth_gt
 from vasajax.data import clips
 from vasajax.errors import UserError
-from vasajax.eval import heldout
-from vasajax.eval.cli import _synthtalk_conditions
+from vasajax.eval import heldout, report
 
 
 def test_parse_setting():
@@ -34,7 +33,7 @@ def test_write_reference(tmp_path):
     info = heldout.write_reference(d, tmp_path / "real", num_clips=2)
     assert [c["stem"] for c in info] == ["clip000", "clip001"] and info[0]["heldout"] == ["sentence"]
     assert json.loads((tmp_path / "real" / "clip000.json").read_text())["portrait"] == "astronaut"
-    cond = _synthtalk_conditions(tmp_path / "real")  # what `vasajax eval` scores the real clips against
+    cond = report.synthtalk_conditions(tmp_path / "real")  # what `vasajax eval` scores the real clips against
     assert sorted(cond) == ["clip000", "clip001"] and np.asarray(cond["clip000"]["gaze_head"]).shape == (12, 2)
     assert (tmp_path / "real" / "clip001.mp4").stat().st_size > 0 and (tmp_path / "real" / "clip001.wav").exists()
     with pytest.raises(UserError, match="no SynthTalk ground truth"):

@@ -317,6 +317,12 @@ def pad_to_frames(num_samples: int, fps: float) -> int:
     return max(num_samples, math.ceil(T * SAMPLE_RATE / fps - 1e-9))
 
 
+def relative_pose_offset(portrait_pose_6, motion_mean_M) -> np.ndarray:
+    """What is added to every generated pose so the head moves around the portrait's own pose:
+    ``portrait_pose − motion_mean[:6]`` (see "Pose: relative to the portrait" above)."""
+    return np.asarray(portrait_pose_6, np.float32).reshape(6) - np.asarray(motion_mean_M, np.float32)[:6]
+
+
 def _wav_chunks(wav_path: str | os.PathLike, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
     import soundfile
 
@@ -503,8 +509,7 @@ class Animator:
         bg, params, side = self._output_geometry(portrait, paste_back, size)
         offset_6 = np.zeros(6, np.float32)
         if pose == "relative":
-            mean = np.asarray(self.motion_model.motion_mean.get_value(), np.float32)[:6]
-            offset_6 = np.asarray(portrait.latent.pose, np.float32)[0] - mean
+            offset_6 = relative_pose_offset(portrait.latent.pose[0], self.motion_model.motion_mean.get_value())
         audio_cfg = self.audio_cfg
 
         def features() -> Iterator[np.ndarray]:

@@ -82,8 +82,10 @@ def with_motion(latent, motion_TxM: np.ndarray):
 def retarget(motion_TxM: np.ndarray, portrait_pose_6: np.ndarray, motion_mean_M: np.ndarray) -> np.ndarray:
     """Generated motion with its head pose moved around a portrait's own pose, as ``pipeline.Animator`` decodes
     it: ``pose = portrait_pose + (generated_pose − motion_mean[:6])``; dynamics unchanged."""
+    from vasajax.pipeline import relative_pose_offset
+
     m = np.array(motion_TxM, np.float32)
-    m[:, :6] += np.asarray(portrait_pose_6, np.float32).reshape(6) - np.asarray(motion_mean_M, np.float32)[:6]
+    m[:, :6] += relative_pose_offset(portrait_pose_6, motion_mean_M)
     return m
 
 

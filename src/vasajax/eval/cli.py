@@ -24,22 +24,11 @@ import json
 import pathlib
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from vasajax.errors import UserError
 from vasajax.eval import report
-
-
-def _synthtalk_conditions(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
-    """Conditions from SynthTalk ground truth (``<stem>.npz``): eye-in-head gaze and head distance per frame."""
-    out = {}
-    for npz in sorted(folder.glob("*.npz")):
-        with np.load(npz) as gt:
-            if "gaze" in gt and "distance" in gt:
-                out[npz.stem] = {"gaze_head": gt["gaze"].tolist(), "distance": gt["distance"].tolist()}
-    return out
 
 
 def _portrait_for(stem: str, portraits: pathlib.Path | None, vdir: pathlib.Path) -> np.ndarray | None:
@@ -161,7 +150,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         vdir = pathlib.Path(args.videos)
-        conditions = _synthtalk_conditions(vdir)  # explicit conditions override the truth key by key
+        conditions = report.synthtalk_conditions(vdir)  # explicit conditions override the truth key by key
         for stem, cond in report.load_conditions(args.conditions).items():
             conditions[stem] = {**conditions.get(stem, {}), **cond}
         extras = _Extras(args)
@@ -172,7 +161,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         if args.reference:
             rdir = pathlib.Path(args.reference)
             extras.clips = []
-            results.append(report.evaluate_videos(rdir, None, conditions=_synthtalk_conditions(rdir),
+            results.append(report.evaluate_videos(rdir, None, conditions=report.synthtalk_conditions(rdir),
                                                   per_video=extras.for_video(rdir), max_videos=args.max_videos,
                                                   label=f"{rdir.name} (reference)"))  # fmt: skip
         out = pathlib.Path(args.out) if args.out else vdir / "eval"

@@ -121,7 +121,6 @@ def generate(
 def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
         settings: Sequence[str] = DEFAULT_SETTINGS) -> dict[str, Any]:  # fmt: skip
     from vasajax.eval import report
-    from vasajax.eval.cli import _synthtalk_conditions
     from vasajax.pipeline import Animator
 
     out_p = pathlib.Path(out)
@@ -129,7 +128,8 @@ def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
     clips_info = write_reference(data, ref, num_clips)
     animator = Animator.from_pretrained(checkpoint)
     parsed = [parse_setting(s) for s in settings]
-    real = report.evaluate_videos(ref, None, conditions=_synthtalk_conditions(ref), label="real SynthTalk (held-out)")
+    truth = report.synthtalk_conditions(ref)
+    real = report.evaluate_videos(ref, None, conditions=truth, label="real SynthTalk (held-out)")
     d = animator.export.diffusion
     results = {}
     for name, la, lg in parsed:

@@ -191,6 +191,16 @@ def load_conditions(path: str | os.PathLike | None) -> dict[str, dict[str, Any]]
     return {pathlib.Path(k).stem: v for k, v in data.items()}
 
 
+def synthtalk_conditions(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
+    """Conditions from SynthTalk ground truth (``<stem>.npz``): eye-in-head gaze and head distance per frame."""
+    out = {}
+    for npz in sorted(folder.glob("*.npz")):
+        with np.load(npz) as gt:
+            if "gaze" in gt and "distance" in gt:
+                out[npz.stem] = {"gaze_head": gt["gaze"].tolist(), "distance": gt["distance"].tolist()}
+    return out
+
+
 def evaluate_videos(
     videos: str | os.PathLike,
     audio: str | os.PathLike | None = None,

@@ -17,6 +17,7 @@ at the framing the model saw most.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def export_runs(
     from vasajax import checkpoint_export as ce
     from vasajax.data import clips
     from vasajax.facetrack import CropConfig
-    from vasajax.motion.audio import AudioConfig
+    from vasajax.motion.audio import AudioConfig, feature_dim
     from vasajax.train import face as face_train
     from vasajax.train import motion as motion_train
 
@@ -90,8 +91,6 @@ def export_runs(
         raise UserError(f"{motion_data} holds {kind} records; --motion-data needs encode-dataset output")
     data_cfg = manifest.get("config") or {}
     audio = ce.config_from_dict(AudioConfig, data_cfg.get("audio") or {}, "motion data audio")
-    from vasajax.motion.audio import feature_dim
-
     if feature_dim(audio) != motion_model.cfg.audio_dim:
         raise UserError(
             f"{motion_data}'s audio features have {feature_dim(audio)} values per frame, the motion run's DiT "
@@ -100,8 +99,6 @@ def export_runs(
     motion_cfg = motion_train.load_config(motion_run)
     diffusion = motion_cfg.diffusion
     if sampling_steps is not None:
-        import dataclasses
-
         diffusion = dataclasses.replace(diffusion, steps=int(sampling_steps))
     conditions: dict[str, Any] = {}
     dist = _mean_distance(motion_data)
