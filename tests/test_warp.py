@@ -84,3 +84,22 @@ def test_rotation_matrices_are_orthonormal():
     angles = jax.random.uniform(jax.random.key(0), (8, 3), minval=-1.5, maxval=1.5)
     r = warp.rotation_matrix(angles)
     np.testing.assert_allclose(np.asarray(r @ jnp.swapaxes(r, 1, 2)), np.broadcast_to(np.eye(3), (8, 3, 3)), atol=1e-5)
+
+
+def test_grid_sample_2d_matches_torch_with_border_padding():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    img = rng.normal(size=(2, 9, 11, 3)).astype(np.float32)
+    grid = rng.uniform(-1.3, 1.3, size=(2, 7, 5, 2)).astype(np.float32)  # some points outside the image
+    ref = torch.nn.functional.grid_sample(
+        torch.tensor(img.transpose(0, 3, 1, 2)), torch.tensor(grid), mode="bilinear", padding_mode="border",
+        align_corners=False,
+    ).numpy().transpose(0, 2, 3, 1)  # fmt: skip
+    out = warp.grid_sample_2d(jnp.asarray(img), jnp.asarray(grid))
+    np.testing.assert_allclose(np.asarray(out), ref, atol=1e-5)
+
+
+def test_grid_sample_2d_identity_grid_returns_the_image():
+    img = np.random.default_rng(6).uniform(size=(1, 8, 8, 3)).astype(np.float32)
+    grid = warp.identity_grid(1, 8, 8)[0, ..., :2][None]
+    np.testing.assert_allclose(np.asarray(warp.grid_sample_2d(jnp.asarray(img), grid)), img, atol=1e-6)

@@ -460,7 +460,9 @@ class Animator:
             if n < B:  # one jit shape: pad by repeating the last frame, drop the padding after
                 m = np.concatenate([m, np.repeat(m[-1:], B - n, axis=0)])
             pose, dyn = jnp.asarray(m[:, :6]), jnp.asarray(m[:, 6:])
-            out = decode(self._graphdef, self._params, lat.appearance, lat.identity, pose, dyn)
+            out = decode(
+                self._graphdef, self._params, lat.appearance, lat.identity, pose, dyn, lat.source, lat.source_grid
+            )
             yield np.asarray(out)[:n]
 
     def _finish(self, frames_BxSxSx3: np.ndarray, bg, params, side) -> np.ndarray:

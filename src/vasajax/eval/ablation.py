@@ -31,6 +31,16 @@ from vasajax.errors import UserError
 FACTORS = ("appearance", "identity", "pose", "dyn")
 """The four factors of a ``FaceLatent`` (VASA-1 §3.1: V_app, z_id, z_pose, z_dyn)."""
 
+FIELDS = {"appearance": ("appearance", "source", "source_grid"), "identity": ("identity",), "pose": ("pose",),
+          "dyn": ("dyn",)}  # fmt: skip
+"""The ``FaceLatent`` fields of each factor: the pixel-warp decoder's source image and its points belong to the
+appearance (they are ``None`` for the pure volume decoder)."""
+
+
+def _map_fields(fn):
+    """``{field: fn(field, factor)}`` over every ``FaceLatent`` field."""
+    return {field: fn(field, factor) for factor, fields in FIELDS.items() for field in fields}
+
 
 def _check_factors(factors: Iterable[str]) -> tuple[str, ...]:
     out = tuple(factors)
@@ -45,7 +55,7 @@ def swap(base, donor, factors: Iterable[str]):
     from vasajax.face.model import FaceLatent
 
     take = _check_factors(factors)
-    return FaceLatent(**{f: getattr(donor if f in take else base, f) for f in FACTORS})
+    return FaceLatent(**_map_fields(lambda f, factor: getattr(donor if factor in take else base, f)))
 
 
 def stack(latents: Sequence[Any]):
@@ -56,7 +66,12 @@ def stack(latents: Sequence[Any]):
 
     if not latents:
         raise UserError("stack needs at least one FaceLatent")
-    return FaceLatent(**{f: jnp.concatenate([getattr(lat, f) for lat in latents], axis=0) for f in FACTORS})
+
+    def cat(f, _):
+        parts = [getattr(lat, f) for lat in latents]
+        return None if parts[0] is None else jnp.concatenate(parts, axis=0)
+
+    return FaceLatent(**_map_fields(cat))
 
 
 def with_motion(latent, motion_TxM: np.ndarray):
@@ -71,11 +86,12 @@ def with_motion(latent, motion_TxM: np.ndarray):
     T = len(m)
 
     def rep(a):
-        return jnp.broadcast_to(a[:1], (T, *a.shape[1:]))
+        return None if a is None else jnp.broadcast_to(a[:1], (T, *a.shape[1:]))
 
     return FaceLatent(
         appearance=rep(latent.appearance), identity=rep(latent.identity),
         pose=jnp.asarray(m[:, :6]), dyn=jnp.asarray(m[:, 6:]),
+        source=rep(latent.source), source_grid=rep(latent.source_grid),
     )  # fmt: skip
 
 
@@ -92,8 +108,9 @@ def retarget(motion_TxM: np.ndarray, portrait_pose_6: np.ndarray, motion_mean_M:
 def decode_batched(decode, params, latent, batch: int = 6) -> np.ndarray:
     """Frames ``N×S×S×3`` (float, [0, 1]) of a batch of N latents (e.g. from :func:`stack`).
 
-    ``decode(params, appearance, identity, pose, dyn)`` is a jitted decode (``face.model.jitted``); it is
-    called in fixed batches of ``batch`` latents (the last one padded by repetition), so any N compiles once.
+    ``decode(params, appearance, identity, pose, dyn, source, source_grid)`` is a jitted decode
+    (``face.model.jitted``); it is called in fixed batches of ``batch`` latents (the last one padded by
+    repetition), so any N compiles once.
     """
     import jax.numpy as jnp
 
@@ -104,8 +121,11 @@ def decode_batched(decode, params, latent, batch: int = 6) -> np.ndarray:
     for s in range(0, n_all, batch):
         n = min(batch, n_all - s)
         idx = jnp.asarray(np.minimum(np.arange(s, s + batch), s + n - 1))
-        lat = FaceLatent(**{f: getattr(latent, f)[idx] for f in FACTORS})
-        out.append(np.asarray(decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn))[:n])
+        lat = FaceLatent(
+            **_map_fields(lambda f, _, idx=idx: None if getattr(latent, f) is None else getattr(latent, f)[idx])
+        )
+        frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn, lat.source, lat.source_grid)
+        out.append(np.asarray(frames)[:n])
     return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.float32)
 
 

@@ -76,6 +76,15 @@ class FaceConfig:
     g2d_up_channels: tuple[int, ...] = (256, 128, 64)
     """Widths of the upsampling ResBlock2Ds; their number must take the volume side to ``image_size``."""
 
+    pixel_warp: bool = False
+    """Decoder reuses the source image's pixels (False: the paper's pure volume decoder). The two 3D warps
+    (source → canonical → driver) also carry, for each driver voxel, the source-image point it came from; G2D
+    predicts depth weights that project those points to a 2D flow (plus a small residual flow), warps the source
+    image with it, and blends the warped pixels with its own RGB through a predicted occlusion mask, as warping
+    renderers (FOMM, LivePortrait) do. Pixels the source shows are copied, not re-synthesised, so the decoder
+    needs far less training to render sharp faces; G2D still paints what the source does not show (the mouth
+    interior, disoccluded cheeks). The latent then carries the source image (see ``FaceLatent``)."""
+
     groups: int = 32
     """Group-norm groups (reduced to gcd(groups, channels) where a layer is narrower)."""
     dtype: str = "float32"
@@ -190,6 +199,12 @@ class FaceConfig:
         return cls(**{**kw, **overrides})
 
     @classmethod
+    def small_warp(cls, **overrides) -> FaceConfig:
+        """``small()`` with the pixel-warp decoder (``pixel_warp=True``): the design that learns fastest on a
+        CPU (comparison in ``checkpoints/README.md``)."""
+        return cls.small(**{"pixel_warp": True, **overrides})
+
+    @classmethod
     def paper(cls, **overrides) -> FaceConfig:
         """512² images with MegaPortraits' sizes (the class defaults)."""
         return cls(**overrides)
@@ -206,4 +221,9 @@ class FaceConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-PRESETS = {"tiny": FaceConfig.tiny, "small": FaceConfig.small, "paper": FaceConfig.paper}
+PRESETS = {
+    "tiny": FaceConfig.tiny,
+    "small": FaceConfig.small,
+    "small_warp": FaceConfig.small_warp,
+    "paper": FaceConfig.paper,
+}

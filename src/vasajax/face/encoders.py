@@ -57,7 +57,7 @@ class AppearanceEncoder(nnx.Module):
 class ImageEncoder(nnx.Module):
     """A ResNet-style trunk: resize → stride-2 7×7 stem → ResBlock2D + pool per width → global mean → linear."""
 
-    def __init__(self, cfg: FaceConfig, out_dim: int, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: FaceConfig, out_dim: int, *, rngs: nnx.Rngs, zero_head: bool = False):
         dt = cfg.jnp_dtype
         self.size = cfg.enc_input_size
         ch = cfg.enc_channels
@@ -66,7 +66,8 @@ class ImageEncoder(nnx.Module):
             [ResBlock2D(a, b, groups=cfg.groups, dtype=dt, rngs=rngs) for a, b in zip(ch[:1] + ch[:-1], ch)]
         )
         self.norm = group_norm(ch[-1], cfg.groups, dt, rngs)
-        self.head = nnx.Linear(ch[-1], out_dim, dtype=dt, rngs=rngs)
+        init = nnx.initializers.zeros if zero_head else nnx.initializers.lecun_normal()
+        self.head = nnx.Linear(ch[-1], out_dim, dtype=dt, kernel_init=init, rngs=rngs)
 
     def __call__(self, images_BxHxWx3):
         b, h, w, _ = images_BxHxWx3.shape
@@ -81,12 +82,16 @@ class ImageEncoder(nnx.Module):
 
 
 class MotionEncoder(nnx.Module):
-    """``images_BxHxWx3`` → ``(pose_Bx6, dyn_BxZ)``; angles in radians, translations in volume units."""
+    """``images_BxHxWx3`` → ``(pose_Bx6, dyn_BxZ)``; angles in radians, translations in volume units.
+
+    With ``pixel_warp`` its head starts at zero: a fresh model reads every face as frontal and neutral, both warps
+    start as the identity, and the pixel-warp decoder starts by copying the source (instead of warping it by a
+    random pose), which is where its fast start comes from."""
 
     def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
         self.max_angle = cfg.max_angle
         self.max_shift = cfg.max_shift
-        self.trunk = ImageEncoder(cfg, 6 + cfg.dyn_dim, rngs=rngs)
+        self.trunk = ImageEncoder(cfg, 6 + cfg.dyn_dim, rngs=rngs, zero_head=cfg.pixel_warp)
 
     def __call__(self, images_BxHxWx3):
         out = self.trunk(images_BxHxWx3)

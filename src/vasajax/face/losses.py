@@ -97,6 +97,20 @@ class FaceLossConfig:
     (VASA-1 gives no weight; ours)."""
     identity_weight: float = 4.0
     """VASA-1's cross-identity cosine identity loss (no weight given; ours, as MegaPortraits' face term)."""
+    mouth_weight: float = 0.0
+    """L1 of the self-reenactment inside the driver's mouth box (from the tracker's lip landmarks, the loader's
+    ``driver_mouth_4``), normalised by the box area. The mouth is ~3 % of a 256² crop, so the global terms barely
+    see it; this weights it up (ours; MegaPortraits has none, its paper presets keep 0)."""
+    pose_weight: float = 0.0
+    """L1 between the motion encoder's head rotation and the tracker's (``source_pose_6`` / ``driver_pose_6`` of
+    the loader, in the model's axes: :func:`tracker_angles_to_model`) for the source and driver frames (ours;
+    MegaPortraits learns pose unsupervised, its paper presets keep 0). It starts the rigid warps right instead
+    of waiting for the photometric loss to discover them."""
+    expression_weight: float = 0.0
+    """L1 between the first 52 dimensions of z_dyn and the tracker's blendshape coefficients (``*_blendshapes_52``)
+    of the source and driver frames (ours; 0 in the paper presets). It gives the dynamics code its meaning (jaw
+    open, blinks, smile, ...) from the first step, so the decoder can learn to render it instead of first having to
+    discover it; the other dimensions stay free. Needs ``dyn_dim`` ≥ 52."""
     ssim_scales: int = 4
     """Pyramid levels of the SSIM fallback (fewer when the image gets smaller than 16 pixels)."""
 
@@ -244,6 +258,32 @@ def ms_ssim_loss(x_BxHxWx3, y_BxHxWx3, scales: int) -> jax.Array:
     return sum(terms) / len(terms)
 
 
+def tracker_angles_to_model(pose_Bx6) -> jax.Array:
+    """Tracker head angles (``facetrack.pose_from_matrix``: x right, y up, z to the viewer) → the model's rigid-warp
+    angles (``warp.rotation_matrix``: x right, y down, z away from the viewer): flipping y and z conjugates
+    R_y(yaw) into R_y(−yaw), R_x(pitch) into itself and R_z(roll) into R_z(−roll). The two compose the three
+    rotations in different orders, which agree to first order: exact enough for a supervision signal at head
+    angles of a talking face. ``B×3``: [yaw, pitch, roll] in radians."""
+    p = jnp.asarray(pose_Bx6, jnp.float32)
+    return jnp.stack([-p[:, 0], p[:, 1], -p[:, 2]], axis=-1)
+
+
+def box_mask(boxes_Bx4, h: int, w: int) -> jax.Array:
+    """Masks ``B×H×W×1`` that are 1 on pixels whose centres lie inside each box (x0, y0, x1, y1 in [0, 1])."""
+    ys = (jnp.arange(h, dtype=jnp.float32) + 0.5) / h
+    xs = (jnp.arange(w, dtype=jnp.float32) + 0.5) / w
+    b = boxes_Bx4.astype(jnp.float32)[:, :, None, None]
+    inside_y = (ys[None, :, None] >= b[:, 1]) & (ys[None, :, None] <= b[:, 3])
+    inside_x = (xs[None, None, :] >= b[:, 0]) & (xs[None, None, :] <= b[:, 2])
+    return (inside_y & inside_x).astype(jnp.float32)[..., None]
+
+
+def masked_l1(x_BxHxWxC, y_BxHxWxC, mask_BxHxWx1) -> jax.Array:
+    """Per-example mean absolute difference over the masked pixels ``B`` (0 where a mask is empty)."""
+    num = (jnp.abs(x_BxHxWxC - y_BxHxWxC) * mask_BxHxWx1).sum(axis=(1, 2, 3))
+    return num / jnp.maximum(mask_BxHxWx1.sum(axis=(1, 2, 3)) * x_BxHxWxC.shape[-1], 1.0)
+
+
 def face_zoom(images_BxHxWx3, frac: float) -> jax.Array:
     """The central ``frac`` × ``frac`` crop (the face in aligned crops), resized back to the full size, as a face
     network would see it."""
@@ -307,28 +347,53 @@ def generator_loss_and_outputs(
     full = [src] + ([drv] if use_transfer else []) + ([to_float(batch["cross"])] if use_cross else [])
     lat = model.encode(jnp.concatenate(full))
     part = lambda x, k: x[k * b : (k + 1) * b]  # noqa: E731
-    v_s, id_s, pose_s, _ = (part(t, 0) for t in (lat.appearance, lat.identity, lat.pose, lat.dyn))
+    app = lambda k: tuple(None if t is None else part(t, k) for t in lat.appearance_state)  # noqa: E731
+    pose_s = part(lat.pose, 0)
     if use_transfer:
-        v_d, id_d, pose_d, dyn_d = (part(t, 1) for t in (lat.appearance, lat.identity, lat.pose, lat.dyn))
+        pose_d, dyn_d = part(lat.pose, 1), part(lat.dyn, 1)
     else:
         pose_d, dyn_d = model.encode_motion(drv.astype(model.cfg.jnp_dtype))
     if use_cross:
-        k = 2 if use_transfer else 1
-        v_c, id_c, _, dyn_c = (part(t, k) for t in (lat.appearance, lat.identity, lat.pose, lat.dyn))
+        k_cross = 2 if use_transfer else 1
+        dyn_c = part(lat.dyn, k_cross)
         crs = full[-1]
 
-    # Decode every generated image in one batch.
-    jobs = [(v_s, id_s, pose_d, dyn_d)]  # x̂_sd: self-reenactment
+    # Decode every generated image in one batch: (appearance state of one frame, target pose, target dyn).
+    jobs = [(app(0), pose_d, dyn_d)]  # x̂_sd: self-reenactment
     if use_transfer:
-        jobs += [(v_d, id_d, pose_s, dyn_d), (v_s, id_s, pose_s, dyn_d)]  # transfer pair
+        jobs += [(app(1), pose_s, dyn_d), (app(0), pose_s, dyn_d)]  # transfer pair
     if use_cross:
-        jobs += [(v_c, id_c, pose_d, dyn_d)]  # x̂_cd: cross-identity reenactment
-    dec = model.decode(*(jnp.concatenate(args) for args in zip(*jobs, strict=True))).astype(jnp.float32)
+        jobs += [(app(k_cross), pose_d, dyn_d)]  # x̂_cd: cross-identity reenactment
+
+    def cat(xs):
+        return None if xs[0] is None else jnp.concatenate(xs)
+
+    v, ident, source, grid = (cat([j[0][i] for j in jobs]) for i in range(4))
+    pose, dyn = cat([j[1] for j in jobs]), cat([j[2] for j in jobs])
+    dec = model.decode(v, ident, pose, dyn, source, grid).astype(jnp.float32)
     reenact = part(dec, 0)
     outputs = {"reenact": reenact}
 
     m: dict[str, jax.Array] = {}
     m["l1"] = l1(reenact, drv).mean()
+    use_pose = cfg.pose_weight > 0 and "source_pose_6" in batch and "driver_pose_6" in batch
+    if use_pose:
+        pred = jnp.concatenate([pose_s[:, :3], pose_d[:, :3]]).astype(jnp.float32)
+        want = tracker_angles_to_model(jnp.concatenate([batch["source_pose_6"], batch["driver_pose_6"]]))
+        m["pose"] = jnp.abs(pred - want).mean()
+    use_expr = cfg.expression_weight > 0 and "source_blendshapes_52" in batch and "driver_blendshapes_52" in batch
+    if use_expr:
+        if model.cfg.dyn_dim < 52:
+            raise UserError(
+                f"expression_weight needs dyn_dim ≥ 52 (the blendshapes), this model has {model.cfg.dyn_dim}"
+            )
+        dyn_s = part(lat.dyn, 0)
+        pred = jnp.concatenate([dyn_s[:, :52], dyn_d[:, :52]]).astype(jnp.float32)
+        want = jnp.concatenate([batch["source_blendshapes_52"], batch["driver_blendshapes_52"]]).astype(jnp.float32)
+        m["expression"] = jnp.abs(pred - want).mean()
+    use_mouth = cfg.mouth_weight > 0 and "driver_mouth_4" in batch
+    if use_mouth:
+        m["mouth"] = masked_l1(reenact, drv, box_mask(batch["driver_mouth_4"], *drv.shape[1:3])).mean()
     # One perceptual pass over every pair (one VGG/SSIM graph, better batched on accelerators).
     xs, ys, names = [reenact], [drv], ["perceptual"]
     if cfg.face_weight > 0:
@@ -347,6 +412,12 @@ def generator_loss_and_outputs(
     total = cfg.l1_weight * m["l1"] + cfg.perceptual_weight * m["perceptual"]
     if cfg.face_weight > 0:
         total += cfg.face_weight * m["face"]
+    if use_mouth:
+        total += cfg.mouth_weight * m["mouth"]
+    if use_pose:
+        total += cfg.pose_weight * m["pose"]
+    if use_expr:
+        total += cfg.expression_weight * m["expression"]
     if use_transfer:
         total += cfg.transfer_weight * (
             cfg.l1_weight * m["transfer_l1"] + cfg.perceptual_weight * m["transfer_perceptual"]

@@ -37,17 +37,28 @@ from vasajax.face.renderer import G2D, G3D, WarpGenerator
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class FaceLatent:
-    """The four latent factors of a batch of faces (a pytree, so it passes through ``jit``)."""
+    """The latent factors of a batch of faces (a pytree, so it passes through ``jit``).
+
+    With ``FaceConfig.pixel_warp`` the appearance factor has two more parts, the source image and, for each
+    canonical voxel, the point of that image it was lifted from; the pure volume decoder leaves them ``None``.
+    """
 
     appearance: jax.Array  # B×D×H×W×C canonical volume
     identity: jax.Array  # B×id_dim
     pose: jax.Array  # B×6: yaw, pitch, roll (rad), tx, ty, tz
     dyn: jax.Array  # B×dyn_dim
+    source: jax.Array | None = None  # B×S×S×3 source image in [0, 1] (pixel_warp only)
+    source_grid: jax.Array | None = None  # B×D×H×W×2 canonical voxel → source image point (x, y) (pixel_warp only)
 
     @property
     def motion(self) -> jax.Array:
         """Stage 2's per-frame motion latent ``[pose, dyn]`` (B×(6+dyn_dim))."""
         return jnp.concatenate([self.pose, self.dyn], axis=-1)
+
+    @property
+    def appearance_state(self) -> tuple:
+        """What a decode needs besides motion: ``(appearance, identity, source, source_grid)``."""
+        return self.appearance, self.identity, self.source, self.source_grid
 
 
 class FaceLatentModel(nnx.Module):
@@ -68,20 +79,38 @@ class FaceLatentModel(nnx.Module):
         """Only the motion latents ``(pose_Bx6, dyn_BxZ)`` — what stage 2 trains on; cheap."""
         return self.motion_encoder(images_BxHxWx3)
 
+    def canonical_grid(self, pose_Bx6, dyn_BxZ, id_BxI, d: int, h: int, w: int):
+        """Where each canonical voxel ``p`` lies in the posed source volume: ``R_s p + t_s + δ_s(p)``, B×D×H×W×3."""
+        return warp.posed_grid(pose_Bx6, d, h, w) + self.warp_to_canonical(pose_Bx6, dyn_BxZ, id_BxI)
+
     def to_canonical(self, posed_vol, pose_Bx6, dyn_BxZ, id_BxI):
         """Remove pose and dynamics from a posed volume: ``V_c(p) = V_s(R_s p + t_s + δ_s(p))``."""
         d, h, w, _ = posed_vol.shape[1:]
-        grid = warp.posed_grid(pose_Bx6, d, h, w) + self.warp_to_canonical(pose_Bx6, dyn_BxZ, id_BxI)
-        return warp.grid_sample(posed_vol, grid)
+        return warp.grid_sample(posed_vol, self.canonical_grid(pose_Bx6, dyn_BxZ, id_BxI, d, h, w))
 
     def encode(self, images_BxHxWx3) -> FaceLatent:
-        """Images → :class:`FaceLatent` with the canonical (G3D-refined) appearance volume."""
+        """Images → :class:`FaceLatent` with the canonical (G3D-refined) appearance volume.
+
+        The posed volume is lifted from the image feature map without moving it, so a posed voxel at (x, y, z)
+        shows the image point (x, y): the x, y of the canonical grid are where each canonical voxel came from in
+        the source image (what the pixel-warp decoder carries along as ``source_grid``).
+        """
         x = images_BxHxWx3.astype(self.cfg.jnp_dtype)
         posed = self.appearance_encoder(x)
         pose, dyn = self.motion_encoder(x)
         identity = self.identity_encoder(x)
-        canonical = self.g3d(self.to_canonical(posed, pose, dyn, identity))
-        return FaceLatent(appearance=canonical, identity=identity, pose=pose, dyn=dyn)
+        grid = self.canonical_grid(pose, dyn, identity, *posed.shape[1:4])
+        canonical = self.g3d(warp.grid_sample(posed, grid))
+        if not self.cfg.pixel_warp:
+            return FaceLatent(appearance=canonical, identity=identity, pose=pose, dyn=dyn)
+        return FaceLatent(
+            appearance=canonical,
+            identity=identity,
+            pose=pose,
+            dyn=dyn,
+            source=images_BxHxWx3.astype(jnp.float32),
+            source_grid=grid[..., :2].astype(jnp.float32),
+        )
 
     # ------------------------------------------------------------------ decoding
     def to_driver(self, canonical_vol, pose_Bx6, dyn_BxZ, id_BxI):
@@ -90,30 +119,45 @@ class FaceLatentModel(nnx.Module):
         grid = warp.unposed_grid(pose_Bx6, d, h, w) + self.warp_to_driver(pose_Bx6, dyn_BxZ, id_BxI)
         return warp.grid_sample(canonical_vol, grid)
 
-    def decode(self, appearance, identity, pose, dyn) -> jax.Array:
+    def decode(self, appearance, identity, pose, dyn, source=None, source_grid=None) -> jax.Array:
         """Canonical volume + identity + target pose/dyn → images ``B×H×W×3`` in [0, 1] (float32).
 
-        ``appearance`` and ``identity`` may have batch 1 and are then broadcast to the batch of ``pose``.
+        ``appearance``, ``identity`` (and ``source``, ``source_grid``) may have batch 1 and are then broadcast to
+        the batch of ``pose``. ``source`` and ``source_grid`` (from :meth:`encode`) are required by, and only
+        used by, the pixel-warp decoder (``FaceConfig.pixel_warp``).
         """
         b = pose.shape[0]
-        if appearance.shape[0] != b:
-            appearance = jnp.broadcast_to(appearance, (b, *appearance.shape[1:]))
-        if identity.shape[0] != b:
-            identity = jnp.broadcast_to(identity, (b, *identity.shape[1:]))
+
+        def batch(x):
+            return x if x is None or x.shape[0] == b else jnp.broadcast_to(x, (b, *x.shape[1:]))
+
+        appearance, identity, source, source_grid = map(batch, (appearance, identity, source, source_grid))
         dt = self.cfg.jnp_dtype
-        vol = self.to_driver(appearance.astype(dt), pose.astype(dt), dyn.astype(dt), identity.astype(dt))
-        return self.g2d(vol)
+        if not self.cfg.pixel_warp:
+            vol = self.to_driver(appearance.astype(dt), pose.astype(dt), dyn.astype(dt), identity.astype(dt))
+            return self.g2d(vol)
+        if source is None or source_grid is None:
+            raise ValueError("the pixel-warp decoder needs the latent's source and source_grid (from encode)")
+        # One trilinear sample moves the features and the source-image points they came from together.
+        c = appearance.shape[-1]
+        both = jnp.concatenate([appearance.astype(jnp.float32), source_grid.astype(jnp.float32)], axis=-1)
+        moved = self.to_driver(both, pose.astype(dt), dyn.astype(dt), identity.astype(dt))
+        return self.g2d(moved[..., :c].astype(dt), source=source, points_BxDxHxWx2=moved[..., c:])
 
     def reenact(self, source_BxHxWx3, driver_BxHxWx3) -> jax.Array:
         """Animate ``source`` with the pose and dynamics of ``driver`` (self- or cross-identity reenactment)."""
         src = self.encode(source_BxHxWx3)
         pose, dyn = self.motion_encoder(driver_BxHxWx3.astype(self.cfg.jnp_dtype))
-        return self.decode(src.appearance, src.identity, pose, dyn)
+        return self.decode_latent(src, pose, dyn)
+
+    def decode_latent(self, lat: FaceLatent, pose, dyn) -> jax.Array:
+        """``decode`` with the appearance factors of ``lat`` and the given motion."""
+        return self.decode(*lat.appearance_state[:2], pose, dyn, *lat.appearance_state[2:])
 
     def __call__(self, images_BxHxWx3):
         """Autoencode (self-reconstruction): ``decode(encode(x))``."""
         lat = self.encode(images_BxHxWx3)
-        return self.decode(lat.appearance, lat.identity, lat.pose, lat.dyn)
+        return self.decode_latent(lat, lat.pose, lat.dyn)
 
 
 # ---------------------------------------------------------------------- pure functions
@@ -122,20 +166,23 @@ def encode_fn(graphdef: nnx.GraphDef, params: nnx.State, images_BxHxWx3) -> Face
     return nnx.merge(graphdef, params).encode(images_BxHxWx3)
 
 
-def decode_fn(graphdef: nnx.GraphDef, params: nnx.State, appearance, identity, pose, dyn) -> jax.Array:
+def decode_fn(
+    graphdef: nnx.GraphDef, params: nnx.State, appearance, identity, pose, dyn, source=None, source_grid=None
+) -> jax.Array:
     """Pure form of :meth:`FaceLatentModel.decode`."""
-    return nnx.merge(graphdef, params).decode(appearance, identity, pose, dyn)
+    return nnx.merge(graphdef, params).decode(appearance, identity, pose, dyn, source, source_grid)
 
 
 def jitted(model: FaceLatentModel):
     """``(params, encode, decode)``: the model's params and jitted pure encode/decode taking them first.
 
     >>> params, encode, decode = jitted(model)
-    >>> lat = encode(params, images); frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn)
+    >>> lat = encode(params, images)
+    >>> frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn, lat.source, lat.source_grid)
     """
     graphdef, params = nnx.split(model)
     encode = jax.jit(lambda p, x: encode_fn(graphdef, p, x))
-    decode = jax.jit(lambda p, a, i, po, dy: decode_fn(graphdef, p, a, i, po, dy))
+    decode = jax.jit(lambda p, a, i, po, dy, s=None, g=None: decode_fn(graphdef, p, a, i, po, dy, s, g))
     return params, encode, decode
 
 

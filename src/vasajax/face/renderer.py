@@ -7,7 +7,13 @@
   conv3–tanh gives the flow. The last conv starts at zero, so a fresh model warps by the rigid pose alone.
 * ``G3D`` — a 3D U-Net (ResBlock3D per level, 2× down/up, skip connections) that refines the canonical volume.
 * ``G2D`` — folds depth into channels (D·C), a 1×1 projection, ResBlock2Ds, upsampling ResBlock2Ds, and a
-  GroupNorm–ReLU–conv3–sigmoid to RGB in [0, 1].
+  GroupNorm–ReLU–conv3–sigmoid to RGB in [0, 1]. With ``FaceConfig.pixel_warp`` it is also a warping renderer:
+  a 1×1 head at volume resolution predicts, per pixel, softmax weights over depth and a residual flow; the
+  weighted source-image points carried by the warped volume plus the residual make a 2D flow, bilinearly
+  upsampled to the image; the source image warped by it enters the last convolution beside the features, which
+  outputs RGB and an occlusion mask ``m``: ``out = m · warped + (1 − m) · rgb``. The heads start neutral
+  (uniform depth weights, zero residual) and the mask starts at σ(2) ≈ 0.88, so a fresh decoder already shows
+  the source face moved by the 3D warps.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vasajax.face import warp
 from vasajax.face.blocks import ResBlock2D, ResBlock3D, avg_pool, group_norm, upsample_nearest
 from vasajax.face.config import FaceConfig
+
+MASK_BIAS = 2.0
+"""Initial occlusion-mask logit of the pixel-warp decoder (σ(2) ≈ 0.88 of each pixel from the warped source)."""
 
 
 class WarpGenerator(nnx.Module):
@@ -83,11 +93,12 @@ class G3D(nnx.Module):
 
 
 class G2D(nnx.Module):
-    """Volume ``B×D×H×W×C`` → image ``B×(H·2^u)×(W·2^u)×3`` in [0, 1]."""
+    """Volume ``B×D×H×W×C`` → image ``B×(H·2^u)×(W·2^u)×3`` in [0, 1] (a warping renderer with ``pixel_warp``)."""
 
     def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
         dt = cfg.jnp_dtype
         g = cfg.groups
+        self.pixel_warp = cfg.pixel_warp
         self.project = nnx.Conv(cfg.vol_channels * cfg.vol_depth, cfg.g2d_channels, (1, 1), dtype=dt, rngs=rngs)
         self.blocks = nnx.List(
             [
@@ -98,14 +109,37 @@ class G2D(nnx.Module):
         widths = (cfg.g2d_channels, *cfg.g2d_up_channels)
         self.up = nnx.List([ResBlock2D(a, b, groups=g, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
         self.norm = group_norm(widths[-1], g, dt, rngs)
-        self.out = nnx.Conv(widths[-1], 3, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
+        if not cfg.pixel_warp:
+            self.out = nnx.Conv(widths[-1], 3, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
+            return
+        zeros = nnx.initializers.zeros
+        # Depth weights (vol_depth logits) and a residual flow (2) per volume pixel; zero init = neutral.
+        self.flow_head = nnx.Conv(cfg.g2d_channels, cfg.vol_depth + 2, (1, 1), dtype=dt, kernel_init=zeros, rngs=rngs)
+        mask_bias = lambda key, shape, dtype=jnp.float32: jnp.array([0.0, 0.0, 0.0, MASK_BIAS], dtype)  # noqa: E731
+        self.out = nnx.Conv(widths[-1] + 3, 4, (3, 3), padding="SAME", dtype=dt, bias_init=mask_bias, rngs=rngs)
 
-    def __call__(self, vol_BxDxHxWxC):
+    def flow(self, feat_BxHxWxF, points_BxDxHxWx2, size: int) -> jax.Array:
+        """2D flow ``B×size×size×2`` (source-image points, grid units) from volume-resolution features."""
+        head = self.flow_head(feat_BxHxWxF).astype(jnp.float32)
+        d = points_BxDxHxWx2.shape[1]
+        weights_BxHxWxD = jax.nn.softmax(head[..., :d], axis=-1)
+        flow = jnp.einsum("bhwd,bdhwc->bhwc", weights_BxHxWxD, points_BxDxHxWx2.astype(jnp.float32)) + head[..., d:]
+        b = flow.shape[0]
+        return jax.image.resize(flow, (b, size, size, 2), "linear")
+
+    def __call__(self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None):
         b, d, h, w, c = vol_BxDxHxWxC.shape
         x = vol_BxDxHxWxC.transpose(0, 2, 3, 1, 4).reshape(b, h, w, d * c)
         x = self.project(x)
         for block in self.blocks:
             x = block(x)
+        feat = x
         for block in self.up:
             x = block(upsample_nearest(x, (2, 2)))
-        return jax.nn.sigmoid(self.out(jax.nn.relu(self.norm(x))).astype(jnp.float32))
+        x = jax.nn.relu(self.norm(x))
+        if not self.pixel_warp:
+            return jax.nn.sigmoid(self.out(x).astype(jnp.float32))
+        warped = warp.grid_sample_2d(source.astype(jnp.float32), self.flow(feat, points_BxDxHxWx2, x.shape[1]))
+        y = self.out(jnp.concatenate([x, (warped * 2 - 1).astype(x.dtype)], axis=-1)).astype(jnp.float32)
+        mask = jax.nn.sigmoid(y[..., 3:])
+        return mask * warped + (1 - mask) * jax.nn.sigmoid(y[..., :3])

@@ -92,3 +92,28 @@ def grid_sample(vol_BxDxHxWxC, grid_BxDxHxWx3):
                 weight = jnp.where(valid, wz * wy * wx, 0.0)
                 out = out + gather(flat_BxNxC, idx).astype(jnp.float32) * weight[..., None]
     return out.reshape(b, *out_spatial, c).astype(vol_BxDxHxWxC.dtype)
+
+
+def grid_sample_2d(img_BxHxWxC, grid_BxHoxWox2):
+    """Bilinear sampling of images at ``grid`` points (x, y) in [-1, 1], ``align_corners=False``, border padding.
+
+    The 2D counterpart of :func:`grid_sample` used by the pixel-warp decoder (``FaceConfig.pixel_warp``):
+    points outside the image read the nearest border pixel (a face warped past the crop edge shows the
+    background's edge colour, not black). Output ``B×Ho×Wo×C`` in the image's dtype.
+    """
+    b, h, w, c = img_BxHxWxC.shape
+    out_spatial = grid_BxHoxWox2.shape[1:-1]
+    g = grid_BxHoxWox2.reshape(b, -1, 2).astype(jnp.float32)
+    ix = jnp.clip(((g[..., 0] + 1) * w - 1) / 2, 0.0, w - 1.0)
+    iy = jnp.clip(((g[..., 1] + 1) * h - 1) / 2, 0.0, h - 1.0)
+    x0, y0 = jnp.floor(ix), jnp.floor(iy)
+    fx, fy = ix - x0, iy - y0
+    x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
+    x1, y1 = jnp.minimum(x0 + 1, w - 1), jnp.minimum(y0 + 1, h - 1)
+    flat_BxNxC = img_BxHxWxC.reshape(b, h * w, c)
+    gather = jax.vmap(lambda f, i: jnp.take(f, i, axis=0))
+    out = jnp.zeros((b, g.shape[1], c), jnp.float32)
+    for yc, wy in ((y0, 1 - fy), (y1, fy)):
+        for xc, wx in ((x0, 1 - fx), (x1, fx)):
+            out = out + gather(flat_BxNxC, yc * w + xc).astype(jnp.float32) * (wy * wx)[..., None]
+    return out.reshape(b, *out_spatial, c).astype(img_BxHxWxC.dtype)

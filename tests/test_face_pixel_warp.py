@@ -1,0 +1,98 @@
+"""The pixel-warp decoder (``FaceConfig.pixel_warp``): the latent carries the source image and the source point
+of every canonical voxel, the decoder warps the source image by a flow derived from the 3D warps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from vasajax.eval import ablation
+from vasajax.face import FaceConfig, FaceLatentModel, warp
+from vasajax.face import model as face_model
+from vasajax.face.renderer import MASK_BIAS
+
+
+@pytest.fixture(scope="module")
+def tiny_warp():
+    cfg = FaceConfig.tiny(pixel_warp=True)
+    model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
+    images = jax.random.uniform(jax.random.key(1), (2, cfg.image_size, cfg.image_size, 3))
+    return cfg, model, images
+
+
+def test_latent_carries_source_and_points_and_jit_matches_eager(tiny_warp):
+    cfg, model, images = tiny_warp
+    lat = model.encode(images)
+    d, h, w, _ = cfg.vol_shape
+    assert lat.source.shape == images.shape and lat.source_grid.shape == (2, d, h, w, 2)
+    params, encode, decode = face_model.jitted(model)
+    jl = encode(params, images)
+    out = decode(params, jl.appearance, jl.identity, jl.pose, jl.dyn, jl.source, jl.source_grid)
+    eager = model.decode_latent(lat, lat.pose, lat.dyn)
+    assert out.shape == images.shape
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    np.testing.assert_allclose(np.asarray(out), np.asarray(eager), atol=1e-4)
+    with pytest.raises(ValueError, match="source"):
+        model.decode(lat.appearance, lat.identity, lat.pose, lat.dyn)
+
+
+def test_the_volume_decoder_latent_has_no_source():
+    lat = FaceLatentModel(FaceConfig.tiny(), rngs=nnx.Rngs(0)).encode(jnp.zeros((1, 64, 64, 3)))
+    assert lat.source is None and lat.source_grid is None
+
+
+def test_identity_motion_and_an_opaque_mask_copy_the_source(tiny_warp):
+    """Zero pose, a fresh (zero) warp flow and neutral heads give the identity flow; with the mask at 1 the
+    decoder returns the source pixels (away from the border, where the upsampled flow is clamped)."""
+    cfg, model, images = tiny_warp
+    d, h, w, _ = cfg.vol_shape
+    grid = jnp.broadcast_to(warp.identity_grid(d, h, w)[..., :2], (2, d, h, w, 2))
+    b = model.g2d.out.bias[...]
+    model.g2d.out.bias[...] = b.at[3].set(1e4)  # mask → 1
+    try:
+        lat = model.encode(images)
+        out = model.decode(lat.appearance, lat.identity, jnp.zeros((2, 6)), lat.dyn, images, grid)
+    finally:
+        model.g2d.out.bias[...] = b
+    assert float(b[3]) == MASK_BIAS
+    m = cfg.image_size // w  # one volume cell of margin
+    np.testing.assert_allclose(np.asarray(out)[:, m:-m, m:-m], np.asarray(images)[:, m:-m, m:-m], atol=1e-5)
+
+
+def test_gradients_reach_every_decoder_head(tiny_warp):
+    _, model, images = tiny_warp
+    graphdef, params = nnx.split(model)
+
+    def loss(p):
+        mdl = nnx.merge(graphdef, p)
+        lat = mdl.encode(images)
+        return jnp.mean((mdl.decode_latent(lat, lat.pose[::-1], lat.dyn[::-1]) - images[::-1]) ** 2)
+
+    g = jax.grad(loss)(params)
+    for name in ("flow_head", "out"):
+        leaves = jax.tree.leaves(g["g2d"][name])
+        assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+        assert any(float(jnp.abs(x).max()) > 0 for x in leaves), name
+
+
+def test_ablation_moves_the_source_with_the_appearance_factor(tiny_warp):
+    _, model, images = tiny_warp
+    a, b = model.encode(images[:1]), model.encode(images[1:])
+    swapped = ablation.swap(a, b, ["appearance"])
+    assert swapped.source is b.source and swapped.source_grid is b.source_grid and swapped.pose is a.pose
+    kept = ablation.swap(a, b, ["pose"])
+    assert kept.source is a.source
+    stacked = ablation.stack([a, b])
+    assert stacked.source.shape[0] == 2
+    params, _, decode = face_model.jitted(model)
+    frames = ablation.decode_motion(decode, params, a, np.zeros((3, 6 + model.cfg.dyn_dim), np.float32), batch=2)
+    assert frames.shape == (3, *images.shape[1:])
+
+
+def test_small_warp_preset_and_old_configs_load():
+    cfg = FaceConfig.small_warp()
+    assert cfg.pixel_warp and FaceConfig.small().pixel_warp is False and FaceConfig.paper().pixel_warp is False
+    d = FaceConfig.small().to_dict()
+    d.pop("pixel_warp")  # a config.json written before the field existed
+    assert FaceConfig.from_dict(d) == FaceConfig.small()
