@@ -300,3 +300,19 @@ def test_configs_presets_and_errors():
         losses.build_critics(losses.FaceLossConfig.paper(vgg_weights="/nonexistent/vgg19.pth"))
     for preset in (disc_lib.DiscConfig.tiny, disc_lib.DiscConfig.small, disc_lib.DiscConfig.paper):
         assert preset().num_scales >= 2
+
+
+def test_mouth_box_mask_and_masked_l1():
+    from vasajax.data.loader import LIP_LANDMARKS, mouth_box
+
+    lm = np.full((1, 478, 3), 0.5, np.float32)
+    lm[0, list(LIP_LANDMARKS), 0] = np.linspace(0.4, 0.6, len(LIP_LANDMARKS))
+    lm[0, list(LIP_LANDMARKS), 1] = np.linspace(0.7, 0.8, len(LIP_LANDMARKS))
+    box = mouth_box(lm, margin=0.5)
+    np.testing.assert_allclose(box[0], [0.3, 0.6, 0.7, 0.9], atol=1e-6)
+    mask = losses.box_mask(jnp.asarray(box), 10, 10)
+    assert mask.shape == (1, 10, 10, 1) and float(mask.sum()) == 3 * 4  # rows 6..8, columns 3..6
+    x = jnp.zeros((1, 10, 10, 3))
+    y = x.at[:, 7, 4].set(1.0)  # one pixel inside the box, all channels
+    np.testing.assert_allclose(float(losses.masked_l1(x, y, mask)[0]), 1 / 12, rtol=1e-6)
+    assert float(losses.masked_l1(x, x.at[:, 0, 0].set(1.0), mask)[0]) == 0.0  # outside the box: ignored

@@ -139,3 +139,22 @@ def test_train_face_cli_loss_and_ema_overrides():
     for bad in ("nope=1", "transfer_weight", "transfer_weight=abc", "perceptual=1"):
         with pytest.raises(UserError):
             face.build_config(p.parse_args(["--data", "d", "--workdir", "w", "--loss", bad]))
+
+
+def test_train_face_cli_model_overrides_and_small_warp_preset():
+    """--model NAME=VALUE sets scalar model fields (design comparisons); the small_warp preset has the pixel warp
+    and the mouth loss; bad names, values and configs are one-line UserErrors."""
+    from vasajax.train import face
+
+    p = face.parser()
+    base = ["--data", "d", "--workdir", "w", "--config", "small"]
+    over = ["--model", "pixel_warp=1", "--model", "g2d_blocks=2", "--model", "g3d_channels=32,64"]
+    cfg = face.build_config(p.parse_args([*base, *over]))
+    assert cfg.model.pixel_warp is True and cfg.model.g2d_blocks == 2 and cfg.pairs.size == 256
+    assert cfg.model.g3d_channels == (32, 64)
+    warp = face.build_config(p.parse_args(["--data", "d", "--workdir", "w", "--config", "small_warp"]))
+    assert warp.model.pixel_warp and warp.loss.mouth_weight > 0 and face.batch_keys(warp)[-1] == "driver_mouth_4"
+    assert face.batch_keys(cfg) == face.BATCH_KEYS
+    for bad in ("nope=1", "pixel_warp=maybe", "g2d_blocks=1.5", "app_channels=a,b", "image_size=100", "dtype=x"):
+        with pytest.raises(UserError):
+            face.build_config(p.parse_args([*base, "--model", bad]))

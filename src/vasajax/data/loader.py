@@ -208,6 +208,20 @@ class RecordSource:
 # ----------------------------------------------------------------------------------------------- stage 1
 
 
+LIP_LANDMARKS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269,
+                 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)  # fmt: skip
+"""MediaPipe face-mesh indices of the outer and inner lip contours."""
+
+
+def mouth_box(landmarks_Nx478xK: np.ndarray, margin: float = 0.35) -> np.ndarray:
+    """Mouth boxes ``N×4`` (x0, y0, x1, y1 in crop units [0, 1]) around the lip landmarks, grown by ``margin``
+    of the mouth width on every side (so the chin and the nasolabial folds that move with speech are in it)."""
+    lips = np.asarray(landmarks_Nx478xK, np.float32)[:, LIP_LANDMARKS, :2]
+    lo, hi = lips.min(axis=1), lips.max(axis=1)
+    pad = margin * (hi[:, :1] - lo[:, :1])
+    return np.clip(np.concatenate([lo - pad, hi + pad], axis=1), 0.0, 1.0).astype(np.float32)
+
+
 class _PairSampler:
     """random_map transform: record id → {source, driver, cross} frames and their labels."""
 
@@ -242,11 +256,15 @@ class _PairSampler:
             "source_pose_6": pose[i],
             "driver_pose_6": pose[j],
             "driver_gaze_2": enc.array("gaze_Tx2")[j],
+            "source_blendshapes_52": enc.array("blendshapes_Tx52")[i],
+            "driver_blendshapes_52": enc.array("blendshapes_Tx52")[j],
             "driver_distance": enc.array("distance_T")[j],
             "identity": np.int32(self.src.identity_ids[rec_id]),
             "record": np.int64(rec_id),
             "frame_ij_2": np.array([i, j], np.int32),
         }
+        if "gt/landmarks_Tx478x3" in enc.array_names():  # tracker landmarks (prep and synth write them)
+            out["driver_mouth_4"] = mouth_box(enc.array("gt/landmarks_Tx478x3")[j : j + 1])[0]
         sd = self._resize(enc.frames([i, j]))
         out["source"], out["driver"] = sd[0], sd[1]
         if self.cfg.cross_identity:
@@ -265,10 +283,11 @@ def face_pairs(path: str | os.PathLike, cfg: LoaderConfig, pairs: PairsConfig | 
     """Stage-1 pipeline over a clip-record dataset; iterate it for batches.
 
     Each batch is a dict: ``source``, ``driver`` (and ``cross``) uint8 B×S×S×3; ``source_pose_6``,
-    ``driver_pose_6`` B×6, ``driver_gaze_2`` B×2, ``driver_distance`` B; ``identity`` (and
-    ``cross_identity``) int32 B (index into ``RecordSource.identity_names``); ``record`` (and
-    ``cross_record``) int64 B;
-    ``frame_ij_2`` int32 B×2 (the source and driver frame indices).
+    ``driver_pose_6`` B×6, ``source_blendshapes_52``, ``driver_blendshapes_52`` B×52 (tracker), ``driver_gaze_2``
+    B×2, ``driver_distance`` B; ``identity`` (and ``cross_identity``) int32 B (index into
+    ``RecordSource.identity_names``); ``record`` (and ``cross_record``) int64 B;
+    ``frame_ij_2`` int32 B×2 (the source and driver frame indices); ``driver_mouth_4`` float32 B×4 (the
+    driver's mouth box, x0 y0 x1 y1 in [0, 1], from the tracker's lip landmarks; when the records have them).
     """
     pairs = pairs or PairsConfig()
     src = RecordSource(path)

@@ -51,6 +51,17 @@ log = logging.getLogger("vasajax.train.face")
 BATCH_KEYS = ("source", "driver", "cross")
 """The loader fields a step uses (uint8 frames; converted to float on device)."""
 
+
+def batch_keys(cfg: FaceTrainConfig) -> tuple[str, ...]:
+    """The loader fields a step of ``cfg`` uses: the frames, plus the driver's mouth box for the mouth loss."""
+    extra = (
+        (("driver_mouth_4",) if cfg.loss.mouth_weight > 0 else ())
+        + (("source_pose_6", "driver_pose_6") if cfg.loss.pose_weight > 0 else ())
+        + (("source_blendshapes_52", "driver_blendshapes_52") if cfg.loss.expression_weight > 0 else ())
+    )
+    return BATCH_KEYS + extra
+
+
 EXIT_STOPPED = 75
 """Exit status of ``cli_main`` when a signal or ``--stop-after`` ended the job before the last step (EX_TEMPFAIL:
 a SLURM script requeues on it)."""
@@ -152,6 +163,15 @@ class FaceTrainConfig:
         )
 
     @classmethod
+    def small_warp(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
+        """``small`` with the pixel-warp decoder and the mouth-region L1 (the design that learns fastest on a CPU;
+        comparison in ``checkpoints/README.md``)."""
+        cfg = cls.small(vgg_weights, **run_overrides)
+        return dataclasses.replace(
+            cfg, model=FaceConfig.small_warp(), loss=dataclasses.replace(cfg.loss, mouth_weight=10.0)
+        )
+
+    @classmethod
     def paper(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
         """512² with MegaPortraits' sizes and weights, bf16 (its 512² phase: batch 16, 300K iterations)."""
         m = FaceConfig.paper()
@@ -169,6 +189,7 @@ class FaceTrainConfig:
 PRESETS: dict[str, Callable[..., FaceTrainConfig]] = {
     "tiny": FaceTrainConfig.tiny,
     "small": FaceTrainConfig.small,
+    "small_warp": FaceTrainConfig.small_warp,
     "paper": FaceTrainConfig.paper,
 }
 
@@ -305,7 +326,7 @@ def _build_steps(cfg: FaceTrainConfig, mesh, critics: losses.FaceCritics) -> Ste
     )
     gen_tx, disc_tx = optimizers(cfg)
     rep, bat = common.replicated(mesh), common.batch_sharding(mesh)
-    batch_sh = {k: bat for k in BATCH_KEYS}
+    batch_sh = {k: bat for k in batch_keys(cfg)}
     gen = jax.jit(
         functools.partial(generator_step, graphs=graphs, cfg=cfg, tx=gen_tx),
         in_shardings=(shardings, critic_sh, batch_sh),
@@ -445,7 +466,7 @@ def train(
             if stop.should_stop():
                 stopped = True
                 break
-            batch = common.global_batch(next(it), mesh, BATCH_KEYS)
+            batch = common.global_batch(next(it), mesh, batch_keys(cfg))
             state, metrics, fakes = gen_step(state, critic_params, batch)
             if disc_step is not None:
                 state, dmetrics = disc_step(state, batch["driver"], fakes)
@@ -490,9 +511,11 @@ def load_config(workdir: str | Path) -> FaceTrainConfig:
 
 def load_params(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> tuple[FaceConfig, nnx.State]:
     """``(model config, params)`` of a run's checkpoint (latest by default; EMA weights when kept), on the
-    default device. The config's dtype is the run's compute dtype."""
+    default device. The config's dtype is the run's compute dtype. Runs written before a config field existed load
+    with that field's default (the stored config.json is what the checkpoint is checked against)."""
     cfg = load_config(workdir)
-    ckpt = common.Checkpointer(workdir, cfg.to_dict(), async_save=False)
+    stored = json.loads((Path(workdir) / "config.json").read_text())
+    ckpt = common.Checkpointer(workdir, stored, async_save=False)
     try:
         if ckpt.latest_step is None:
             raise UserError(f"{workdir} has no checkpoint yet")
@@ -538,7 +561,42 @@ def build_config(args: argparse.Namespace) -> FaceTrainConfig:
     )
     if args.loss:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **parse_loss_overrides(args.loss, cfg.loss)))
+    if args.model:
+        model = dataclasses.replace(cfg.model, **parse_model_overrides(args.model, cfg.model))
+        cfg = dataclasses.replace(cfg, model=model, pairs=dataclasses.replace(cfg.pairs, size=model.image_size))
     return cfg
+
+
+def parse_model_overrides(items: list[str], model_cfg: FaceConfig) -> dict[str, Any]:
+    """``["pixel_warp=1", "g2d_blocks=2", "g3d_channels=32,64"]`` → ``{"pixel_warp": True, "g2d_blocks": 2,
+    "g3d_channels": (32, 64)}`` for the bool, int, float and int-tuple fields of
+    :class:`~vasajax.face.config.FaceConfig`; anything else, or a config that does not validate, is a UserError."""
+    kinds = {f.name: type(getattr(model_cfg, f.name)) for f in dataclasses.fields(model_cfg)}
+    settable = sorted(k for k, t in kinds.items() if t in (bool, int, float, tuple))
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        kind = kinds.get(key)
+        if not sep or kind not in (bool, int, float, tuple):
+            raise UserError(f"--model {item!r}: expected NAME=VALUE with NAME one of {', '.join(settable)}")
+        try:
+            if kind is bool:
+                if value.lower() not in ("0", "1", "true", "false"):
+                    raise ValueError
+                out[key] = value.lower() in ("1", "true")
+            elif kind is tuple:
+                out[key] = tuple(int(v) for v in value.split(","))
+            else:
+                out[key] = float(value) if kind is float else int(value)
+        except ValueError:
+            want = {bool: "0/1/true/false", tuple: "comma-separated integers"}.get(kind, f"a {kind.__name__}")
+            raise UserError(f"--model {item!r}: {key} takes {want}") from None
+    try:
+        dataclasses.replace(model_cfg, **out)
+    except ValueError as e:
+        raise UserError(f"--model: {e}") from None
+    return out
 
 
 def parse_loss_overrides(items: list[str], loss_cfg: losses.FaceLossConfig) -> dict[str, float]:
@@ -584,6 +642,12 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=VALUE",
         help="override one loss setting, e.g. --loss transfer_weight=0 (repeatable; ablations, cheaper CPU runs)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override one model setting, e.g. --model pixel_warp=1 (repeatable; design comparisons)",
     )
     p.add_argument("--log-every", type=int)
     p.add_argument("--ckpt-every", type=int)
