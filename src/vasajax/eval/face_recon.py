@@ -45,15 +45,27 @@ def _resize(frames_BxSxSx3: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames_BxSxSx3])
 
 
+def _box_masks(boxes_Nx4: np.ndarray, size: int) -> np.ndarray:
+    """Pixel masks ``N×S×S×1`` of boxes in crop units (pixel centres inside)."""
+    c = (np.arange(size) + 0.5) / size
+    b = boxes_Nx4[:, :, None]
+    inside_y = (c[None] >= b[:, 1]) & (c[None] <= b[:, 3])
+    inside_x = (c[None] >= b[:, 0]) & (c[None] <= b[:, 2])
+    return (inside_y[:, :, None] & inside_x[:, None, :])[..., None].astype(np.float64)
+
+
 def self_reenactment(model, data, *, max_clips: int = 8, num_drivers: int = 4) -> dict[str, float]:
-    """Mean PSNR (dB) of ``model.reenact(source, driver)`` vs the driver, and of the copy baseline."""
+    """Mean PSNR (dB) of ``model.reenact(source, driver)`` vs the driver, and of the copy baseline; also inside
+    the driver's mouth box (``loader.mouth_box`` of the tracker's lip landmarks) when the records carry them."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
+    from vasajax.data.loader import mouth_box
+
     size = model.cfg.image_size
     reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
-    mse_o, mse_c = [], []
+    mse_o, mse_c, mouth_o, mouth_c = [], [], [], []
     for rec in _clips(data, max_clips):
         frames = _resize(rec.frames_TxSxSx3, size)
         idx = np.linspace(1, len(frames) - 1, num_drivers).round().astype(int)
@@ -64,8 +76,14 @@ def self_reenactment(model, data, *, max_clips: int = 8, num_drivers: int = 4) -
         target = drv / 255.0
         mse_o.append(np.mean((out - target) ** 2))
         mse_c.append(np.mean((src / 255.0 - target) ** 2))
+        landmarks = rec.ground_truth.get("landmarks_Tx478x3")
+        if landmarks is not None:
+            mask = _box_masks(mouth_box(np.asarray(landmarks)[idx]), size)
+            area = np.maximum(mask.sum(axis=(1, 2, 3)) * 3, 1.0)
+            mouth_o.extend(((out - target) ** 2 * mask).sum(axis=(1, 2, 3)) / area)
+            mouth_c.extend(((src / 255.0 - target) ** 2 * mask).sum(axis=(1, 2, 3)) / area)
     mse_o, mse_c = np.maximum(mse_o, 1e-10), np.maximum(mse_c, 1e-10)  # PSNR per clip, as train.face.psnr
-    return {
+    res = {
         "clips": len(mse_o),
         "pairs": len(mse_o) * num_drivers,
         "psnr_model_db": float(np.mean(-10 * np.log10(mse_o))),
@@ -73,6 +91,11 @@ def self_reenactment(model, data, *, max_clips: int = 8, num_drivers: int = 4) -
         "psnr_model_pooled_db": float(-10 * np.log10(np.mean(mse_o))),
         "psnr_copy_pooled_db": float(-10 * np.log10(np.mean(mse_c))),
     }
+    if mouth_o:
+        mouth_o, mouth_c = np.maximum(mouth_o, 1e-10), np.maximum(mouth_c, 1e-10)
+        res["psnr_mouth_model_db"] = float(np.mean(-10 * np.log10(mouth_o)))
+        res["psnr_mouth_copy_db"] = float(np.mean(-10 * np.log10(mouth_c)))
+    return res
 
 
 def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5) -> np.ndarray:
