@@ -74,6 +74,9 @@ def test_pairs_content_matches_records(clip_dir, split_clip_dir, split):
         np.testing.assert_array_equal(b["source"][k], rec.frames_TxSxSx3[i])
         np.testing.assert_array_equal(b["driver"][k], rec.frames_TxSxSx3[j])
         np.testing.assert_array_equal(b["driver_pose_6"][k], rec.pose_Tx6[j])
+        np.testing.assert_array_equal(b["source_blendshapes_52"][k], rec.blendshapes_Tx52[i])
+        np.testing.assert_array_equal(b["driver_blendshapes_52"][k], rec.blendshapes_Tx52[j])
+        assert "landmarks_Tx478x3" not in rec.ground_truth and "driver_mouth_4" not in b  # no tracker landmarks
         assert src.identity_names[b["identity"][k]] == rec.identity
         assert b["cross_identity"][k] != b["identity"][k]
         other = src.record(int(b["cross_record"][k]))

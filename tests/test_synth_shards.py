@@ -130,6 +130,10 @@ def test_shards_feed_the_stage1_loader_and_stage2_windows(dataset, tmp_path):
     b = next(iter(loader.face_pairs(dataset / "train", cfg)))
     assert b["source"].shape == b["driver"].shape == b["cross"].shape == (2, 96, 96, 3)
     assert np.all(b["identity"] != b["cross_identity"])
+    # The tracker's lip landmarks give each driver a mouth box (the mouth-region loss), in the lower face.
+    box = b["driver_mouth_4"]
+    assert box.shape == (2, 4) and np.all(box[:, 2] > box[:, 0]) and np.all(box[:, 3] > box[:, 1])
+    assert np.all((box[:, 1] + box[:, 3]) / 2 > 0.5) and np.all(np.abs((box[:, 0] + box[:, 2]) / 2 - 0.5) < 0.15)
     # Stage 2 reads motion records that `encode-dataset` derives from clip records: stand in for the motion
     # encoder with the tracked pose + blendshapes and for audio features with raw 320-sample frames (2 per
     # video frame), then check that windows line up with the clip's audio.
