@@ -93,7 +93,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     work = pathlib.Path(args.workdir)
     out = work / "designs.json"
-    done = {r["snapshot"]: r for r in json.loads(out.read_text())} if out.exists() else {}  # evaluated before
+    rows_before = json.loads(out.read_text()) if out.exists() else []
+    done = {r["snapshot"]: r for r in rows_before if "sharpness_model" in r}  # evaluated before
     rows = []
     for snap in sorted(work.glob("*@*m"), key=lambda p: (p.name.split("@")[0], float(p.name.split("@")[1][:-1]))):
         if snap.name not in done:
@@ -103,12 +104,13 @@ def evaluate(args: argparse.Namespace) -> int:
             print(json.dumps(done[snap.name]), flush=True)
         rows.append(done[snap.name])
         out.write_text(json.dumps(rows, indent=1))
-    print("| design | CPU min | steps | PSNR (dB) | mouth PSNR (dB) | copy-source PSNR / mouth |")
-    print("|---|---|---|---|---|---|")
+    print("| design | CPU min | steps | PSNR (dB) | mouth PSNR (dB) | sharpness | copy-source PSNR / mouth |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['design']} | {r['minutes']} | {r['step']} | {r['psnr_model_db']:.2f} "
-            f"| {r['psnr_mouth_model_db']:.2f} | {r['psnr_copy_source_db']:.2f} / {r['psnr_mouth_copy_db']:.2f} |"
+            f"| {r['psnr_mouth_model_db']:.2f} | {r['sharpness_model']:.0f} "
+            f"| {r['psnr_copy_source_db']:.2f} / {r['psnr_mouth_copy_db']:.2f} |"
         )
     return 0
 

@@ -134,8 +134,9 @@ decode = jax.jit(decode_fn, static_argnums=0)
 print("face model parameters:", sum(x.size for x in jax.tree.leaves(params)))
 
 latent = encode(graphdef, params, jnp.asarray(portrait.crop[None], jnp.float32) / 255.0)  # B×H×W×3 in [0, 1]
-for field in dataclasses.fields(latent):
-    print(f"{field.name:>10}: {getattr(latent, field.name).shape}")
+for field in dataclasses.fields(latent):  # source / source_grid: only the pixel-warp decoder keeps the photo
+    value = getattr(latent, field.name)
+    print(f"{field.name:>10}: {'—' if value is None else value.shape}")
 print("pose [yaw, pitch, roll, tx, ty, tz] =", np.round(np.asarray(latent.pose[0]), 3))
 
 # %% [markdown]

@@ -108,7 +108,7 @@ def retarget(motion_TxM: np.ndarray, portrait_pose_6: np.ndarray, motion_mean_M:
 def decode_batched(decode, params, latent, batch: int = 6) -> np.ndarray:
     """Frames ``N×S×S×3`` (float, [0, 1]) of a batch of N latents (e.g. from :func:`stack`).
 
-    ``decode(params, appearance, identity, pose, dyn, source, source_grid)`` is a jitted decode
+    ``decode(params, appearance, identity, pose, dyn[, source, source_grid])`` is a jitted decode
     (``face.model.jitted``); it is called in fixed batches of ``batch`` latents (the last one padded by
     repetition), so any N compiles once.
     """
@@ -124,7 +124,8 @@ def decode_batched(decode, params, latent, batch: int = 6) -> np.ndarray:
         lat = FaceLatent(
             **_map_fields(lambda f, _, idx=idx: None if getattr(latent, f) is None else getattr(latent, f)[idx])
         )
-        frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn, lat.source, lat.source_grid)
+        photo = () if lat.source is None else (lat.source, lat.source_grid)  # pixel-warp decoders only
+        frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn, *photo)
         out.append(np.asarray(frames)[:n])
     return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.float32)
 
