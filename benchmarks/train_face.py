@@ -33,22 +33,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from face_latent import device_name  # noqa: E402
+from face_latent import device_name, timeit  # noqa: E402
 from vasajax.face import losses, warp  # noqa: E402
 from vasajax.face.config import PRESETS  # noqa: E402
 from vasajax.face.model import FaceLatentModel  # noqa: E402
 from vasajax.train import common  # noqa: E402
 from vasajax.train import face as face_train  # noqa: E402
-
-
-def _time(fn, *args, iters: int) -> float:
-    jax.block_until_ready(fn(*args))
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def _fwd_bwd(module: nnx.Module, call):
@@ -76,7 +66,7 @@ def profile(design: str, batch: int, iters: int) -> dict[str, float]:
 
     def run(name, module, call, x):
         fn, p = _fwd_bwd(module, call)
-        rows[name] = _time(fn, p, x, iters=iters)
+        rows[name] = timeit(fn, p, x, iters=iters)
 
     run("appearance encoder", model.appearance_encoder, lambda m, x: m(x), img)
     run("motion encoder (2B)", model.motion_encoder, lambda m, x: m(x), img2)
@@ -115,7 +105,7 @@ def profile(design: str, batch: int, iters: int) -> dict[str, float]:
             + 10 * losses.masked_l1(x, img, losses.box_mask(box, s, s)).mean()
         )
 
-    rows["image losses"] = _time(jax.jit(jax.grad(image_loss)), img[::-1], iters=iters)
+    rows["image losses"] = timeit(jax.jit(jax.grad(image_loss)), img[::-1], iters=iters)
     return rows
 
 
