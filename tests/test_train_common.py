@@ -158,3 +158,23 @@ def test_train_face_cli_model_overrides_and_small_warp_preset():
     for bad in ("nope=1", "pixel_warp=maybe", "g2d_blocks=1.5", "app_channels=a,b", "image_size=100", "dtype=x"):
         with pytest.raises(UserError):
             face.build_config(p.parse_args([*base, "--model", bad]))
+
+
+def test_resume_accepts_a_config_written_before_a_field_existed(tmp_path):
+    """A run started before a config field was added resumes and loads when the field keeps its default; a
+    changed value is still refused."""
+    import dataclasses
+    import json
+
+    from vasajax.train import common, face
+
+    cfg = face.FaceTrainConfig.tiny()
+    old = cfg.to_dict()
+    del old["loss"]["expression_weight"]  # as written by a version without that field
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(UserError, match="expression_weight"):
+        common.check_config(tmp_path, cfg.to_dict())
+    common.check_config(tmp_path, cfg.to_dict(), face._upgrade_config)
+    changed = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, expression_weight=1.0))
+    with pytest.raises(UserError, match="expression_weight"):
+        common.check_config(tmp_path, changed.to_dict(), face._upgrade_config)

@@ -484,8 +484,14 @@ def compute_dtype(precision: str) -> str:
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
-def check_config(workdir: str | os.PathLike, config: Mapping[str, Any]) -> None:
-    """Write ``workdir/config.json`` on a new run; on an existing one, a UserError if ``config`` differs."""
+def check_config(
+    workdir: str | os.PathLike, config: Mapping[str, Any], upgrade: Callable[[dict], dict] | None = None
+) -> None:
+    """Write ``workdir/config.json`` on a new run; on an existing one, a UserError if ``config`` differs.
+
+    ``upgrade`` (e.g. ``lambda d: FaceTrainConfig.from_dict(d).to_dict()``) fills a stored config written before a
+    field existed with that field's default before comparing, so adding an option with a neutral default does not
+    orphan older runs; a stored value that differs from the new one is still an error."""
     path = Path(workdir) / "config.json"
     config = json.loads(json.dumps(config))  # what a reload will see (tuples → lists)
     if path.exists():
@@ -493,6 +499,8 @@ def check_config(workdir: str | os.PathLike, config: Mapping[str, Any]) -> None:
             old = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise UserError(f"{path} is not valid JSON; delete it or use a new --workdir") from None
+        if upgrade is not None:
+            old = json.loads(json.dumps(upgrade(old)))
         diff = config_diff(old, config)
         if diff:
             raise UserError(
@@ -526,6 +534,7 @@ class Checkpointer:
         keep: int = 3,
         every: int = 1000,
         async_save: bool = True,
+        upgrade: Callable[[dict], dict] | None = None,
     ):
         import orbax.checkpoint as ocp
 
@@ -533,7 +542,7 @@ class Checkpointer:
         self.workdir = Path(workdir).absolute()
         self.config = json.loads(json.dumps(config))
         self.every = every
-        check_config(self.workdir, self.config)
+        check_config(self.workdir, self.config, upgrade)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
         self.manager = ocp.CheckpointManager(self.workdir / "checkpoints", options=options)
 

@@ -432,6 +432,7 @@ def train(
         keep=cfg.run.keep_checkpoints,
         every=cfg.run.ckpt_every,
         async_save=cfg.run.async_checkpoints,
+        upgrade=_upgrade_config,
     )
     if identity_encoder is None:
         steps = compiled_steps(cfg, mesh)
@@ -501,6 +502,11 @@ def _write_samples(workdir, step, state, sample_fn, sample_batch, mesh) -> None:
 # ----------------------------------------------------------------------------------------------- loading
 
 
+def _upgrade_config(stored: dict) -> dict:
+    """A stored run config with the fields added since it was written set to their defaults."""
+    return FaceTrainConfig.from_dict(stored).to_dict()
+
+
 def load_config(workdir: str | Path) -> FaceTrainConfig:
     """The config of a run folder."""
     path = Path(workdir) / "config.json"
@@ -512,10 +518,9 @@ def load_config(workdir: str | Path) -> FaceTrainConfig:
 def load_params(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> tuple[FaceConfig, nnx.State]:
     """``(model config, params)`` of a run's checkpoint (latest by default; EMA weights when kept), on the
     default device. The config's dtype is the run's compute dtype. Runs written before a config field existed load
-    with that field's default (the stored config.json is what the checkpoint is checked against)."""
+    with that field's default."""
     cfg = load_config(workdir)
-    stored = json.loads((Path(workdir) / "config.json").read_text())
-    ckpt = common.Checkpointer(workdir, stored, async_save=False)
+    ckpt = common.Checkpointer(workdir, cfg.to_dict(), async_save=False, upgrade=_upgrade_config)
     try:
         if ckpt.latest_step is None:
             raise UserError(f"{workdir} has no checkpoint yet")
