@@ -45,15 +45,6 @@ def _resize(frames_BxSxSx3: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames_BxSxSx3])
 
 
-def _box_masks(boxes_Nx4: np.ndarray, size: int) -> np.ndarray:
-    """Pixel masks ``N×S×S×1`` of boxes in crop units (pixel centres inside)."""
-    c = (np.arange(size) + 0.5) / size
-    b = boxes_Nx4[:, :, None]
-    inside_y = (c[None] >= b[:, 1]) & (c[None] <= b[:, 3])
-    inside_x = (c[None] >= b[:, 0]) & (c[None] <= b[:, 2])
-    return (inside_y[:, :, None] & inside_x[:, None, :])[..., None].astype(np.float64)
-
-
 def face_sharpness(images_BxSxSx3: np.ndarray, crop: float = 0.6) -> list[float]:
     """Variance of the Laplacian of the grey central ``crop`` of each image (pixel values 0–255): a blur measure
     (a sharp 256² face crop scores in the hundreds, a blurred one in the tens)."""
@@ -77,6 +68,7 @@ def self_reenactment(model, data, *, max_clips: int = 8, num_drivers: int = 4) -
     from flax import nnx
 
     from vasajax.data.loader import mouth_box
+    from vasajax.face.losses import box_mask
 
     size = model.cfg.image_size
     reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
@@ -95,7 +87,7 @@ def self_reenactment(model, data, *, max_clips: int = 8, num_drivers: int = 4) -
         sharp_t.extend(face_sharpness(target))
         landmarks = rec.ground_truth.get("landmarks_Tx478x3")
         if landmarks is not None:
-            mask = _box_masks(mouth_box(np.asarray(landmarks)[idx]), size)
+            mask = np.asarray(box_mask(jnp.asarray(mouth_box(np.asarray(landmarks)[idx])), size, size), np.float64)
             area = np.maximum(mask.sum(axis=(1, 2, 3)) * 3, 1.0)
             mouth_o.extend(((out - target) ** 2 * mask).sum(axis=(1, 2, 3)) / area)
             mouth_c.extend(((src / 255.0 - target) ** 2 * mask).sum(axis=(1, 2, 3)) / area)

@@ -152,7 +152,7 @@ class FaceLatentModel(nnx.Module):
 
     def decode_latent(self, lat: FaceLatent, pose, dyn) -> jax.Array:
         """``decode`` with the appearance factors of ``lat`` and the given motion."""
-        return self.decode(*lat.appearance_state[:2], pose, dyn, *lat.appearance_state[2:])
+        return self.decode(lat.appearance, lat.identity, pose, dyn, lat.source, lat.source_grid)
 
     def __call__(self, images_BxHxWx3):
         """Autoencode (self-reconstruction): ``decode(encode(x))``."""

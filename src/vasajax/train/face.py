@@ -53,7 +53,8 @@ BATCH_KEYS = ("source", "driver", "cross")
 
 
 def batch_keys(cfg: FaceTrainConfig) -> tuple[str, ...]:
-    """The loader fields a step of ``cfg`` uses: the frames, plus the driver's mouth box for the mouth loss."""
+    """The loader fields a step of ``cfg`` uses: the frames, plus the labels its optional loss terms read (mouth
+    box, tracker poses, tracker blendshapes)."""
     extra = (
         (("driver_mouth_4",) if cfg.loss.mouth_weight > 0 else ())
         + (("source_pose_6", "driver_pose_6") if cfg.loss.pose_weight > 0 else ())
@@ -458,6 +459,7 @@ def train(
         sample_fn = steps.sample
 
     end = cfg.run.steps if stop_after is None else min(cfg.run.steps, start + stop_after)
+    keys = batch_keys(cfg)
     step, stopped, last = start, False, {}
     with (
         common.StopSignal() as stop,
@@ -467,7 +469,7 @@ def train(
             if stop.should_stop():
                 stopped = True
                 break
-            batch = common.global_batch(next(it), mesh, batch_keys(cfg))
+            batch = common.global_batch(next(it), mesh, keys)
             state, metrics, fakes = gen_step(state, critic_params, batch)
             if disc_step is not None:
                 state, dmetrics = disc_step(state, batch["driver"], fakes)
