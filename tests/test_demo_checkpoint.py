@@ -17,7 +17,8 @@ def test_demo_checkpoint_is_intact_small_and_documented():
         assert key in manifest, key
     cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
     face = FaceConfig.from_dict(cfg["face"])
-    assert dataclasses.replace(face, dtype="float32") in (FaceConfig.small(), FaceConfig.small_warp())
+    # the small sizes, with or without the pixel-warp decoder and its direct z_dyn path
+    assert dataclasses.replace(face, dtype="float32", pixel_warp=False, dyn_2d=False) == FaceConfig.small()
     assert face.image_size >= 256
     motion = ce.config_from_dict(MotionConfig, cfg["motion"], "motion")
     small = MotionConfig.small(audio_dim=motion.audio_dim)
@@ -28,3 +29,13 @@ def test_demo_checkpoint_loads_as_the_default():
     anim = Animator.from_pretrained()  # no path: the shipped checkpoint
     assert anim.face_cfg.image_size == 256 and anim.motion_cfg.motion_dim == anim.face_cfg.motion_dim
     assert anim.export.conditions.get("distance", 0) > 0
+
+
+def test_notebooks_animate_with_the_demo_checkpoint_unless_a_test_asks_for_smoke(monkeypatch):
+    from vasajax import notebook as nb
+    from vasajax.pipeline import resolve_checkpoint
+
+    monkeypatch.delenv(nb.SMOKE_ENV, raising=False)
+    assert not nb.smoke_test() and nb.demo_checkpoint() == resolve_checkpoint(None)
+    monkeypatch.setenv(nb.SMOKE_ENV, "1")
+    assert nb.smoke_test() and nb.demo_checkpoint(trained=True) == resolve_checkpoint(None)

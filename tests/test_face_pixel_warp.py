@@ -93,7 +93,31 @@ def test_ablation_moves_the_source_with_the_appearance_factor(tiny_warp):
 
 def test_small_warp_preset_and_old_configs_load():
     cfg = FaceConfig.small_warp()
-    assert cfg.pixel_warp and FaceConfig.small().pixel_warp is False and FaceConfig.paper().pixel_warp is False
+    assert cfg.pixel_warp and cfg.dyn_2d
+    assert not any(c.pixel_warp or c.dyn_2d for c in (FaceConfig.small(), FaceConfig.paper()))
     d = FaceConfig.small().to_dict()
     d.pop("pixel_warp")  # a config.json written before the field existed
     assert FaceConfig.from_dict(d) == FaceConfig.small()
+
+
+def test_dyn_2d_gives_g2d_a_direct_path_from_the_dynamics_code():
+    """A fresh model's 3D warps ignore z_dyn (their last conv starts at zero), so only ``dyn_2d`` lets the
+    decoded image, and the gradient of a loss on it, depend on z_dyn at step 0."""
+    images = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
+    outs = {}
+    for on in (False, True):
+        cfg = FaceConfig.tiny(pixel_warp=True, dyn_2d=on, dyn_2d_size=4)
+        model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
+        lat = model.encode(images)
+        dyn = jax.random.normal(jax.random.key(2), lat.dyn.shape)
+
+        def loss(dyn, model=model, lat=lat):
+            return jnp.mean(model.decode_latent(lat, lat.pose, dyn) ** 2)
+
+        outs[on] = (model.decode_latent(lat, lat.pose, dyn), model.decode_latent(lat, lat.pose, 0 * dyn))
+        grad = jax.grad(loss)(dyn)
+        assert (float(jnp.abs(grad).max()) > 0) == on
+    assert float(jnp.abs(outs[False][0] - outs[False][1]).max()) < 1e-6
+    assert float(jnp.abs(outs[True][0] - outs[True][1]).max()) > 1e-4
+    with pytest.raises(ValueError, match="dyn_2d_size"):
+        FaceConfig.tiny(dyn_2d=True, dyn_2d_size=5)

@@ -85,6 +85,15 @@ class FaceConfig:
     needs far less training to render sharp faces; G2D still paints what the source does not show (the mouth
     interior, disoccluded cheeks). The latent then carries the source image (see ``FaceLatent``)."""
 
+    dyn_2d: bool = False
+    """G2D also reads z_dyn directly (False: only through the 3D warp, as in the paper). A linear map takes z_dyn
+    to a coarse ``dyn_2d_size``² × 32 feature map, upsampled and added (through a 1×1 conv) to G2D's features at
+    volume resolution, before its ResBlocks and the pixel-warp flow head. The image is roughly aligned, so the map
+    can place a mouth opening (lip flow, dark interior) where the mouth is, one short gradient path from the mouth
+    loss to the motion code instead of the long one through the 3D warp, G3D and the depth projection."""
+    dyn_2d_size: int = 16
+    """Side of the coarse z_dyn map of ``dyn_2d`` (must divide the volume side)."""
+
     groups: int = 32
     """Group-norm groups (reduced to gcd(groups, channels) where a layer is narrower)."""
     dtype: str = "float32"
@@ -141,6 +150,7 @@ class FaceConfig:
             ),
             (self.enc_input_size % 2 ** (len(self.enc_channels) + 1) == 0, "enc_input_size too small"),
             (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
+            (not self.dyn_2d or self.vol_size % self.dyn_2d_size == 0, "dyn_2d_size must divide the volume side"),
         ]
         depth_ups = math.log2(self.vol_depth // self.warp_base_depth)
         checks.append((depth_ups <= len(self.warp_channels) and depth_ups.is_integer(), "bad warp_base_depth"))
@@ -200,9 +210,9 @@ class FaceConfig:
 
     @classmethod
     def small_warp(cls, **overrides) -> FaceConfig:
-        """``small()`` with the pixel-warp decoder (``pixel_warp=True``): the design that learns fastest on a
-        CPU (comparison in ``checkpoints/README.md``)."""
-        return cls.small(**{"pixel_warp": True, **overrides})
+        """``small()`` with the pixel-warp decoder (``pixel_warp=True``) and G2D reading z_dyn directly
+        (``dyn_2d=True``): the design that learns fastest on a CPU (comparison in ``checkpoints/README.md``)."""
+        return cls.small(**{"pixel_warp": True, "dyn_2d": True, **overrides})
 
     @classmethod
     def paper(cls, **overrides) -> FaceConfig:

@@ -135,14 +135,16 @@ class FaceLatentModel(nnx.Module):
         dt = self.cfg.jnp_dtype
         if not self.cfg.pixel_warp:
             vol = self.to_driver(appearance.astype(dt), pose.astype(dt), dyn.astype(dt), identity.astype(dt))
-            return self.g2d(vol)
+            return self.g2d(vol, dyn_BxZ=dyn.astype(dt))
         if source is None or source_grid is None:
             raise ValueError("the pixel-warp decoder needs the latent's source and source_grid (from encode)")
         # One trilinear sample moves the features and the source-image points they came from together.
         c = appearance.shape[-1]
         both = jnp.concatenate([appearance.astype(jnp.float32), source_grid.astype(jnp.float32)], axis=-1)
         moved = self.to_driver(both, pose.astype(dt), dyn.astype(dt), identity.astype(dt))
-        return self.g2d(moved[..., :c].astype(dt), source=source, points_BxDxHxWx2=moved[..., c:])
+        return self.g2d(
+            moved[..., :c].astype(dt), source=source, points_BxDxHxWx2=moved[..., c:], dyn_BxZ=dyn.astype(dt)
+        )
 
     def reenact(self, source_BxHxWx3, driver_BxHxWx3) -> jax.Array:
         """Animate ``source`` with the pose and dynamics of ``driver`` (self- or cross-identity reenactment)."""

@@ -26,6 +26,9 @@ from vasajax.face import warp
 from vasajax.face.blocks import ResBlock2D, ResBlock3D, avg_pool, group_norm, upsample_nearest
 from vasajax.face.config import FaceConfig
 
+DYN_2D_CHANNELS = 32
+"""Channels of the coarse z_dyn map of ``FaceConfig.dyn_2d``."""
+
 MASK_BIAS = 2.0
 """Initial occlusion-mask logit of the pixel-warp decoder (σ(2) ≈ 0.88 of each pixel from the warped source)."""
 
@@ -109,6 +112,11 @@ class G2D(nnx.Module):
         widths = (cfg.g2d_channels, *cfg.g2d_up_channels)
         self.up = nnx.List([ResBlock2D(a, b, groups=g, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
         self.norm = group_norm(widths[-1], g, dt, rngs)
+        self.dyn_2d = cfg.dyn_2d
+        if cfg.dyn_2d:
+            self.dyn_size, self.dyn_up = cfg.dyn_2d_size, cfg.vol_size // cfg.dyn_2d_size
+            self.dyn_map = nnx.Linear(cfg.dyn_dim, cfg.dyn_2d_size**2 * DYN_2D_CHANNELS, dtype=dt, rngs=rngs)
+            self.dyn_proj = nnx.Conv(DYN_2D_CHANNELS, cfg.g2d_channels, (1, 1), dtype=dt, rngs=rngs)
         if not cfg.pixel_warp:
             self.out = nnx.Conv(widths[-1], 3, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
             return
@@ -127,10 +135,16 @@ class G2D(nnx.Module):
         b = flow.shape[0]
         return jax.image.resize(flow, (b, size, size, 2), "linear")
 
-    def __call__(self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None):
+    def __call__(self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None, dyn_BxZ=None):
         b, d, h, w, c = vol_BxDxHxWxC.shape
         x = vol_BxDxHxWxC.transpose(0, 2, 3, 1, 4).reshape(b, h, w, d * c)
         x = self.project(x)
+        if self.dyn_2d:
+            if dyn_BxZ is None:
+                raise ValueError("G2D with dyn_2d needs the dynamics code")
+            s = self.dyn_size
+            coarse = self.dyn_map(dyn_BxZ.astype(x.dtype)).reshape(b, s, s, DYN_2D_CHANNELS)
+            x = x + self.dyn_proj(upsample_nearest(coarse, (self.dyn_up, self.dyn_up)))
         for block in self.blocks:
             x = block(x)
         feat = x
