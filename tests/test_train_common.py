@@ -153,7 +153,8 @@ def test_train_face_cli_model_overrides_and_small_warp_preset():
     assert cfg.model.pixel_warp is True and cfg.model.g2d_blocks == 2 and cfg.pairs.size == 256
     assert cfg.model.g3d_channels == (32, 64)
     warp = face.build_config(p.parse_args(["--data", "d", "--workdir", "w", "--config", "small_warp"]))
-    assert warp.model.pixel_warp and warp.loss.mouth_weight > 0 and face.batch_keys(warp)[-1] == "driver_mouth_4"
+    assert warp.model.pixel_warp and warp.model.dyn_2d and warp.loss.mouth_weight > 0
+    assert {"driver_mouth_4", "driver_pose_6", "driver_blendshapes_52"} <= set(face.batch_keys(warp))
     assert face.batch_keys(cfg) == face.BATCH_KEYS
     for bad in ("nope=1", "pixel_warp=maybe", "g2d_blocks=1.5", "app_channels=a,b", "image_size=100", "dtype=x"):
         with pytest.raises(UserError):
@@ -178,3 +179,17 @@ def test_resume_accepts_a_config_written_before_a_field_existed(tmp_path):
     changed = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, expression_weight=1.0))
     with pytest.raises(UserError, match="expression_weight"):
         common.check_config(tmp_path, changed.to_dict(), face._upgrade_config)
+
+
+def test_resume_may_change_logging_and_checkpoint_intervals_not_the_math(tmp_path):
+    import dataclasses
+
+    from vasajax.train import common, face
+
+    cfg = face.FaceTrainConfig.tiny()
+    common.check_config(tmp_path, cfg.to_dict())
+    every = dataclasses.replace(cfg.run, ckpt_every=cfg.run.ckpt_every + 7, log_every=3, sample_every=11)
+    common.check_config(tmp_path, dataclasses.replace(cfg, run=every).to_dict())
+    for changed in (dataclasses.replace(cfg.run, steps=cfg.run.steps + 1), dataclasses.replace(cfg.run, seed=9)):
+        with pytest.raises(UserError, match="another config"):
+            common.check_config(tmp_path, dataclasses.replace(cfg, run=changed).to_dict())

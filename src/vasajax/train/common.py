@@ -484,6 +484,17 @@ def compute_dtype(precision: str) -> str:
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
+BOOKKEEPING_KEYS = ("log_every", "sample_every", "ckpt_every", "keep_checkpoints", "async_checkpoints")
+"""``run`` settings a resumed run may change: how often it logs, samples and checkpoints, not what it computes."""
+
+
+def _without_bookkeeping(config: Mapping[str, Any]) -> dict:
+    config = dict(config)
+    if isinstance(config.get("run"), dict):
+        config["run"] = {k: v for k, v in config["run"].items() if k not in BOOKKEEPING_KEYS}
+    return config
+
+
 def check_config(
     workdir: str | os.PathLike, config: Mapping[str, Any], upgrade: Callable[[dict], dict] | None = None
 ) -> None:
@@ -491,7 +502,8 @@ def check_config(
 
     ``upgrade`` (e.g. ``lambda d: FaceTrainConfig.from_dict(d).to_dict()``) fills a stored config written before a
     field existed with that field's default before comparing, so adding an option with a neutral default does not
-    orphan older runs; a stored value that differs from the new one is still an error."""
+    orphan older runs; a stored value that differs from the new one is still an error. The ``run`` section's
+    bookkeeping (``BOOKKEEPING_KEYS``: logging, sampling and checkpoint intervals) may change on a resume."""
     path = Path(workdir) / "config.json"
     config = json.loads(json.dumps(config))  # what a reload will see (tuples → lists)
     if path.exists():
@@ -501,7 +513,7 @@ def check_config(
             raise UserError(f"{path} is not valid JSON; delete it or use a new --workdir") from None
         if upgrade is not None:
             old = json.loads(json.dumps(upgrade(old)))
-        diff = config_diff(old, config)
+        diff = config_diff(_without_bookkeeping(old), _without_bookkeeping(config))
         if diff:
             raise UserError(
                 f"{workdir} holds a run with another config ({diff}); use the same options to resume, "
