@@ -30,13 +30,12 @@
 # 3. **Stage 1, decode**: every frame is rendered from the photo's $V^{app}, z^{id}$ and that frame's
 #    $x_i$ — the photo is encoded once, each frame costs one decode.
 #
-# **Smoke or full run.** Everything here runs in two sizes. By default (*smoke* mode, what the test suite runs)
-# the notebook uses a **tiny model with random weights** at 64×64 pixels and a few diffusion steps, so it runs in
-# well under a minute on a laptop CPU. The pictures then show the *plumbing* (shapes, timing, determinism), and
-# the faces come out as noise. Set the environment variable `VASAJAX_FULL=1` before starting Jupyter (or write
-# `FULL = True` in the next cell) for the *full* run: the shipped demo checkpoint `checkpoints/demo` (the
-# `small` configs at 256×256), trained for an hour on a CPU: its faces are blurry and not visibly lip-synced
-# (`checkpoints/README.md` says what it can and cannot do).
+# **The model.** This notebook animates with the shipped demo checkpoint `checkpoints/demo`: the `small` configs
+# at 256×256 with the pixel-warp decoder, trained for about two hours on a 2-core CPU on SynthTalk (two public-domain
+# portraits, synthetic speech); `checkpoints/README.md` says what it can and cannot do. By default it uses one
+# sentence and 10 diffusion steps, so it runs top to bottom in about a minute on a laptop CPU; `VASAJAX_FULL=1`
+# (or `FULL = True` in the next cell) uses the checkpoint's own number of steps. The test suite executes it with
+# `VASAJAX_SMOKE=1`, which swaps in a tiny model with random weights (its pictures are then noise).
 
 # %%
 import dataclasses
@@ -208,7 +207,19 @@ fig.tight_layout()
 mean_pose = np.asarray(anim.motion_model.motion_mean.get_value())[:6]
 pose = np.asarray(latent.pose) + (motion[:, :6] - mean_pose)
 idx = np.linspace(0, T - 1, 8).astype(int)
-frames = np.asarray(decode(graphdef, params, latent.appearance, latent.identity, pose[idx], motion[idx, 6:]))
+# (the pixel-warp decoder of the demo model also reads the photo and where each voxel came from in it)
+frames = np.asarray(
+    decode(
+        graphdef,
+        params,
+        latent.appearance,
+        latent.identity,
+        pose[idx],
+        motion[idx, 6:],
+        latent.source,
+        latent.source_grid,
+    )
+)
 frames_u8 = provenance.embed((np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))  # 8 bits + watermark
 print("decoded", frames.shape, "| motion equals the video's:", np.allclose(pose, video.motion[:, :6], atol=1e-5))
 print("frames equal the video's:", np.array_equal(frames_u8, video.frames[idx]))

@@ -78,7 +78,8 @@ print("full run" if FULL else "smoke run", "→ outputs in", OUT)
 # that instead: the head pose plus eight named dynamics (`mouth_open`, `jaw`, `blink`, gaze, `smile`, ...). We use
 # `labels` here because it needs no trained stage 1 and every dimension has a name you can plot and check. Set
 # `MOTION_SOURCE = "encoder"` to train on stage-1 latents as the paper does (it uses the stage-1 model of
-# `nb.demo_checkpoint()`; in a smoke run that model has random weights, so its latents are meaningless).
+# `nb.demo_checkpoint()` in a full run; the quick run's 96² clips are too small for it, so there a tiny model with
+# random weights stands in and its latents are meaningless).
 
 # %%
 MOTION_SOURCE = "labels"  # or "encoder" (VASA-1: the stage-1 motion encoder)
@@ -102,7 +103,7 @@ face_model = None
 if MOTION_SOURCE == "encoder":
     from vasajax.checkpoint_export import load_export
 
-    face_model = load_export(nb.demo_checkpoint()).face_model
+    face_model = load_export(nb.demo_checkpoint(trained=FULL)).face_model
 ecfg = ed.EncodeConfig(motion_source=MOTION_SOURCE, audio=AUDIO)
 for split in ("train", "heldout"):
     m = ed.encode_dataset(clips_dir / split, motion_dir / split, ecfg, face_model=face_model)

@@ -37,6 +37,7 @@ def test_notebook_pair_in_sync(src: Path):
 @pytest.mark.parametrize("src", SOURCES, ids=[p.stem for p in SOURCES])
 def test_notebook_runs_in_smoke_mode(src: Path, tmp_path, monkeypatch):
     monkeypatch.setenv("VASAJAX_FULL", "0")
+    monkeypatch.setenv("VASAJAX_SMOKE", "1")  # tiny random models (the notebooks' default is the demo model)
     monkeypatch.setenv("VASAJAX_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # The kernel is a fresh process: give it the test session's CPU-only JAX settings.

@@ -5,9 +5,11 @@ Every notebook starts with::
     from vasajax import notebook as nb
     FULL = nb.full_run()          # False unless VASAJAX_FULL=1 (or set FULL = True by hand)
 
-and then chooses sizes with ``nb.pick(smoke=..., full=...)``. Smoke mode (the default, and what the test suite
-executes) uses tiny configs and seconds of data so a notebook runs top to bottom in under a minute on a 2-core
-laptop; full mode uses the ``small`` configs, the shipped demo checkpoint and real amounts of data.
+and then chooses sizes with ``nb.pick(smoke=..., full=...)``: the default (quick) sizes use seconds of data so a
+notebook runs top to bottom in about a minute on a 2-core laptop; ``VASAJAX_FULL=1`` uses real amounts of data.
+Notebooks that animate (00, 04, 05) take their model from :func:`demo_checkpoint`: the shipped demo checkpoint,
+except under ``VASAJAX_SMOKE=1`` — what the test suite sets — where a tiny export with random weights stands in
+so every notebook executes in seconds.
 
 These helpers are deliberately thin: anything a notebook needs beyond showing things belongs in the library.
 """
@@ -26,6 +28,15 @@ FULL_ENV = "VASAJAX_FULL"
 """Environment variable that switches every notebook to its full run (``VASAJAX_FULL=1``)."""
 OUT_ENV = "VASAJAX_NOTEBOOK_OUT"
 """Environment variable naming the folder notebooks write runs and videos under (default ``out/notebooks``)."""
+
+
+SMOKE_ENV = "VASAJAX_SMOKE"
+"""Environment variable the test suite sets (``VASAJAX_SMOKE=1``): tiny random models instead of the demo one."""
+
+
+def smoke_test() -> bool:
+    """True when a test is executing the notebook (``VASAJAX_SMOKE=1``): models are tiny and random."""
+    return os.environ.get(SMOKE_ENV, "0").strip().lower() in ("1", "true", "yes")
 
 
 def full_run() -> bool:
@@ -60,16 +71,16 @@ def _repo_root() -> Path:
     return Path(tempfile.gettempdir()) / "vasajax"
 
 
-def demo_checkpoint(*, full_run_: bool | None = None) -> Path:
+def demo_checkpoint(*, trained: bool | None = None) -> Path:
     """The checkpoint a notebook animates with.
 
-    Full run: the shipped demo checkpoint (``checkpoints/demo`` or ``$VASAJAX_CHECKPOINT``). Smoke run: a tiny
-    export with random weights (written once under :func:`out_dir`), so the whole pipeline runs in seconds —
-    its frames are noise-like, which the notebooks say where they show them.
+    By default the shipped demo checkpoint (``checkpoints/demo`` or ``$VASAJAX_CHECKPOINT``); under
+    ``VASAJAX_SMOKE=1`` (the test suite) a tiny export with random weights, written once under :func:`out_dir`,
+    so the whole pipeline runs in seconds. ``trained`` overrides the environment (``False``: the tiny random one).
     """
     from vasajax.pipeline import resolve_checkpoint
 
-    if pick(smoke=False, full=True, full_run_=full_run_):
+    if (not smoke_test()) if trained is None else trained:
         return resolve_checkpoint(None)
     from vasajax import checkpoint_export as ce
     from vasajax.face.config import FaceConfig
