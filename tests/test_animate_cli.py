@@ -85,13 +85,14 @@ BAD = {
     "missing checkpoint": (dict(checkpoint="nockpt"), "not found|no checkpoint"),
     "damaged checkpoint": (dict(checkpoint="damaged"), "does not match its manifest"),
     "no face": (dict(image="noface.png"), "no face found"),
+    "no such face": (dict(face=3), "1 face.*no face 3"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_exit_2_nothing_written(case, files, capsys):
     d, ckpt, _ = files
-    if case == "no face" and not modelfiles.is_valid(modelfiles.cache_dir() / "face_landmarker.task"):
+    if case in ("no face", "no such face") and not modelfiles.is_valid(modelfiles.cache_dir() / "face_landmarker.task"):
         pytest.skip("face_landmarker.task is not cached")
     if case == "damaged checkpoint" and not (d / "damaged").exists():
         import shutil
@@ -104,7 +105,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, files, capsys):
     opts.update(kw)
     args = []
     for k, v in opts.items():
-        args += [f"--{k}", v if os.path.isabs(str(v)) else d / v]
+        args += [f"--{k}", str(v) if isinstance(v, int) or os.path.isabs(str(v)) else d / v]
     before = set(os.listdir(d))
     code, lines = run_bad(args, capsys)
     assert code == 2, lines

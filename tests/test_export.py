@@ -63,6 +63,10 @@ def test_export_round_trip(runs, tmp_path):
     assert manifest["face_run"]["last_metrics"] == {"step": 0, "psnr": 12.5}
     assert manifest["motion_run"]["config"]["model"]["motion_dim"] == M and manifest["notes"] == ["x"]
     assert manifest["motion_data"]["clip_data"] == "synthtalk"
+    # No path of the training machine: tmp folders are recorded relative to their common folder.
+    for where in (manifest["face_run"]["workdir"], manifest["motion_run"]["workdir"], manifest["motion_data"]["path"]):
+        assert not where.startswith("/") and str(tmp_path.parent) not in where, where
+    assert manifest["face_run"]["workdir"] == f"WORK_DIR/{face_run.name}"
     # Default head distance: the mean of the motion data's distance condition.
     dist = np.concatenate([r.distance_T for r in clips.read_records(clips.read_manifest(data), data)])
     assert exp.conditions["distance"] == pytest.approx(float(dist.mean()), abs=1e-5)

@@ -48,6 +48,15 @@ def _rotate(img, degrees):
     return cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
+def _head(name, scale=1.0):
+    """The bundled portrait's head and shoulders (a generous box around its face), scaled."""
+    img = ft.load_image(ft.PORTRAITS[name])
+    x0, y0, x1, y1 = FACE_REGION[name]
+    pad = (x1 - x0) // 2
+    head = img[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad]
+    return cv2.resize(head, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 # --- tracking ----------------------------------------------------------------------------------------------
 
 
@@ -372,3 +381,53 @@ def test_label_extraction_is_warning_free(astronaut_obs):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ft.frame_labels(astronaut_obs, ft.crop_params(astronaut_obs.landmarks))
+
+
+# --- finding faces in real photos ----------------------------------------------------------------------------
+
+
+def test_group_photo_with_six_small_faces(tracker):
+    """A 1280×886 'group photo' of six ~150 px faces: the whole-image look finds none (too small for the
+    detector's view), the tile search finds all six; the warning numbers them and --face picks one."""
+    canvas = np.random.default_rng(0).integers(150, 210, (886, 1280, 3), dtype=np.uint8)
+    heads = [_head("astronaut", 0.95), _head("grace_hopper", 0.6)]
+    centres = []
+    for k in range(6):
+        head = heads[k % 2]
+        cy, cx = 220 + 440 * (k // 3), 213 + 427 * (k % 3)
+        h, w = head.shape[:2]
+        canvas[cy - h // 2 : cy - h // 2 + h, cx - w // 2 : cx - w // 2 + w] = head
+        centres.append((cx, cy))
+    assert tracker.detect(canvas) == []  # what `vasajax animate` saw before the tile search
+    t0 = time.perf_counter()
+    faces = ft.find_faces(canvas, tracker=tracker)
+    elapsed = time.perf_counter() - t0
+    assert len(faces) == 6, [f.box for f in faces]
+    for cx, cy in centres:  # every head found once, its landmarks in the photo's pixels
+        hits = [f for f in faces if f.box[0] < cx < f.box[2] and f.box[1] - 40 < cy < f.box[3] + 40]
+        assert len(hits) == 1, (cx, cy)
+    assert all(f.image_hw == (886, 1280) for f in faces)
+    assert [f.area for f in faces] == sorted((f.area for f in faces), reverse=True)
+    with pytest.warns(UserWarning, match=r"6 faces in .* using face 2; choose another with --face N"):
+        third = ft.track_image(canvas, tracker=tracker, face=2)
+    assert third.box == faces[2].box
+    with pytest.raises(UserError, match="6 face.*no face 6"):
+        ft.track_image(canvas, tracker=tracker, face=6)
+    print(f"group photo 1280×886, 6 faces: {elapsed:.2f} s")
+
+
+def test_a_small_face_in_a_large_photo(tracker):
+    """One ~70 px face in a 2560×1440 photo is found, with landmarks as good as on the portrait itself."""
+    head = _head("grace_hopper", 0.3)
+    canvas = np.full((1440, 2560, 3), 120, np.uint8)
+    y, x = 900, 1700
+    canvas[y : y + head.shape[0], x : x + head.shape[1]] = head
+    faces = ft.find_faces(canvas, tracker=tracker)
+    assert len(faces) == 1
+    x0, y0, x1, y1 = faces[0].box
+    assert x <= x0 < x1 <= x + head.shape[1] and y <= y0 < y1 <= y + head.shape[0]
+    assert 50 < x1 - x0 < 110
+    alone = ft.find_faces(np.ascontiguousarray(np.pad(head, ((100, 100), (100, 100), (0, 0)), mode="edge")),
+                          tracker=tracker)  # fmt: skip
+    ref = alone[0].landmarks[:, :2] - 100 + np.array([x, y])
+    assert np.median(np.linalg.norm(faces[0].landmarks[:, :2] - ref, axis=1)) < 2.0

@@ -6,7 +6,8 @@ its metrics need head pose (ΔP, §4.2). This module gets all of them from Media
 (478 landmarks incl. iris, 52 blendshapes, 4×4 facial transformation matrix):
 
 - :class:`FaceTracker` (IMAGE or VIDEO running mode) → :class:`FaceObservation` per face, largest first.
-- :func:`load_image` / :func:`track_image`: robust single-portrait path with one-line ``UserError``\\ s.
+- :func:`load_image` / :func:`find_faces` / :func:`track_image`: any photo (faces down to ``MIN_FACE_PX``, a
+  tile search when the whole image shows none), one face picked, one-line ``UserError``\\ s.
 - The crop, shared by data preparation and inference: :class:`CropConfig`, :func:`crop_params`,
   :func:`smooth_crops`, :func:`apply_crop`, :func:`crop_to_image_coords` / :func:`image_to_crop_coords`,
   :func:`paste_crop`. Axis-aligned square crops (head roll stays in the image, as in VoxCeleb), sized from
@@ -332,24 +333,118 @@ class FaceTracker:
         return sorted(faces, key=lambda f: -f.area)
 
 
+MIN_FACE_PX = 64
+"""Smallest face (landmark box side, pixels) :func:`find_faces` looks for when the whole-image look finds none."""
+
+
+def _shift(obs: FaceObservation, dx: float, dy: float, image_hw: tuple[int, int]) -> FaceObservation:
+    """An observation made in a window at (dx, dy) of a larger image, in that image's pixels. The matrix stays
+    the window's (its camera model is the window's; pose angles are unaffected, translation is approximate)."""
+    lm = obs.landmarks + np.array([dx, dy, 0.0], np.float32)
+    x0, y0, x1, y1 = obs.box
+    box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    return FaceObservation(landmarks=lm, blendshapes=obs.blendshapes, matrix=obs.matrix, box=box, image_hw=image_hw)
+
+
+def _starts(length: int, side: int) -> list[int]:
+    """Window starts covering ``length`` with windows of ``side`` at half-window steps (the last flush right)."""
+    if length <= side:
+        return [0]
+    starts = list(range(0, length - side, side // 2))
+    return starts + [length - side]
+
+
+def _overlaps(a: FaceObservation, b: FaceObservation) -> bool:
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.box, b.box
+    iw, ih = max(0.0, min(ax1, bx1) - max(ax0, bx0)), max(0.0, min(ay1, by1) - max(ay0, by0))
+    return iw * ih > 0.3 * min(a.area, b.area)
+
+
+def _refine(tracker: FaceTracker, image: np.ndarray, obs: FaceObservation) -> FaceObservation:
+    """Look again on a square window 3× the face around it: the face then fills the detector's view, as in a
+    portrait, and a face cut by a tile border is seen whole. Keeps ``obs`` if the second look misses it."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = obs.box
+    side = int(min(max(h, w), 3 * max(x1 - x0, y1 - y0)))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    wx, wy = int(np.clip(cx - side / 2, 0, max(0, w - side))), int(np.clip(cy - side / 2, 0, max(0, h - side)))
+    faces = [
+        _shift(f, wx, wy, (h, w)) for f in tracker.detect(np.ascontiguousarray(image[wy : wy + side, wx : wx + side]))
+    ]
+    hits = [f for f in faces if _overlaps(f, obs)]
+    return max(hits, key=lambda f: f.area) if hits else obs
+
+
+def find_faces(
+    image: np.ndarray, *, tracker: FaceTracker | None = None, min_face_px: int = MIN_FACE_PX
+) -> list[FaceObservation]:
+    """Every face in a photo, largest first, in the photo's pixels.
+
+    MediaPipe's detector sees a downscaled copy of its input and misses faces smaller than about a fifth of
+    it, so a group photo or a wide shot finds nothing. When the whole image yields no face, the search looks at
+    overlapping square tiles (half-tile steps) of decreasing size — half the short side, then halving — down to
+    tiles of ``5 × min_face_px``, stopping at the first size that finds a face; each face found is looked at
+    again on a window three times its size (:func:`_refine`) and duplicates from overlapping tiles are merged.
+    Cost: one detection for a portrait; a few hundred small ones for a 4K photo with one 64 px face.
+    """
+    img = to_uint8_rgb(image)
+    if tracker is None:
+        with FaceTracker(mode="image") as own:
+            return find_faces(img, tracker=own, min_face_px=min_face_px)
+    if tracker.mode != "image":
+        raise ValueError("find_faces needs an image-mode tracker")
+    faces = tracker.detect(img)
+    h, w = img.shape[:2]
+    side = min(h, w) // 2
+    smallest = 5 * int(min_face_px)
+    while not faces and side >= min(smallest, min(h, w) // 2) and side >= MIN_IMAGE_SIDE:
+        found: list[FaceObservation] = []
+        for y in _starts(h, side):
+            for x in _starts(w, side):
+                found += [
+                    _shift(f, x, y, (h, w))
+                    for f in tracker.detect(np.ascontiguousarray(img[y : y + side, x : x + side]))
+                ]
+        for f in sorted((_refine(tracker, img, f) for f in found), key=lambda f: -f.area):
+            if not any(_overlaps(f, g) for g in faces):
+                faces.append(f)
+        if side <= smallest:
+            break
+        side = max(side // 2, smallest)
+    return sorted(faces, key=lambda f: -f.area)
+
+
 def track_image(
-    image_or_path: np.ndarray | str | os.PathLike, *, tracker: FaceTracker | None = None
+    image_or_path: np.ndarray | str | os.PathLike, *, tracker: FaceTracker | None = None, face: int = 0
 ) -> FaceObservation:
-    """The largest face in a portrait (a warning when there are several); no face → one-line UserError."""
+    """One face of a photo (:func:`find_faces`): the largest, or the ``face``-th largest (0 = the largest).
+
+    Several faces → a warning that numbers them (largest first) and says how to pick another; no face or a
+    ``face`` number out of range → a one-line UserError."""
     if isinstance(image_or_path, np.ndarray):
         name, image = "the given image", to_uint8_rgb(image_or_path, min_side=MIN_IMAGE_SIDE)
     else:
         name, image = str(image_or_path), load_image(image_or_path)
-    if tracker is None:
-        with FaceTracker(mode="image") as own:
-            faces = own.detect(image)
-    else:
-        faces = tracker.detect(image)
+    faces = find_faces(image, tracker=tracker)
     if not faces:
-        raise UserError(f"no face found in {name}; use a photo with one clearly visible, roughly frontal face")
+        raise UserError(
+            f"no face found in {name}; use a photo with a clearly visible, roughly frontal face of at least "
+            f"{MIN_FACE_PX} px"
+        )
+    if not 0 <= face < len(faces):
+        raise UserError(f"{name} has {len(faces)} face(s), numbered 0..{len(faces) - 1} largest first; no face {face}")
     if len(faces) > 1:
-        warnings.warn(f"{len(faces)} faces in {name}; using the largest", stacklevel=2)
-    return faces[0]
+        where = ", ".join(f"{k}: {_describe(f)}" for k, f in enumerate(faces))
+        warnings.warn(
+            f"{len(faces)} faces in {name} ({where}); using face {face}; choose another with --face N",
+            stacklevel=2,
+        )
+    return faces[face]
+
+
+def _describe(f: FaceObservation) -> str:
+    x0, y0, x1, y1 = f.box
+    return f"{round(x1 - x0)} px at ({round((x0 + x1) / 2)}, {round((y0 + y1) / 2)})"
 
 
 # --- the crop ----------------------------------------------------------------------------------------------

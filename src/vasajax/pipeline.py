@@ -365,9 +365,11 @@ class Animator:
         return cls(load_export(resolve_checkpoint(path), expect=expect), decode_batch=decode_batch)
 
     # -- the portrait -----------------------------------------------------------------------------------
-    def prepare(self, image, *, crop: str | Sequence[float] | None = None) -> Portrait:
-        """Load, crop and encode the portrait. ``crop``: None = find the face (MediaPipe); ``"center"`` = the
-        image's central square as is (an already cropped portrait; no face tracking); or (cx, cy, side)."""
+    def prepare(self, image, *, crop: str | Sequence[float] | None = None, face: int = 0) -> Portrait:
+        """Load, crop and encode the portrait. ``crop``: None = find the face (MediaPipe, ``facetrack.find_faces``;
+        ``face`` picks one, 0 = the largest); ``"center"`` = the image's central square as is (an already cropped
+        portrait; no face tracking); or (cx, cy, side). A face smaller than the model's resolution is used with a
+        warning (the video will be soft)."""
         import jax.numpy as jnp
 
         from vasajax import facetrack
@@ -378,9 +380,15 @@ class Animator:
             img = facetrack.to_uint8_rgb(image, min_side=facetrack.MIN_IMAGE_SIDE)
         distance = None
         if crop is None:
-            obs = facetrack.track_image(img)
+            obs = facetrack.track_image(img, face=face)
             params = facetrack.crop_params(obs.landmarks, self.crop_cfg)
             distance = facetrack.head_distance(obs.landmarks, params)
+            if params[2] < self.face_cfg.image_size:
+                warnings.warn(
+                    f"the face crop is {params[2]:.0f} px, under the model's {self.face_cfg.image_size} px: it is "
+                    "upscaled and the video will be soft",
+                    stacklevel=2,
+                )
         elif isinstance(crop, str):
             if crop != "center":
                 raise UserError(f"crop must be None, 'center' or (cx, cy, side), not {crop!r}")
@@ -552,19 +560,19 @@ class Animator:
         return FrameStream(generate, keep_motion=keep_motion)
 
     # -- public entry points -----------------------------------------------------------------------------
-    def stream(self, image, audio_chunks, *, crop=None, **controls) -> FrameStream:
+    def stream(self, image, audio_chunks, *, crop=None, face: int = 0, **controls) -> FrameStream:
         """Frames as windows complete: a :class:`FrameStream` (iterate it; it measures first-frame latency).
 
         ``audio_chunks``: an iterable of 16 kHz mono float32 arrays (e.g. from a microphone), or a path."""
-        portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop)
+        portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop, face=face)
         if isinstance(audio_chunks, (str, os.PathLike)):
             audio_chunks = _audio_chunks(audio_chunks)
         return self.frames(portrait, audio_chunks, **controls)
 
-    def animate(self, image, audio, *, crop=None, **controls) -> Video:
+    def animate(self, image, audio, *, crop=None, face: int = 0, **controls) -> Video:
         """The whole clip in memory: a :class:`Video` (frames, fps, audio, motion). ``audio``: a path or a
         16 kHz mono array. For long audio use :meth:`stream` or ``vasajax animate`` (flat memory)."""
-        portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop)
+        portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop, face=face)
         wave = np.concatenate(list(_audio_chunks(audio)))
         fs = self.frames(portrait, _audio_chunks(wave), keep_motion=True, **controls)
         batches = list(fs)
@@ -597,6 +605,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="output side in pixels (crop side, or the photo's longer side)")
     p.add_argument("--crop", choices=["auto", "center"], default="auto",
                    help="auto: find the face; center: the photo is already a face crop")  # fmt: skip
+    p.add_argument("--face", type=int, default=0,
+                   help="which face of a photo with several (0 = the largest; the warning numbers them)")  # fmt: skip
     p.add_argument("--crf", type=int, default=18, help="h264 quality (0-51, lower is better)")
     p.add_argument("--stream", action="store_true", help="streaming mode: print first-frame latency and steady fps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -620,7 +630,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         pad_wav_to_frames(wav, n, anim.fps)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center")
+            portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center", face=args.face)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         total = num_video_frames(n, anim.fps, SAMPLE_RATE)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,25 @@ def _mean_distance(motion_data: Path, max_records: int = 200) -> float | None:
     v = np.concatenate(vals)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else None
+
+
+def _portable_paths(*inputs: Path):
+    """``path → str`` for the manifest without this machine's layout: relative to the working directory when
+    inside it, else relative to the inputs' common folder, written ``WORK_DIR/...`` (``make_demo.sh``'s name)."""
+    cwd = Path.cwd().resolve()
+    absolute = [Path(p).resolve() for p in inputs]
+    root = Path(os.path.commonpath([str(p) for p in absolute])) if absolute else cwd
+    if root in absolute:  # one input contains the others: name the folder above it
+        root = root.parent
+
+    def portable(path: Path) -> str:
+        full = Path(path).resolve()
+        for base, prefix in ((cwd, ""), (root, "WORK_DIR/")):
+            if full.is_relative_to(base):
+                return prefix + full.relative_to(base).as_posix()
+        return full.name
+
+    return portable
 
 
 def export_runs(
@@ -105,18 +125,21 @@ def export_runs(
     if dist is not None:
         conditions["distance"] = round(dist, 5)
 
+    portable = _portable_paths(face_run, motion_run, motion_data)
+
     def run_facts(workdir: Path) -> dict[str, Any]:
         cfg = json.loads((workdir / "config.json").read_text())
-        return {"workdir": str(workdir), "config": cfg, "last_metrics": _last_metrics(workdir)}
+        return {"workdir": portable(workdir), "config": cfg, "last_metrics": _last_metrics(workdir)}
 
+    clip_data = data_cfg.get("clip_data")
     facts = {
         "face_run": run_facts(face_run),
         "motion_run": run_facts(motion_run),
         "motion_data": {
-            "path": str(motion_data),
+            "path": portable(motion_data),
             "motion_names": manifest.get("motion_names"),
             "totals": manifest.get("totals"),
-            "clip_data": data_cfg.get("clip_data"),
+            "clip_data": portable(Path(clip_data)) if clip_data and Path(clip_data).is_absolute() else clip_data,
         },
         **dict(extra or {}),
     }
