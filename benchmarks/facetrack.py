@@ -5,7 +5,9 @@
 
 Times ``FaceTracker.detect`` on the bundled portraits (IMAGE mode: every image detected from scratch; VIDEO
 mode: a synthetic clip of the astronaut drifting a few pixels per frame, so the landmarker tracks between
-frames), tracker start-up, and the per-frame data-preparation path (crop params + 256² crop + labels).
+frames), tracker start-up, the per-frame data-preparation path (crop params + 256² crop + labels), and
+``find_faces`` on photos where the whole-image look finds nothing: a 1280×886 group photo of six ~150 px faces,
+a 3840×2160 photo with one ~60 px face, and the same 4K photo with no face (the full tile search).
 Prints a table and writes ``benchmarks/results/facetrack-<device>-<date>.json``. MediaPipe runs on the CPU
 (XNNPACK) whatever accelerator JAX sees, so the device name is the CPU's.
 """
@@ -61,6 +63,27 @@ def drifting_clip(image: np.ndarray, n: int) -> list[np.ndarray]:
     return out
 
 
+def group_photo(portraits: dict[str, np.ndarray]) -> np.ndarray:
+    """1280×886: a 3×2 grid of the bundled portraits shrunk so that each face is about 150 px."""
+    canvas = np.random.default_rng(0).integers(150, 210, (886, 1280, 3), dtype=np.uint8)
+    small = [cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) for img, f in
+             ((portraits["astronaut"], 0.75), (portraits["grace_hopper"], 0.5))]  # fmt: skip
+    for k in range(6):
+        img = small[k % 2][:400, :400]
+        y, x = 20 + 440 * (k // 3), 13 + 427 * (k % 3)
+        canvas[y : y + img.shape[0], x : x + img.shape[1]] = img[: 886 - y, : 1280 - x]
+    return canvas
+
+
+def wide_shot(portraits: dict[str, np.ndarray], face: bool) -> np.ndarray:
+    """3840×2160 grey, with (``face``) Grace Hopper shrunk to a ~60 px face near the lower right."""
+    canvas = np.full((2160, 3840, 3), 120, np.uint8)
+    if face:
+        img = cv2.resize(portraits["grace_hopper"], None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+        canvas[1500 : 1500 + img.shape[0], 3000 : 3000 + img.shape[1]] = img
+    return canvas
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100, help="timed calls per measurement")
@@ -88,6 +111,17 @@ def main() -> None:
         results["labels+crop_256/astronaut"] = timed_ms(prep_frame, n)
     with ft.FaceTracker(mode="image", max_faces=1) as tracker:
         results["image_mode_max1/astronaut_512x512"] = timed_ms(lambda: tracker.detect(portraits["astronaut"]), n)
+
+    with ft.FaceTracker(mode="image") as tracker:
+        photos = {
+            "group_1280x886_6faces": group_photo(portraits),
+            "wide_3840x2160_1face": wide_shot(portraits, True),
+            "wide_3840x2160_nofaces": wide_shot(portraits, False),
+        }
+        for name, photo in photos.items():
+            r = timed_ms(lambda photo=photo: ft.find_faces(photo, tracker=tracker), max(3, n // 20))
+            r["faces"] = len(ft.find_faces(photo, tracker=tracker))
+            results[f"find_faces/{name}"] = r
 
     clip = drifting_clip(portraits["astronaut"], n + 1)
     for max_faces in (1, 4):
