@@ -36,14 +36,13 @@
 # `pose.gaze_error_deg`, `pose.distance_error`, `pose.delta_p`, `lipsync`).
 
 # %% [markdown]
-# ## Smoke run or full run
+# ## The model, and the quick and full runs
 #
-# **Smoke** (default; what the tests execute): `nb.demo_checkpoint()` is a tiny export with **random weights**
-# (64² faces). Every decoded picture below is then structured noise, the face tracker finds no face in it, and
-# the video metrics are empty (–); only the motion-space measurements mean something (they show *that* each
-# control changes the generated motion, not that it does the right thing). **Full**: the shipped checkpoint
-# `checkpoints/demo` (stage 1 and 2 `small` configs, 256², trained on SynthTalk), where the swaps show real
-# faces and the table measures what each control does. Switch with `VASAJAX_FULL=1` or set `FULL = True`.
+# `nb.demo_checkpoint()` is the shipped checkpoint `checkpoints/demo` (stage 1 and 2 `small` configs, 256², the
+# pixel-warp decoder, trained on SynthTalk's two portraits on a CPU). By default the notebook uses two seconds of
+# speech and 10 diffusion steps (about a minute on a laptop CPU); `VASAJAX_FULL=1` (or `FULL = True`) uses four
+# seconds, the checkpoint's steps and more settings in the table. The test suite runs it with `VASAJAX_SMOKE=1`: a
+# tiny model with random weights, whose pictures are noise and whose tracked metrics are empty.
 
 # %%
 import dataclasses

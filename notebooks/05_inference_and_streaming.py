@@ -27,12 +27,12 @@
 # 3. **the controls**: seed, gaze, distance, emotion, CFG scales, sampling steps — and what they change;
 # 4. **provenance**: the watermark is invisible, `detect` finds it in our mp4 and not in a video we did not make.
 #
-# **Smoke or full run.** By default (*smoke* mode, what the test suite runs) the notebook uses a tiny model with
-# **random weights** at 64×64 pixels, a few seconds of speech and 10 diffusion steps, so it runs in under a minute
-# on a laptop CPU: the numbers (latency, equality, detection) are real, but the faces are noise and the controls'
-# effects are arbitrary. Set `VASAJAX_FULL=1` before starting Jupyter (or `FULL = True` in the next cell) for the
-# *full* run: the shipped demo checkpoint `checkpoints/demo` (256², trained) and a minute of speech. On a CPU
-# the full run takes tens of minutes (decoding dominates: about 0.3 s per 256² frame on 2 cores).
+# **The model, quick or full.** The notebook animates with the shipped demo checkpoint `checkpoints/demo` (256²,
+# trained on a CPU; `checkpoints/README.md` says what it can and cannot do). By default it uses a few seconds of
+# speech and 10 diffusion steps, so it runs in a few minutes on a laptop CPU; `VASAJAX_FULL=1` (or `FULL = True`
+# in the next cell) streams a minute of speech and tries more controls — tens of minutes on a CPU (decoding
+# dominates). The test suite runs it with `VASAJAX_SMOKE=1`: a tiny model with random weights at 64×64, whose
+# numbers (latency, equality, detection) are real but whose faces are noise.
 
 # %%
 import time
