@@ -45,8 +45,7 @@ mkdir -p "$W"
 [ -f "$W/synthtalk/train/manifest.json" ] ||
   $VJ synth --shards --out "$W/synthtalk" --num-clips 120 --num-heldout 12 --size 256 --workers 2
 
-# 2. Stage 1 (face latent model, small_warp: pixel-warp decoder with G2D reading z_dyn; mouth-region L1, tracker
-#    pose and blendshape supervision).
+# 2. Stage 1 (face latent model, small_warp: pixel-warp decoder; mouth-region L1 and tracker head-pose terms).
 $VJ train-face --config small_warp --data "$W/synthtalk/train" --workdir "$W/face" --steps "$FACE_STEPS" \
   --stop-after "$FACE_STOP" --batch "$FACE_BATCH" --lr "${FACE_LR:-3e-4}" --warmup 50 --ema-decay 0.99 \
   "${FACE_GAN[@]}" "${FACE_LOSS[@]}" --log-every 10 --sample-every 100 --ckpt-every "$FACE_CKPT"

@@ -93,7 +93,7 @@ def test_ablation_moves_the_source_with_the_appearance_factor(tiny_warp):
 
 def test_small_warp_preset_and_old_configs_load():
     cfg = FaceConfig.small_warp()
-    assert cfg.pixel_warp and cfg.dyn_2d
+    assert cfg.pixel_warp and not cfg.dyn_2d
     assert not any(c.pixel_warp or c.dyn_2d for c in (FaceConfig.small(), FaceConfig.paper()))
     d = FaceConfig.small().to_dict()
     d.pop("pixel_warp")  # a config.json written before the field existed

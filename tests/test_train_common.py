@@ -153,8 +153,8 @@ def test_train_face_cli_model_overrides_and_small_warp_preset():
     assert cfg.model.pixel_warp is True and cfg.model.g2d_blocks == 2 and cfg.pairs.size == 256
     assert cfg.model.g3d_channels == (32, 64)
     warp = face.build_config(p.parse_args(["--data", "d", "--workdir", "w", "--config", "small_warp"]))
-    assert warp.model.pixel_warp and warp.model.dyn_2d and warp.loss.mouth_weight > 0
-    assert {"driver_mouth_4", "driver_pose_6", "driver_blendshapes_52"} <= set(face.batch_keys(warp))
+    assert warp.model.pixel_warp and warp.loss.mouth_weight > 0 and warp.loss.pose_weight > 0
+    assert {"driver_mouth_4", "driver_pose_6"} <= set(face.batch_keys(warp))
     assert face.batch_keys(cfg) == face.BATCH_KEYS
     for bad in ("nope=1", "pixel_warp=maybe", "g2d_blocks=1.5", "app_channels=a,b", "image_size=100", "dtype=x"):
         with pytest.raises(UserError):

@@ -210,9 +210,9 @@ class FaceConfig:
 
     @classmethod
     def small_warp(cls, **overrides) -> FaceConfig:
-        """``small()`` with the pixel-warp decoder (``pixel_warp=True``) and G2D reading z_dyn directly
-        (``dyn_2d=True``): the design that learns fastest on a CPU (comparison in ``checkpoints/README.md``)."""
-        return cls.small(**{"pixel_warp": True, "dyn_2d": True, **overrides})
+        """``small()`` with the pixel-warp decoder (``pixel_warp=True``): the design that learns fastest on a
+        CPU (comparison in ``checkpoints/README.md``; ``dyn_2d`` was tried on top of it and is not part of it)."""
+        return cls.small(**{"pixel_warp": True, **overrides})
 
     @classmethod
     def paper(cls, **overrides) -> FaceConfig:

@@ -165,11 +165,11 @@ class FaceTrainConfig:
 
     @classmethod
     def small_warp(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
-        """``small`` with the pixel-warp decoder (``FaceConfig.small_warp``) and the tracker-supervised terms: the
-        mouth-region L1 (weight 30), head pose and blendshapes (10 each); the design that learns fastest on a CPU
-        (comparison in ``checkpoints/README.md``)."""
+        """``small`` with the pixel-warp decoder (``FaceConfig.small_warp``) and two tracker-supervised terms: the
+        mouth-region L1 and the head pose (weight 10 each); the design that learns fastest on a CPU (comparison
+        in ``checkpoints/README.md``)."""
         cfg = cls.small(vgg_weights, **run_overrides)
-        loss = dataclasses.replace(cfg.loss, mouth_weight=30.0, pose_weight=10.0, expression_weight=10.0)
+        loss = dataclasses.replace(cfg.loss, mouth_weight=10.0, pose_weight=10.0)
         return dataclasses.replace(cfg, model=FaceConfig.small_warp(), loss=loss)
 
     @classmethod
