@@ -5,6 +5,8 @@ Toy task (held-out clips are fresh random draws): a smooth 3-d latent s_t drives
 audio does not determine, so their continuity across windows must come from the context X_pre/A_pre.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,3 +164,30 @@ def test_any_length_one_compiled_window_function(trained, monkeypatch):
         generate_motion(trained, np.zeros((10, 7)), DCFG)
     with pytest.raises(UserError):
         generate_motion(trained, np.zeros((10, CFG.audio_dim)), DCFG, gaze=[1.0, 2.0, 3.0])
+
+
+def test_cfg_scales_are_data_changing_them_never_recompiles(trained, monkeypatch):
+    """λ_A and λ_g (0 included) reuse one compiled window sampler, and a traced scale samples exactly what the
+    same λ baked into the config samples."""
+    traces = []
+    real_sample = gen.sample
+    monkeypatch.setattr(gen, "sample", lambda *a, **k: traces.append(1) or real_sample(*a, **k))
+    audio, _ = toy_clips(CFG.window + 3, 8, CFG.window + 3)
+    outs = {}
+    for la, lg in ((0.5, 1.0), (1.5, 0.0), (0.0, 2.0), (0.0, 0.0)):
+        dcfg = dataclasses.replace(DCFG, lambda_audio=la, lambda_gaze=lg)
+        outs[la, lg] = generate_motion(trained, audio, dcfg, seed=0, gaze=[0.1, 0.0])
+    assert len(traces) <= 1, len(traces)
+    assert not np.array_equal(outs[0.5, 1.0], outs[1.5, 0.0])
+    # λ as a compile-time constant with the zero-λ branch dropped (the sampler before scales were data) agrees.
+    static, scales = gen.split_guidance(dataclasses.replace(DCFG, lambda_audio=1.5, lambda_gaze=0.0))
+    assert static.lambda_audio == 1.0 and static.lambda_gaze == 1.0 and float(scales[1]) == 0.0
+
+    def baked(dcfg, given):
+        return dataclasses.replace(dcfg, **{f"lambda_{n}": 0.0 for n, g in given.items() if not g}), None
+
+    monkeypatch.setattr(gen, "split_guidance", baked)
+    old = generate_motion(
+        trained, audio, dataclasses.replace(DCFG, lambda_audio=1.5, lambda_gaze=0.0), seed=0, gaze=[0.1, 0.0]
+    )
+    np.testing.assert_allclose(old, outs[1.5, 0.0], atol=1e-5)

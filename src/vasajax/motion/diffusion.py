@@ -246,12 +246,20 @@ def loss_fn(
 
 
 # -- sampling ------------------------------------------------------------------------------------------------
-def guided_x0(denoise: Denoiser, x_t_BxWxM, t_B, cond: Conditions, dcfg: DiffusionConfig) -> jax.Array:
-    """Eq. 2 with all guidance branches in one batched forward pass (conditions with λ_c = 0 are skipped)."""
-    lam = {n: v for n, v in dcfg.guidance.items() if v != 0.0}
-    if not lam:
+def guided_x0(denoise: Denoiser, x_t_BxWxM, t_B, cond: Conditions, dcfg: DiffusionConfig, scales=None) -> jax.Array:
+    """Eq. 2 with all guidance branches in one batched forward pass (conditions with λ_c = 0 are skipped).
+
+    ``scales`` (optional, one value per ``CONDITION_NAMES``, may be traced) replaces the λ values of the branches
+    ``dcfg`` enables: the branches are static (which conditions are guided), the scales are data, so a jitted
+    sampler does not recompile when only a scale changes."""
+    branches = [n for n, v in dcfg.guidance.items() if v != 0.0]
+    if not branches:
         return denoise(x_t_BxWxM, t_B, cond)
-    names = list(lam)
+    if scales is None:
+        lam = {n: dcfg.guidance[n] for n in branches}
+    else:
+        lam = {n: scales[CONDITION_NAMES.index(n)] for n in branches}
+    names = branches
     n = len(names)
     branch_nulls = [cond.null] + [cond.null._replace(**{c: jnp.ones_like(cond.null.audio)}) for c in names]
     stacked_null = CondNull(*(jnp.concatenate(f) for f in zip(*branch_nulls)))
@@ -259,7 +267,7 @@ def guided_x0(denoise: Denoiser, x_t_BxWxM, t_B, cond: Conditions, dcfg: Diffusi
     cond_all = jax.tree.map(tile, cond._replace(null=None))._replace(null=stacked_null)
     x0_all = denoise(tile(x_t_BxWxM), tile(t_B), cond_all)
     x0_all = x0_all.reshape((n + 1,) + x_t_BxWxM.shape)
-    weights = jnp.array([1.0 + sum(lam.values())] + [-lam[c] for c in names], jnp.float32)
+    weights = jnp.stack([1.0 + sum(lam.values())] + [-lam[c] for c in names]).astype(jnp.float32)
     return jnp.tensordot(weights, x0_all, axes=1)
 
 
@@ -270,10 +278,12 @@ def sample(
     dcfg: DiffusionConfig,
     shape: tuple[int, int, int],
     x_T: jax.Array | None = None,
+    scales=None,
 ) -> jax.Array:
     """Reverse diffusion from X_T ~ N(0, I) (or the given ``x_T``) to X̂0 of ``shape`` = (B, W, M).
 
     Runs ``dcfg.steps`` guided steps in one ``lax.scan``; ``rng`` supplies X_T and the per-step noise.
+    ``scales``: traced CFG scales (see :func:`guided_x0`).
     """
     abar = jnp.asarray(alphas_cumprod(dcfg))
     ts, ss = sampling_timesteps(dcfg)
@@ -285,7 +295,7 @@ def sample(
         i, t, s = inp
         ab_t = abar[t]
         ab_s = jnp.where(s >= 0, abar[jnp.maximum(s, 0)], 1.0)
-        x0 = guided_x0(denoise, x_t, jnp.full((B,), t), cond, dcfg)
+        x0 = guided_x0(denoise, x_t, jnp.full((B,), t), cond, dcfg, scales)
         var = (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)  # posterior variance β̃ of the respaced step
         z = jax.random.normal(jax.random.fold_in(k_loop, i), shape)
         if dcfg.sampler == "ddpm":

@@ -9,6 +9,7 @@ trailing-audio dropout trains), and the padded motion frames are cut off. The ou
 One jitted function, ``sample_window``, samples every window (the first, the middle ones and the padded
 last one have the same shapes; "context absent" is data, not a new trace), so device memory is bounded by
 one window whatever the audio length, and each window's motion is copied to the host as soon as it is done.
+The CFG scales are data too (``split_guidance``): changing λ_A or λ_g between clips never recompiles.
 
 ``MotionStream`` takes audio features in chunks of any size as they arrive and returns each window as soon
 as it is sampled; ``stream_motion`` yields the windows of a whole clip; ``generate_motion`` concatenates
@@ -32,14 +33,38 @@ from vasajax.motion.diffusion import DiffusionConfig, sample
 from vasajax.motion.dit import Conditions, CondNull, MotionDiT
 
 
+ALWAYS_GUIDED = ("audio", "gaze")
+"""Conditions whose CFG branch is kept whenever the condition is given, even at λ = 0: the two that VASA-1
+guides (and whose default scales are nonzero), so turning their scales anywhere, 0 included, never recompiles."""
+
+
+def split_guidance(dcfg: DiffusionConfig, given: dict[str, bool] | None = None) -> tuple[DiffusionConfig, jax.Array]:
+    """``dcfg`` → (its static structure, its traced CFG scales).
+
+    The structure has λ_c = 1 for every guided branch and 0 elsewhere; a branch exists for a condition that is
+    given for the clip (``given``; default all) and either has λ_c ≠ 0 or is in ``ALWAYS_GUIDED``. The scales
+    (one float32 per ``CONDITION_NAMES``) carry the actual λ values into :func:`sample_window`."""
+    given = given or {}
+    branch = {n: given.get(n, True) and (v != 0.0 or n in ALWAYS_GUIDED) for n, v in dcfg.guidance.items()}
+    static = dataclasses.replace(dcfg, **{f"lambda_{n}": float(b) for n, b in branch.items()})
+    scales = jnp.asarray([v if branch[n] else 0.0 for n, v in dcfg.guidance.items()], jnp.float32)
+    return static, scales
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "dcfg"))
 def sample_window(
-    graphdef: nnx.GraphDef, state: nnx.State, cond: Conditions, rng: jax.Array, dcfg: DiffusionConfig
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    cond: Conditions,
+    rng: jax.Array,
+    dcfg: DiffusionConfig,
+    scales: jax.Array | None = None,
 ) -> jax.Array:
-    """One window of raw (de-normalised) motion B×W×M, sampled with CFG (pure; jitted once per shape)."""
+    """One window of raw (de-normalised) motion B×W×M, sampled with CFG (pure; jitted once per shape and
+    guidance structure). ``scales`` (from :func:`split_guidance`): the CFG scales as data; None = ``dcfg``'s."""
     model = nnx.merge(graphdef, state)
     shape = (cond.audio_BxWxA.shape[0], model.cfg.window, model.cfg.motion_dim)
-    return model.denormalize_motion(sample(model, cond, rng, dcfg, shape))
+    return model.denormalize_motion(sample(model, cond, rng, dcfg, shape, scales=scales))
 
 
 class MotionStream:
@@ -74,7 +99,7 @@ class MotionStream:
         # A condition that is ∅ for the whole clip has H(C | c=∅) = H(C): its CFG branch changes nothing
         # (eq. 2 reduces to H(C)), so skip it and save a forward pass per step.
         given = dict(gaze=gaze, distance=distance, emotion=emotion)
-        self.dcfg = dataclasses.replace(dcfg, **{f"lambda_{n}": 0.0 for n, v in given.items() if v is None})
+        self.dcfg, self.scales = split_guidance(dcfg, {n: v is not None for n, v in given.items()})
         self.graphdef, self.state = nnx.split(model)
         self.batch = B = batch
         self.key = jax.random.key(seed)
@@ -112,7 +137,7 @@ class MotionStream:
             self.gaze, self.distance, self.emotion, null,
         )  # fmt: skip
         rng = jax.random.fold_in(self.key, self.windows_done)
-        motion_BxWxM = np.asarray(sample_window(self.graphdef, self.state, cond, rng, self.dcfg))
+        motion_BxWxM = np.asarray(sample_window(self.graphdef, self.state, cond, rng, self.dcfg, self.scales))
         if K:
             self.motion_pre_BxKxM = motion_BxWxM[:, cfg.window - K :]
             self.audio_pre_BxKxA = audio_BxWxA[:, cfg.window - K :]
