@@ -32,7 +32,6 @@ from vasajax.errors import UserError
 from vasajax.motion.diffusion import DiffusionConfig, sample
 from vasajax.motion.dit import Conditions, CondNull, MotionDiT
 
-
 ALWAYS_GUIDED = ("audio", "gaze")
 """Conditions whose CFG branch is kept whenever the condition is given, even at λ = 0: the two that VASA-1
 guides (and whose default scales are nonzero), so turning their scales anywhere, 0 included, never recompiles."""
