@@ -191,3 +191,23 @@ def test_cfg_scales_are_data_changing_them_never_recompiles(trained, monkeypatch
         trained, audio, dataclasses.replace(DCFG, lambda_audio=1.5, lambda_gaze=0.0), seed=0, gaze=[0.1, 0.0]
     )
     np.testing.assert_allclose(old, outs[1.5, 0.0], atol=1e-5)
+
+
+def test_live_first_window_starts_early_and_equals_offline(trained):
+    """first_window = 4: the first motion comes back after 4 frames of audio; windows after it are full, the
+    total is T frames, one compiled sampler serves all, and streaming in odd chunks equals the offline run."""
+    T, F = 2 * CFG.window + 7, 4
+    audio, _ = toy_clips(11, 8, T)
+    offline = generate_motion(trained, audio, DCFG, seed=2, first_window=F)
+    assert offline.shape == (8, T, CFG.motion_dim) and np.isfinite(offline).all()
+    stream = MotionStream(trained, DCFG, batch=8, seed=2, first_window=F)
+    assert stream.push(audio[:, : F - 1]) == []  # not enough audio yet
+    first = stream.push(audio[:, F - 1 : F + 2])
+    assert [w.shape[1] for w in first] == [F]
+    rest = stream.push(audio[:, F + 2 :]) + stream.finish()
+    assert [w.shape[1] for w in rest] == [CFG.window, CFG.window, T - F - 2 * CFG.window]
+    np.testing.assert_array_equal(np.concatenate(first + rest, axis=1), offline)
+    default = generate_motion(trained, audio, DCFG, seed=2)
+    np.testing.assert_array_equal(generate_motion(trained, audio, DCFG, seed=2, first_window=CFG.window), default)
+    with pytest.raises(UserError, match="first_window"):
+        MotionStream(trained, DCFG, first_window=0)

@@ -129,7 +129,8 @@ class FrameStream:
 
     After (or during) iteration: ``frames`` so far, ``first_frame_s`` (seconds from the start of iteration to
     the first frame: audio features, the first motion window, one decode batch; the portrait is already
-    encoded), ``elapsed_s``, ``fps`` (frames per second of wall time overall) and ``steady_fps`` (after the
+    encoded), ``first_frame_after_audio_s`` (from the first audio samples' arrival: the live latency),
+    ``elapsed_s``, ``fps`` (frames per second of wall time overall) and ``steady_fps`` (after the
     first frame), ``motion`` (list of per-window T×M arrays when ``keep_motion``).
     """
 
@@ -142,6 +143,7 @@ class FrameStream:
         self.elapsed_s = 0.0
         self._t0: float | None = None
         self._t_first: float | None = None
+        self.audio_t0: float | None = None  # when the first audio samples arrived (set by Animator.frames)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self._t0 = time.perf_counter()
@@ -153,6 +155,13 @@ class FrameStream:
             self.elapsed_s = now - self._t0
             yield batch
         self.elapsed_s = time.perf_counter() - self._t0
+
+    @property
+    def first_frame_after_audio_s(self) -> float | None:
+        """Seconds from the arrival of the first audio samples to the first frame (live latency)."""
+        if self._t_first is None or self.audio_t0 is None:
+            return None
+        return self._t_first - self.audio_t0
 
     @property
     def fps(self) -> float:
@@ -323,6 +332,25 @@ def relative_pose_offset(portrait_pose_6, motion_mean_M) -> np.ndarray:
     return np.asarray(portrait_pose_6, np.float32).reshape(6) - np.asarray(motion_mean_M, np.float32)[:6]
 
 
+LIVE_FIRST_WINDOW = 4
+"""Frames of speech (160 ms at 25 fps) live mode waits for before it samples the first motion window."""
+
+
+def pcm_chunks(stream, chunk_ms: float = 20.0) -> Iterator[np.ndarray]:
+    """Raw 16 kHz mono s16le PCM from a binary stream (stdin, a socket's file) as it arrives → float32 chunks
+    of at most ``chunk_ms``; ends at end of stream. Reads what is available (``read1``): a live source is never
+    waited on for a full chunk."""
+    size = max(2, int(SAMPLE_RATE * chunk_ms / 1000) * 2)
+    read = getattr(stream, "read1", stream.read)
+    carry = b""
+    while data := read(size):
+        data = carry + data
+        cut = len(data) - len(data) % 2
+        carry = data[cut:]
+        if cut:
+            yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
+
+
 def _wav_chunks(wav_path: str | os.PathLike, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
     import soundfile
 
@@ -405,7 +433,9 @@ class Animator:
         return Portrait(image=img, crop_params=params, crop=crop_img, latent=latent, distance=distance)
 
     # -- conditions --------------------------------------------------------------------------------------
-    def _motion_stream(self, portrait: Portrait, *, seed, steps, gaze, distance, emotion, cfg_audio, cfg_gaze):
+    def _motion_stream(
+        self, portrait: Portrait, *, seed, steps, gaze, distance, emotion, cfg_audio, cfg_gaze, first_window=None
+    ):
         from vasajax.motion.generate import MotionStream
 
         mc, cond = self.motion_cfg, self.export.conditions
@@ -431,7 +461,10 @@ class Animator:
             if not np.isfinite(distance) or distance <= 0:
                 raise UserError(f"distance must be a positive number (inter-ocular / crop side), got {distance}")
         emo = emotion_vector(emotion, mc.emotion_dim, cond.get("emotions"))
-        return MotionStream(self.motion_model, dcfg, gaze=gaze, distance=distance, emotion=emo, seed=int(seed))
+        return MotionStream(
+            self.motion_model, dcfg, gaze=gaze, distance=distance, emotion=emo, seed=int(seed),
+            first_window=first_window,
+        )  # fmt: skip
 
     # -- frames --------------------------------------------------------------------------------------------
     def _output_geometry(self, portrait: Portrait, paste_back: bool, size: int | None):
@@ -505,16 +538,19 @@ class Animator:
         size: int | None = None,
         pose: str = "relative",
         keep_motion: bool = False,
+        first_window: int | None = None,
     ) -> FrameStream:
         """The core: a :class:`FrameStream` of watermarked uint8 frames for an encoded portrait and audio
-        chunks (16 kHz mono float32, any sizes). Controls: see the module docstring."""
+        chunks (16 kHz mono float32, any sizes). Controls: see the module docstring. ``first_window`` (frames;
+        live input, e.g. ``LIVE_FIRST_WINDOW``): sample the first motion window from that much audio instead of a
+        whole window (``MotionStream``), so the first frame does not wait for W frames of speech."""
         from vasajax.motion.audio import LogMelStream, frame_features
 
         if pose not in ("relative", "absolute"):
             raise UserError(f"pose must be 'relative' or 'absolute', not {pose!r}")
         stream = self._motion_stream(
             portrait, seed=seed, steps=steps, gaze=gaze, distance=distance, emotion=emotion,
-            cfg_audio=cfg_audio, cfg_gaze=cfg_gaze,
+            cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, first_window=first_window,
         )  # fmt: skip
         bg, params, side = self._output_geometry(portrait, paste_back, size)
         offset_6 = np.zeros(6, np.float32)
@@ -522,10 +558,12 @@ class Animator:
             offset_6 = relative_pose_offset(portrait.latent.pose[0], self.motion_model.motion_mean.get_value())
         audio_cfg = self.audio_cfg
 
-        def features() -> Iterator[np.ndarray]:
+        def features(frame_stream: FrameStream) -> Iterator[np.ndarray]:
             if audio_cfg.kind == "logmel":
                 fs = LogMelStream(audio_cfg)
                 for chunk in audio_chunks:
+                    if frame_stream.audio_t0 is None and np.size(chunk):
+                        frame_stream.audio_t0 = time.perf_counter()
                     a = np.asarray(chunk, np.float32).reshape(-1)
                     if not np.all(np.isfinite(a)):
                         raise UserError("audio contains NaN or infinite samples")
@@ -545,7 +583,7 @@ class Animator:
 
         def generate(fs: FrameStream) -> Iterator[np.ndarray]:
             def windows():
-                for feats_TxA in features():
+                for feats_TxA in features(fs):
                     yield from stream.push(feats_TxA)
                 yield from stream.finish()
 
@@ -558,6 +596,15 @@ class Animator:
                     yield self._finish(batch, bg, params, side)
 
         return FrameStream(generate, keep_motion=keep_motion)
+
+    def warm_up(self, portrait: Portrait, **controls) -> float:
+        """Compile what a stream with these controls runs (one motion window, one decode batch) on a fraction of a
+        second of silence, so a live source's first frame does not wait for XLA. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        silence = np.zeros(int(SAMPLE_RATE * 0.2), np.float32)
+        for _ in self.frames(portrait, [silence], **controls):
+            pass
+        return time.perf_counter() - t0
 
     # -- public entry points -----------------------------------------------------------------------------
     def stream(self, image, audio_chunks, *, crop=None, face: int = 0, **controls) -> FrameStream:
@@ -589,7 +636,9 @@ def parser() -> argparse.ArgumentParser:
         prog="vasajax animate", description="Animate a portrait photo with a speech clip (h264 + AAC mp4)."
     )
     p.add_argument("--image", required=True, help="portrait photo (PNG, JPEG, ...; one clearly visible face)")
-    p.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, flac, ogg, or a video's sound)")
+    p.add_argument("--audio", required=True,
+                   help="speech (wav, mp3, m4a, flac, ogg, or a video's sound); '-' = live raw 16 kHz mono s16le "
+                        "PCM on stdin, animated as it arrives (implies --live)")  # fmt: skip
     p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
     p.add_argument("--checkpoint", help="export folder (default: $VASAJAX_CHECKPOINT or checkpoints/demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed → same video)")
@@ -609,6 +658,9 @@ def parser() -> argparse.ArgumentParser:
                    help="which face of a photo with several (0 = the largest; the warning numbers them)")  # fmt: skip
     p.add_argument("--crf", type=int, default=18, help="h264 quality (0-51, lower is better)")
     p.add_argument("--stream", action="store_true", help="streaming mode: print first-frame latency and steady fps")
+    p.add_argument("--live", action="store_true",
+                   help=f"sample the first motion window after {LIVE_FIRST_WINDOW} frames of speech, not a whole "
+                        "window (live sources; windows shift, so the video differs from a run without it)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -623,36 +675,59 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     out = video.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
     facetrack.load_image(args.image)
     ckpt = resolve_checkpoint(args.checkpoint)
+    live = args.audio == "-"
     with tempfile.TemporaryDirectory(prefix="vasajax-animate-") as tmp:
         wav = Path(tmp) / "audio.wav"
-        n = decode_audio_to_wav(args.audio, wav)
+        n = 0 if live else decode_audio_to_wav(args.audio, wav)
         anim = Animator.from_pretrained(ckpt)
-        pad_wav_to_frames(wav, n, anim.fps)
+        if not live:
+            pad_wav_to_frames(wav, n, anim.fps)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center", face=args.face)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
-        total = num_video_frames(n, anim.fps, SAMPLE_RATE)
+        received: list[np.ndarray] = []
+
+        def stdin_chunks() -> Iterator[np.ndarray]:
+            for chunk in pcm_chunks(sys.stdin.buffer):
+                received.append(chunk)
+                yield chunk
+
+        total = None if live else num_video_frames(n, anim.fps, SAMPLE_RATE)
         controls = dict(
+            first_window=LIVE_FIRST_WINDOW if live or args.live else None,
             seed=args.seed, steps=args.steps, gaze=args.gaze, emotion=args.emotion, cfg_audio=args.cfg_audio,
             cfg_gaze=args.cfg_gaze, paste_back=args.paste_back, size=args.size,
             distance="auto" if args.distance is None else args.distance,
         )  # fmt: skip
-        fs = anim.frames(portrait, _wav_chunks(wav), **controls)
+        if live:  # compile before the first audio is read: the latency is then the model's, not XLA's
+            warm_s = anim.warm_up(portrait, **controls)
+            print(f"ready (compiled in {warm_s:.1f} s); reading 16 kHz s16le PCM from stdin", file=sys.stderr)
+        fs = anim.frames(portrait, stdin_chunks() if live else _wav_chunks(wav), **controls)
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
-        with bar, video.VideoWriter(out, fps=anim.fps, audio=wav, crf=args.crf, metadata=_provenance_tag()) as w:
+        track = None if live else wav
+        with bar, video.VideoWriter(out, fps=anim.fps, audio=track, crf=args.crf, metadata=_provenance_tag()) as w:
             for batch in fs:
                 w.write(batch)
                 bar.update(len(batch))
+            if live:
+                wave = np.concatenate(received)
+                n = len(wave)
+                w.set_audio(wave)
     secs = time.perf_counter() - t_start
     print(
         f"wrote {out}: {fs.frames} frames, {fs.frames / anim.fps:.2f} s of video at {anim.fps:g} fps "
         f"in {secs:.1f} s ({fs.frames / max(secs, 1e-9):.2f} fps, {secs / max(n / SAMPLE_RATE, 1e-9):.2f} s "
         "per second of audio)"
     )
-    if args.stream:
-        print(f"stream: first frame after {fs.first_frame_s:.3f} s, steady {fs.steady_fps:.2f} fps")
+    if args.stream or live or args.live:
+        after = fs.first_frame_after_audio_s
+        print(
+            f"stream: first frame {after:.3f} s after the first audio arrived, steady {fs.steady_fps:.2f} fps"
+            if after is not None
+            else f"stream: first frame after {fs.first_frame_s:.3f} s, steady {fs.steady_fps:.2f} fps"
+        )
     return 0

@@ -79,6 +79,13 @@ class MotionStream:
     ``gaze`` (B×2 or 2, radians), ``distance`` (B×1, B or scalar) and ``emotion`` (B×E or E) are fixed for
     the clip; None means ∅ (the learned null). Windows come back as float32 numpy arrays.
     ``use_context=False`` (ablation) samples every window with X_pre/A_pre = ∅, like the first.
+
+    ``first_window`` (live input): window 0 is sampled as soon as that many frames of audio have arrived (its
+    later frames are marked absent, like a clip's padded tail) and only those frames come back; every later window
+    is a full W frames, conditioned on the last K frames before it (left-padded by repeating the first frame when
+    fewer exist). The first frame then waits for ``first_window`` frames of audio instead of W. Windows are shifted
+    by ``W − first_window`` frames against the default, so the motion equals an offline run with the same
+    ``first_window`` (``generate_motion(..., first_window=F)``), not one without it.
     """
 
     def __init__(
@@ -92,9 +99,13 @@ class MotionStream:
         emotion=None,
         seed: int = 0,
         use_context: bool = True,
+        first_window: int | None = None,
     ):
         self.cfg = cfg = model.cfg
         self.use_context = use_context
+        self.first_window = cfg.window if first_window is None else int(first_window)
+        if not 1 <= self.first_window <= cfg.window:
+            raise UserError(f"first_window must be in 1..{cfg.window} frames, got {first_window}")
         # A condition that is ∅ for the whole clip has H(C | c=∅) = H(C): its CFG branch changes nothing
         # (eq. 2 reduces to H(C)), so skip it and save a forward pass per step.
         given = dict(gaze=gaze, distance=distance, emotion=emotion)
@@ -137,9 +148,12 @@ class MotionStream:
         )  # fmt: skip
         rng = jax.random.fold_in(self.key, self.windows_done)
         motion_BxWxM = np.asarray(sample_window(self.graphdef, self.state, cond, rng, self.dcfg, self.scales))
-        if K:
-            self.motion_pre_BxKxM = motion_BxWxM[:, cfg.window - K :]
-            self.audio_pre_BxKxA = audio_BxWxA[:, cfg.window - K :]
+        if K:  # the last K frames actually generated (a short first window is left-padded)
+            m, a = motion_BxWxM[:, max(0, valid - K) : valid], audio_BxWxA[:, max(0, valid - K) : valid]
+            if valid < K:
+                m = np.concatenate([np.repeat(m[:, :1], K - valid, axis=1), m], axis=1)
+                a = np.concatenate([np.zeros((B, K - valid, cfg.audio_dim), np.float32), a], axis=1)
+            self.motion_pre_BxKxM, self.audio_pre_BxKxA = m, a
         self.windows_done += 1
         return motion_BxWxM[:, :valid]
 
@@ -156,10 +170,15 @@ class MotionStream:
             )
         self.pending_BxTxA = np.concatenate([self.pending_BxTxA, a], axis=1)
         out, W = [], self.cfg.window
-        while self.pending_BxTxA.shape[1] >= W:
-            chunk, self.pending_BxTxA = self.pending_BxTxA[:, :W], self.pending_BxTxA[:, W:]
-            out.append(self._window(chunk, W))
+        while self.pending_BxTxA.shape[1] >= (need := self.first_window if self.windows_done == 0 else W):
+            chunk, self.pending_BxTxA = self.pending_BxTxA[:, :need], self.pending_BxTxA[:, need:]
+            out.append(self._window(self._pad(chunk), need))
         return out
+
+    def _pad(self, chunk_BxTxA: np.ndarray) -> np.ndarray:
+        """Zero-pad audio features to W frames (the padded frames are masked out by ``_window``'s ``valid``)."""
+        pad = np.zeros((self.batch, self.cfg.window - chunk_BxTxA.shape[1], self.cfg.audio_dim), np.float32)
+        return np.concatenate([chunk_BxTxA, pad], axis=1)
 
     def finish(self) -> list[np.ndarray]:
         """End of audio: sample the last partial window (padded + masked), if frames remain."""
@@ -167,8 +186,7 @@ class MotionStream:
         T = self.pending_BxTxA.shape[1]
         if T == 0:
             return []
-        pad = np.zeros((self.batch, self.cfg.window - T, self.cfg.audio_dim), np.float32)
-        return [self._window(np.concatenate([self.pending_BxTxA, pad], axis=1), T)]
+        return [self._window(self._pad(self.pending_BxTxA), T)]
 
 
 def stream_motion(
@@ -181,13 +199,15 @@ def stream_motion(
     emotion=None,
     seed: int = 0,
     use_context: bool = True,
+    first_window: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield motion window by window (B×W×M; the last one shorter) for a whole clip's audio features."""
+    """Yield motion window by window (B×W×M; the first (``first_window``) and last ones may be shorter) for a
+    whole clip's audio features."""
     a = np.asarray(audio_BxTxA, np.float32)
     a = a[None] if a.ndim == 2 else a
     stream = MotionStream(
         model, dcfg, batch=a.shape[0], gaze=gaze, distance=distance, emotion=emotion, seed=seed,
-        use_context=use_context,
+        use_context=use_context, first_window=first_window,
     )  # fmt: skip
     W = model.cfg.window
     for start in range(0, a.shape[1], W):
@@ -205,11 +225,14 @@ def generate_motion(
     emotion=None,
     seed: int = 0,
     use_context: bool = True,
+    first_window: int | None = None,
 ) -> np.ndarray:
     """Motion B×T×M (raw latent space) for audio features B×T×A (or T×A → 1×T×M), T video frames."""
     a = np.asarray(audio_BxTxA, np.float32)
     a = a[None] if a.ndim == 2 else a
-    kw = dict(gaze=gaze, distance=distance, emotion=emotion, seed=seed, use_context=use_context)
+    kw = dict(
+        gaze=gaze, distance=distance, emotion=emotion, seed=seed, use_context=use_context, first_window=first_window
+    )
     windows = list(stream_motion(model, a, dcfg, **kw))
     if not windows:
         return np.zeros((a.shape[0], 0, model.cfg.motion_dim), np.float32)
