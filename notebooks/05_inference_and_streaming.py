@@ -175,9 +175,10 @@ fig = nb.image_grid(
 # | $\lambda_A$, $\lambda_g$ | `cfg_audio`, `cfg_gaze` | CFG strengths of eq. 2 (the paper's 0.5 and 1.0) |
 # | steps | `steps` | DDIM sampling steps (the checkpoint's; `DiffusionConfig.small()` has 25, the paper 50) |
 #
-# We animate the short clip under each setting and compare the generated motion and a frame. Every distinct
-# sampling setting (`steps`, $\lambda$) compiles the window sampler once more, so smoke mode tries only one CFG
-# value; the full run adds more.
+# We animate the short clip under each setting and compare the generated motion and a frame. The CFG scales
+# $\lambda_A$, $\lambda_g$ are *data* to the compiled window sampler (`vasajax.motion.generate.split_guidance`):
+# changing them, even to 0, reuses the compiled code. A new number of `steps` compiles it once more, so only the
+# full run tries one.
 
 # %%
 d0 = anim.export.conditions.get("distance", portrait.distance)  # what distance="auto" uses
@@ -189,7 +190,9 @@ CONTROLS = {
     "closer": {"distance": 1.3 * d0},
     "happy": {"emotion": "happy"},
     "λ_A = 2": {"cfg_audio": 2.0},
-    **nb.pick(smoke={}, full={"λ_A = 0": {"cfg_audio": 0.0}, "λ_g = 0": {"cfg_gaze": 0.0}, "10 steps": {"steps": 10}}),
+    "λ_A = 0": {"cfg_audio": 0.0},
+    "λ_g = 0": {"cfg_gaze": 0.0},
+    **nb.pick(smoke={}, full={"10 steps": {"steps": 10}}),
 }
 runs = {name: anim.animate(portrait, short, **{"seed": 0, "steps": STEPS, **kw}) for name, kw in CONTROLS.items()}
 base = runs["default"].motion
