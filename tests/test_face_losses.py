@@ -316,3 +316,38 @@ def test_mouth_box_mask_and_masked_l1():
     y = x.at[:, 7, 4].set(1.0)  # one pixel inside the box, all channels
     np.testing.assert_allclose(float(losses.masked_l1(x, y, mask)[0]), 1 / 12, rtol=1e-6)
     assert float(losses.masked_l1(x, x.at[:, 0, 0].set(1.0), mask)[0]) == 0.0  # outside the box: ignored
+
+
+def test_landmark_flow_l1_reads_the_flow_at_the_driver_landmarks():
+    from vasajax.face import warp
+
+    s = 16
+    ident = jnp.asarray(warp.identity_grid(1, s, s)[0, ..., :2])[None]  # 1×S×S×2: each pixel reads itself
+    src = jnp.asarray(np.random.default_rng(0).uniform(0.2, 0.8, (1, 5, 2)), jnp.float32)
+    assert float(losses.landmark_flow_l1(ident, src, src)) < 1e-5  # no motion, identity flow: exact
+    drv = src + jnp.array([0.0, 0.1])  # the driver's points 0.1 lower: the identity flow is off by 0.2 grid units
+    np.testing.assert_allclose(float(losses.landmark_flow_l1(ident, src, drv)), 0.1, atol=1e-5)  # mean of 0 and 0.2
+    moved = ident - jnp.array([0.0, 0.2])  # a flow that reads 0.2 grid units higher brings the source there
+    assert float(losses.landmark_flow_l1(moved, src, drv)) < 1e-5
+
+
+def test_flow_weight_trains_the_pixel_warp_flow():
+    """With landmarks in the batch the term is finite and reaches the flow head; the volume decoder refuses it."""
+    cfg = dataclasses.replace(losses.FaceLossConfig.tiny(), flow_weight=1.0, transfer_weight=0.0,
+                              identity_weight=0.0, contrastive_weight=0.0)  # fmt: skip
+    model = _init(lambda: FaceLatentModel(FaceConfig.tiny(pixel_warp=True), rngs=nnx.Rngs(0)))
+    critics = losses.FaceCritics(cfg)
+    batch = _batch()
+    lm = np.random.default_rng(1).uniform(0.2, 0.8, (2, 7, 2)).astype(np.float32)
+    batch.update(source_landmarks_Kx2=lm, driver_landmarks_Kx2=lm + 0.05)
+    mdef, params = nnx.split(model)
+
+    def objective(p):
+        return losses.generator_loss_and_outputs(nnx.merge(mdef, p), critics, None, batch, cfg)[0]
+
+    loss, grads = jax.jit(jax.value_and_grad(objective), compiler_options=FAST_COMPILE)(params)
+    assert np.isfinite(float(loss))
+    assert sum(float(np.sum(np.asarray(g) ** 2)) for g in jax.tree.leaves(grads["g2d"]["flow_head"])) > 0
+    with pytest.raises(UserError, match="pixel-warp"):
+        volume = _init(lambda: FaceLatentModel(FaceConfig.tiny(), rngs=nnx.Rngs(0)))
+        losses.generator_loss_and_outputs(volume, critics, None, batch, cfg)

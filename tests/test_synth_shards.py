@@ -134,6 +134,11 @@ def test_shards_feed_the_stage1_loader_and_stage2_windows(dataset, tmp_path):
     box = b["driver_mouth_4"]
     assert box.shape == (2, 4) and np.all(box[:, 2] > box[:, 0]) and np.all(box[:, 3] > box[:, 1])
     assert np.all((box[:, 1] + box[:, 3]) / 2 > 0.5) and np.all(np.abs((box[:, 0] + box[:, 2]) / 2 - 0.5) < 0.15)
+    # ... and both frames' FLOW_LANDMARKS (the landmark-flow loss), lips first, inside the crop.
+    k = len(loader.FLOW_LANDMARKS)
+    lips = b["driver_landmarks_Kx2"][:, : len(loader.LIP_LANDMARKS)]
+    assert b["source_landmarks_Kx2"].shape == b["driver_landmarks_Kx2"].shape == (2, k, 2)
+    assert np.all(lips >= box[:, None, :2]) and np.all(lips <= box[:, None, 2:])
     # Stage 2 reads motion records that `encode-dataset` derives from clip records: stand in for the motion
     # encoder with the tracked pose + blendshapes and for audio features with raw 320-sample frames (2 per
     # video frame), then check that windows line up with the clip's audio.

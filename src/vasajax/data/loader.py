@@ -213,6 +213,17 @@ LIP_LANDMARKS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 
 """MediaPipe face-mesh indices of the outer and inner lip contours."""
 
 
+FLOW_LANDMARKS = LIP_LANDMARKS + (
+    33, 133, 159, 145, 160, 144, 158, 153, 263, 362, 386, 374, 387, 373, 385, 380,  # eyelids and corners
+    468, 473,  # irises
+    1, 4, 98, 327,  # nose
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+    148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,  # face oval
+)  # fmt: skip
+"""MediaPipe face-mesh indices whose source → driver displacement supervises the pixel-warp flow
+(``FaceLossConfig.flow_weight``): lips first (the motion that matters most for speech), eyes, nose, face oval."""
+
+
 def mouth_box(landmarks_Nx478xK: np.ndarray, margin: float = 0.35) -> np.ndarray:
     """Mouth boxes ``N×4`` (x0, y0, x1, y1 in crop units [0, 1]) around the lip landmarks, grown by ``margin``
     of the mouth width on every side (so the chin and the nasolabial folds that move with speech are in it)."""
@@ -264,7 +275,10 @@ class _PairSampler:
             "frame_ij_2": np.array([i, j], np.int32),
         }
         if "gt/landmarks_Tx478x3" in enc.array_names():  # tracker landmarks (prep and synth write them)
-            out["driver_mouth_4"] = mouth_box(enc.array("gt/landmarks_Tx478x3")[j : j + 1])[0]
+            lm = enc.array("gt/landmarks_Tx478x3")
+            out["driver_mouth_4"] = mouth_box(lm[j : j + 1])[0]
+            out["source_landmarks_Kx2"] = lm[i, FLOW_LANDMARKS, :2].astype(np.float32)
+            out["driver_landmarks_Kx2"] = lm[j, FLOW_LANDMARKS, :2].astype(np.float32)
         sd = self._resize(enc.frames([i, j]))
         out["source"], out["driver"] = sd[0], sd[1]
         if self.cfg.cross_identity:
@@ -287,7 +301,9 @@ def face_pairs(path: str | os.PathLike, cfg: LoaderConfig, pairs: PairsConfig | 
     B×2, ``driver_distance`` B; ``identity`` (and ``cross_identity``) int32 B (index into
     ``RecordSource.identity_names``); ``record`` (and ``cross_record``) int64 B;
     ``frame_ij_2`` int32 B×2 (the source and driver frame indices); ``driver_mouth_4`` float32 B×4 (the
-    driver's mouth box, x0 y0 x1 y1 in [0, 1], from the tracker's lip landmarks; when the records have them).
+    driver's mouth box, x0 y0 x1 y1 in [0, 1], from the tracker's lip landmarks; when the records have them);
+    ``source_landmarks_Kx2``, ``driver_landmarks_Kx2`` float32 B×K×2 (x, y in [0, 1] of the crop: the
+    ``FLOW_LANDMARKS`` of both frames, same condition).
     """
     pairs = pairs or PairsConfig()
     src = RecordSource(path)

@@ -59,6 +59,7 @@ from flax import nnx
 
 from vasajax.errors import UserError
 from vasajax.face import vgg as vgg_lib
+from vasajax.face import warp
 from vasajax.face.discriminator import PatchDiscriminator
 from vasajax.face.model import FaceLatentModel
 
@@ -97,6 +98,12 @@ class FaceLossConfig:
     (VASA-1 gives no weight; ours)."""
     identity_weight: float = 4.0
     """VASA-1's cross-identity cosine identity loss (no weight given; ours, as MegaPortraits' face term)."""
+    flow_weight: float = 0.0
+    """L1 (grid units) between the pixel-warp decoder's 2D flow read at the driver's tracker landmarks and the
+    same landmarks in the source (the loader's ``driver_landmarks_Kx2`` / ``source_landmarks_Kx2``): the flow
+    must bring each face point of the source to where the driver has it. A direct, dense-enough signal for the
+    lips' opening, which the photometric losses teach only through the local image gradient at the lip line.
+    Self-reenactment only (same face); needs ``pixel_warp``."""
     mouth_weight: float = 0.0
     """L1 of the self-reenactment inside the driver's mouth box (from the tracker's lip landmarks, the loader's
     ``driver_mouth_4``), normalised by the box area. The mouth is ~3 % of a 256² crop, so the global terms barely
@@ -323,6 +330,17 @@ def feature_matching(fake_feats: list[list[jax.Array]], real_feats: list[list[ja
 # ------------------------------------------------------------------------------------------ objectives
 
 
+def landmark_flow_l1(flow_BxHxWx2, source_BxKx2, driver_BxKx2) -> jax.Array:
+    """Mean L1 (grid units) between the flow read at the driver's landmarks and the source's landmarks.
+
+    ``flow`` maps each output pixel to the source-image point it reads (grid units, ``align_corners=False``);
+    landmarks are crop units in [0, 1], i.e. grid ``2u − 1``. A perfect warp reads, at the driver's lip corner, the
+    source's lip corner."""
+    at_driver = 2.0 * driver_BxKx2.astype(jnp.float32)[:, None] - 1.0  # B×1×K×2
+    read = warp.grid_sample_2d(flow_BxHxWx2.astype(jnp.float32), at_driver)[:, 0]  # B×K×2
+    return jnp.abs(read - (2.0 * source_BxKx2.astype(jnp.float32) - 1.0)).mean()
+
+
 def generator_loss_and_outputs(
     model: FaceLatentModel,
     critics: FaceCritics,
@@ -370,7 +388,14 @@ def generator_loss_and_outputs(
 
     v, ident, source, grid = (cat([j[0][i] for j in jobs]) for i in range(4))
     pose, dyn = cat([j[1] for j in jobs]), cat([j[2] for j in jobs])
-    dec = model.decode(v, ident, pose, dyn, source, grid).astype(jnp.float32)
+    use_flow = cfg.flow_weight > 0 and "driver_landmarks_Kx2" in batch and "source_landmarks_Kx2" in batch
+    if use_flow and not model.cfg.pixel_warp:
+        raise UserError("flow_weight needs the pixel-warp decoder (FaceConfig.pixel_warp)")
+    if use_flow:
+        dec, flow = model.decode(v, ident, pose, dyn, source, grid, return_flow=True)
+        dec = dec.astype(jnp.float32)
+    else:
+        dec = model.decode(v, ident, pose, dyn, source, grid).astype(jnp.float32)
     reenact = part(dec, 0)
     outputs = {"reenact": reenact}
 
@@ -391,6 +416,8 @@ def generator_loss_and_outputs(
         pred = jnp.concatenate([dyn_s[:, :52], dyn_d[:, :52]]).astype(jnp.float32)
         want = jnp.concatenate([batch["source_blendshapes_52"], batch["driver_blendshapes_52"]]).astype(jnp.float32)
         m["expression"] = jnp.abs(pred - want).mean()
+    if use_flow:
+        m["flow"] = landmark_flow_l1(part(flow, 0), batch["source_landmarks_Kx2"], batch["driver_landmarks_Kx2"])
     use_mouth = cfg.mouth_weight > 0 and "driver_mouth_4" in batch
     if use_mouth:
         m["mouth"] = masked_l1(reenact, drv, box_mask(batch["driver_mouth_4"], *drv.shape[1:3])).mean()
@@ -414,6 +441,8 @@ def generator_loss_and_outputs(
         total += cfg.face_weight * m["face"]
     if use_mouth:
         total += cfg.mouth_weight * m["mouth"]
+    if use_flow:
+        total += cfg.flow_weight * m["flow"]
     if use_pose:
         total += cfg.pose_weight * m["pose"]
     if use_expr:

@@ -119,12 +119,13 @@ class FaceLatentModel(nnx.Module):
         grid = warp.unposed_grid(pose_Bx6, d, h, w) + self.warp_to_driver(pose_Bx6, dyn_BxZ, id_BxI)
         return warp.grid_sample(canonical_vol, grid)
 
-    def decode(self, appearance, identity, pose, dyn, source=None, source_grid=None) -> jax.Array:
+    def decode(self, appearance, identity, pose, dyn, source=None, source_grid=None, return_flow=False):
         """Canonical volume + identity + target pose/dyn → images ``B×H×W×3`` in [0, 1] (float32).
 
         ``appearance``, ``identity`` (and ``source``, ``source_grid``) may have batch 1 and are then broadcast to
         the batch of ``pose``. ``source`` and ``source_grid`` (from :meth:`encode`) are required by, and only
-        used by, the pixel-warp decoder (``FaceConfig.pixel_warp``).
+        used by, the pixel-warp decoder (``FaceConfig.pixel_warp``). ``return_flow`` (pixel warp): return
+        ``(images, flow_BxHxWx2)``, the flow being the source-image point (grid units) each output pixel reads.
         """
         b = pose.shape[0]
 
@@ -135,7 +136,7 @@ class FaceLatentModel(nnx.Module):
         dt = self.cfg.jnp_dtype
         if not self.cfg.pixel_warp:
             vol = self.to_driver(appearance.astype(dt), pose.astype(dt), dyn.astype(dt), identity.astype(dt))
-            return self.g2d(vol, dyn_BxZ=dyn.astype(dt))
+            return self.g2d(vol, dyn_BxZ=dyn.astype(dt), return_flow=return_flow)
         if source is None or source_grid is None:
             raise ValueError("the pixel-warp decoder needs the latent's source and source_grid (from encode)")
         # One trilinear sample moves the features and the source-image points they came from together.
@@ -143,7 +144,11 @@ class FaceLatentModel(nnx.Module):
         both = jnp.concatenate([appearance.astype(jnp.float32), source_grid.astype(jnp.float32)], axis=-1)
         moved = self.to_driver(both, pose.astype(dt), dyn.astype(dt), identity.astype(dt))
         return self.g2d(
-            moved[..., :c].astype(dt), source=source, points_BxDxHxWx2=moved[..., c:], dyn_BxZ=dyn.astype(dt)
+            moved[..., :c].astype(dt),
+            source=source,
+            points_BxDxHxWx2=moved[..., c:],
+            dyn_BxZ=dyn.astype(dt),
+            return_flow=return_flow,
         )
 
     def reenact(self, source_BxHxWx3, driver_BxHxWx3) -> jax.Array:

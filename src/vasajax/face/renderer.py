@@ -135,7 +135,9 @@ class G2D(nnx.Module):
         b = flow.shape[0]
         return jax.image.resize(flow, (b, size, size, 2), "linear")
 
-    def __call__(self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None, dyn_BxZ=None):
+    def __call__(self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None, dyn_BxZ=None, return_flow=False):
+        """The image; with ``return_flow`` (pixel warp only) also the 2D flow ``B×S×S×2`` it warped the source
+        by (for each output pixel, the source-image point it reads, grid units)."""
         b, d, h, w, c = vol_BxDxHxWxC.shape
         x = vol_BxDxHxWxC.transpose(0, 2, 3, 1, 4).reshape(b, h, w, d * c)
         x = self.project(x)
@@ -152,8 +154,12 @@ class G2D(nnx.Module):
             x = block(upsample_nearest(x, (2, 2)))
         x = jax.nn.relu(self.norm(x))
         if not self.pixel_warp:
+            if return_flow:
+                raise ValueError("only the pixel-warp decoder has a 2D flow")
             return jax.nn.sigmoid(self.out(x).astype(jnp.float32))
-        warped = warp.grid_sample_2d(source.astype(jnp.float32), self.flow(feat, points_BxDxHxWx2, x.shape[1]))
+        flow = self.flow(feat, points_BxDxHxWx2, x.shape[1])
+        warped = warp.grid_sample_2d(source.astype(jnp.float32), flow)
         y = self.out(jnp.concatenate([x, (warped * 2 - 1).astype(x.dtype)], axis=-1)).astype(jnp.float32)
         mask = jax.nn.sigmoid(y[..., 3:])
-        return mask * warped + (1 - mask) * jax.nn.sigmoid(y[..., :3])
+        image = mask * warped + (1 - mask) * jax.nn.sigmoid(y[..., :3])
+        return (image, flow) if return_flow else image

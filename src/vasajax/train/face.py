@@ -54,11 +54,12 @@ BATCH_KEYS = ("source", "driver", "cross")
 
 def batch_keys(cfg: FaceTrainConfig) -> tuple[str, ...]:
     """The loader fields a step of ``cfg`` uses: the frames, plus the labels its optional loss terms read (mouth
-    box, tracker poses, tracker blendshapes)."""
+    box, tracker poses, tracker blendshapes, tracker landmarks)."""
     extra = (
         (("driver_mouth_4",) if cfg.loss.mouth_weight > 0 else ())
         + (("source_pose_6", "driver_pose_6") if cfg.loss.pose_weight > 0 else ())
         + (("source_blendshapes_52", "driver_blendshapes_52") if cfg.loss.expression_weight > 0 else ())
+        + (("source_landmarks_Kx2", "driver_landmarks_Kx2") if cfg.loss.flow_weight > 0 else ())
     )
     return BATCH_KEYS + extra
 
