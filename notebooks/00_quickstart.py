@@ -95,9 +95,10 @@ print(
 nb.show_video(path)
 
 # %% [markdown]
-# **What you see.** In smoke mode the weights are random: the video is a coloured noise texture that flickers
-# with the random motion, not a face — that is expected and only shows that every stage ran. In the full run
-# the astronaut's face talks in sync with the sentence, with head motion and blinks.
+# **What you see.** The astronaut's own photo, sharp, moving her head with the speech (nods, turns, sway) and
+# blinking. Her mouth does **not** follow the syllables: the demo's renderer has not yet learned to open the lips
+# and keeps the photo's smile (`checkpoints/README.md` measures it). Under `VASAJAX_SMOKE=1`, the test suite's
+# tiny random model, the video is a flickering noise texture instead of a face.
 #
 # ## 2. Under the hood: the three stages as pure functions
 #
@@ -140,8 +141,8 @@ print("pose [yaw, pitch, roll, tx, ty, tz] =", np.round(np.asarray(latent.pose[0
 
 # %% [markdown]
 # The appearance volume $V^{app}$ is B×D×H×W×C: a stack of D depth slices of C-channel feature maps. Below, the
-# feature magnitude $\lVert V^{app}_{d,h,w,:}\rVert$ of a few depth slices. In the full run the face's layout
-# (eyes, nose, mouth) is visible in the middle slices; with random weights (smoke) the slices are noise.
+# feature magnitude $\lVert V^{app}_{d,h,w,:}\rVert$ of a few depth slices: the face's layout (eyes, nose,
+# mouth, hair outline) shows in them (with the test suite's random weights they are noise).
 
 # %%
 vol = np.linalg.norm(np.asarray(latent.appearance[0], np.float32), axis=-1)  # D×H×W
@@ -191,9 +192,9 @@ fig.tight_layout()
 
 # %% [markdown]
 # **Reading the plot.** Top: the log-mel features of the sentence (bright = loud) — silence before and after the
-# speech is visible in both smoke and full runs. Middle and bottom: the generated motion latents. With random
-# weights (smoke) they are noise-like curves with no relation to the speech; in the full run the head moves
-# smoothly, across window boundaries (dashed), and the lip dimensions of $z^{dyn}$ follow the syllables.
+# speech is visible. Middle and bottom: the generated motion latents: the head moves smoothly, across window
+# boundaries (dashed), and the dynamics follow the speech (with the test suite's random weights they are
+# noise-like curves with no relation to it).
 #
 # ### Stage 1, decode: frames
 #
@@ -228,9 +229,8 @@ fig = nb.image_grid(
 )
 
 # %% [markdown]
-# In smoke mode both rows show the same noise pattern (random decoder), changing from frame to frame with the
-# random motion; in the full run they show the astronaut mid-sentence. The top row is the raw decoder output,
-# the bottom row the video's frames (the fine grain on flat grey areas is the ±3 grey-level watermark). Rounded
+# Both rows show the astronaut mid-sentence (noise under the test suite's random weights). The top row is the
+# raw decoder output, the bottom row the video's frames (the fine grain on flat grey areas is the ±3 grey-level watermark). Rounded
 # to 8 bits and watermarked like the Animator does, our frames equal the video's bit for bit: the three pure
 # functions *are* the Animator. (Bit-exactness needs the very same inputs: `np.float32(x) / 255` in numpy and
 # `/ 255.0` in XLA can differ in the last bit, and that shows up as 1 grey level here and there.)

@@ -332,6 +332,9 @@ def relative_pose_offset(portrait_pose_6, motion_mean_M) -> np.ndarray:
     return np.asarray(portrait_pose_6, np.float32).reshape(6) - np.asarray(motion_mean_M, np.float32)[:6]
 
 
+SOFT_FACE = 0.8
+"""A face crop smaller than this fraction of the model's resolution gets a warning (upscaled: a soft video)."""
+
 LIVE_FIRST_WINDOW = 4
 """Frames of speech (160 ms at 25 fps) live mode waits for before it samples the first motion window."""
 
@@ -411,10 +414,10 @@ class Animator:
             obs = facetrack.track_image(img, face=face)
             params = facetrack.crop_params(obs.landmarks, self.crop_cfg)
             distance = facetrack.head_distance(obs.landmarks, params)
-            if params[2] < self.face_cfg.image_size:
+            if params[2] < SOFT_FACE * self.face_cfg.image_size:
                 warnings.warn(
-                    f"the face crop is {params[2]:.0f} px, under the model's {self.face_cfg.image_size} px: it is "
-                    "upscaled and the video will be soft",
+                    f"the face crop is {params[2]:.0f} px, well under the model's {self.face_cfg.image_size} px: "
+                    "it is upscaled and the video will be soft",
                     stacklevel=2,
                 )
         elif isinstance(crop, str):
