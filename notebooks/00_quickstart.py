@@ -95,9 +95,9 @@ print(
 nb.show_video(path)
 
 # %% [markdown]
-# **What you see.** The astronaut's own photo, sharp, moving her head with the speech (nods, turns, sway) and
-# blinking. Her mouth does **not** follow the syllables: the demo's renderer has not yet learned to open the lips
-# and keeps the photo's smile (`checkpoints/README.md` measures it). Under `VASAJAX_SMOKE=1`, the test suite's
+# **What you see.** The astronaut's own photo, sharp, moving her head with the speech (nods, turns, sway). She
+# does not blink, and her mouth does **not** follow the syllables: it keeps the photo's smile (why is visible in the motion
+# plot of section 2; `checkpoints/README.md` measures it). Under `VASAJAX_SMOKE=1`, the test suite's
 # tiny random model, the video is a flickering noise texture instead of a face.
 #
 # ## 2. Under the hood: the three stages as pure functions
@@ -192,9 +192,12 @@ fig.tight_layout()
 
 # %% [markdown]
 # **Reading the plot.** Top: the log-mel features of the sentence (bright = loud) — silence before and after the
-# speech is visible. Middle and bottom: the generated motion latents: the head moves smoothly, across window
-# boundaries (dashed), and the dynamics follow the speech (with the test suite's random weights they are
-# noise-like curves with no relation to it).
+# speech is visible. Middle: the generated head pose moves smoothly, nodding and turning with the phrases, across
+# the window boundary (dashed). Bottom: the dynamics $z^{dyn}$ are nearly **constant** — horizontal stripes. That
+# is the demo's weak point made visible: its stage-1 encoder has not learned to put the mouth's motion into
+# $z^{dyn}$ (SynthTalk's lips move on every syllable), so stage 2 learned constant dynamics and the rendered mouth
+# cannot move. A well-trained model shows stripes that flicker with the syllables. (With the test suite's random
+# weights all of these are noise-like curves with no relation to the speech.)
 #
 # ### Stage 1, decode: frames
 #
@@ -205,8 +208,9 @@ fig.tight_layout()
 # the Animator's decode batch size), reproduces the video.
 
 # %%
-mean_pose = np.asarray(anim.motion_model.motion_mean.get_value())[:6]
-pose = np.asarray(latent.pose) + (motion[:, :6] - mean_pose)
+mean_pose = np.asarray(anim.motion_model.motion_mean.get_value(), np.float32)[:6]
+offset = np.asarray(latent.pose[0], np.float32) - mean_pose  # z_photo − μ, added to every generated pose
+pose = motion[:, :6] + offset  # in this order, as the Animator does: float32 sums in another order differ in bits
 idx = np.linspace(0, T - 1, 8).astype(int)
 # (the pixel-warp decoder of the demo model also reads the photo and where each voxel came from in it)
 frames = np.asarray(

@@ -90,7 +90,11 @@ for name, p in subjects.items():
 # (VASA-1 keeps appearance and identity together in practice; swapping only one of them shows how much each
 # carries.) The last column takes all four factors: the donor's reconstruction.
 #
-# *Smoke run:* random weights, so the columns differ but show noise, not faces.
+# *With the demo model:* the appearance factor carries who it is — with the pixel-warp decoder the photo itself
+# travels with it, so "+ appearance" is the donor's face in the base's pose; identity alone changes nothing
+# visible; pose turns the head a little (the two portraits' poses are close); dynamics changes nothing visible,
+# because the demo's z_dyn is nearly unused (notebook 00's motion plot). Under the test suite's random weights
+# the columns show noise.
 
 # %%
 columns = [[], ["appearance"], ["identity"], ["appearance", "identity"], ["pose"], ["dyn"], list(ab.FACTORS)]
@@ -154,11 +158,11 @@ path = Video(frames=(side_by_side * 255).round().astype(np.uint8), fps=25.0, aud
 nb.show_video(path, width=4 * 160)
 
 # %% [markdown]
-# *Smoke run:* the random DiT generates head poses far outside anything plausible (tens of degrees and large
-# translations from frame to frame), so in rows 1–2 the warped volume often leaves the frame (grey). Rows 3–4
-# keep the portrait's pose: the noise changes locally with the generated dynamics, and in row 4 it turns with
-# the spin, which is the rigid warp of the appearance volume at work. *Full run:* rows 2–4 reproduce
-# figure 5 — head motion without speech, speech without head motion, and speech during a turn.
+# *With the demo model:* rows 1–2 show the generated head motion (small nods and turns) and row 3 is still —
+# the demo's dynamics are nearly constant, so "speech without head motion" shows no speech. Row 4 is the rigid
+# warp at work: the head spins, and beyond the small angles SynthTalk trained it on the pixel warp tears (hair and
+# suit smear into the background). A model whose z_dyn carries the lips reproduces figure 5: head motion without
+# speech, speech without head motion, speech during a turn. (Random test weights: noise, often warped out of frame.)
 #
 # ## 5 · Condition ablation (VASA-1 table 5)
 #
@@ -204,11 +208,13 @@ Markdown(markdown_table(rows, first="setting"))
 
 # %% [markdown]
 # How far each control moves the motion (left), and the generated yaw over time for the gaze and CFG settings
-# (right). *Smoke run:* the random DiT reacts to every condition (nonzero effect), arbitrarily (its "yaw" swings
-# by ±100°); the tracked columns of the table are empty because the tracker finds no face in noise (or, rarely,
-# a spurious one in a frame or two, too few for E_g, E_d or ΔP, which need three tracked frames). *Full run:* read the table like VASA-1's:
-# $\mathcal{E}_g$ should fall as $\lambda_g$ grows, the measured gaze should follow left/right/up, the measured
-# distance should shrink for "farther", and $\lambda_A$ should raise lip sync and ΔP (the paper: λ_A = 0.5
+# (right). *With the demo model:* gaze moves the generated motion and the yaw (left/right in the expected order),
+# emotion moves z_dyn most (with no visible effect: z_dyn is nearly unused by the renderer), distance not at all
+# (SynthTalk barely varies it, so the DiT learned to ignore it), and turning off guidance (λ = 0) shrinks the yaw.
+# The tracked columns of the table come from MediaPipe on the rendered frames; lip sync stays near zero or negative
+# because the demo's mouth does not move. Read the table like VASA-1's: $\mathcal{E}_g$ should fall as
+# $\lambda_g$ grows, the measured gaze should follow left/right/up, the measured distance should shrink for
+# "farther", and $\lambda_A$ should raise lip sync and ΔP (the paper: λ_A = 0.5
 # improves Sync-C from 7.13 to 7.96 and ΔP from 0.290 to 0.316; larger λ_A exaggerates the mouth and adds jitter).
 
 # %%

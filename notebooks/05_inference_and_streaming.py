@@ -58,7 +58,7 @@ print(f"full run: {FULL} | {anim.export.manifest.get('weights', 'trained')} weig
 # %% [markdown]
 # ## The audio
 #
-# A long clip: held-out sentences of the bundled corpus (never used for training), spoken by espeak-ng (smoke: two
+# A long clip: held-out sentences of the bundled corpus (never used for training), spoken by espeak-ng (default: two
 # sentences; full: twenty, about a minute). The first seconds also serve as a short clip for the comparisons below.
 
 # %%
@@ -129,10 +129,11 @@ nb.show_video(writer.path)
 # %% [markdown]
 # **Reading the plot.** Frames arrive in steps: one step per decode batch, a pause per motion window. When the
 # staircase stays above the dashed line, generation is faster than real time and a live stream never stalls. The
-# tiny smoke model (its frames are noise: random weights) ran at about 55 fps, 2.3× real time, on a 2-core CPU
-# shared with a training job; a CPU starved by other processes can push it below the line — the numbers above are
-# what your machine did. The 256² demo model decodes at about 3 fps on a 2-core CPU (slower than real time) and
-# thousands of fps on a GPU (README, "Model sizes and speed").
+# 256² demo model ran at about 4.7 fps on a 2-core CPU (0.18× real time: below the line), its first frame 1.4 s
+# after the stream started; on a GPU it decodes thousands of frames per second (README, "Model sizes and speed").
+# The test suite's tiny random model runs at about 55 fps, above the line. The numbers printed above are what your
+# machine did. For a live microphone add the audio's own wait: a whole window (2 s) by default, or 160 ms with
+# live mode (`first_window`, `vasajax animate --audio -`).
 #
 # ## 3. Offline = streaming
 #
@@ -217,13 +218,16 @@ fig = nb.image_grid(
 )
 
 # %% [markdown]
-# **Reading the plots.** With the random smoke model every control changes the motion (right: all curves but
-# the default's are above zero), but arbitrarily: nothing is learned, so "gaze right" does not turn the eyes
-# and the frames are noise. In the full run, to the extent that the demo checkpoint (small, trained on SynthTalk
-# on a CPU) has learned each condition, expect: another seed → another head-motion path with the same lip sync; gaze → the eyes (and a
-# little the head) turn towards the given direction; closer → a larger face; happy → a smile; larger $\lambda_A$
-# → stronger, crisper lip motion (too large exaggerates it); $\lambda_g = 0$ → gaze drifts more freely; fewer
-# steps → faster, slightly less detailed motion. (How much each condition really matters on the trained model
+# **Reading the plots.** With the demo model every control moves the motion a little (the printed mean |Δ motion|)
+# and the frames barely differ: another seed takes another head-motion path, λ_A = 2 doubles the yaw range, gaze
+# and emotion nudge the pose; "closer" and λ_g = 0 change nothing measurable — SynthTalk barely varies the head
+# distance, and with the gaze at (0, 0) its CFG branch is close to the unconditional one. Nothing changes the
+# mouth: the demo's dynamics code is nearly unused (notebook 00). On a model that has learned each condition,
+# expect: another seed → another head-motion path with the same lip sync; gaze → the eyes (and a little the head)
+# turn towards the given direction; closer → a larger face; happy → a smile; larger $\lambda_A$ → stronger,
+# crisper lip motion (too large exaggerates it); $\lambda_g = 0$ → gaze drifts more freely; fewer steps →
+# faster, slightly less detailed motion. (Under the test suite's random weights every control changes the motion
+# arbitrarily and the frames are noise. How much each condition really matters on the trained model
 # is measured in notebook 04, with the evaluation metrics, like the paper's table 5.)
 #
 # ## 5. Provenance: the watermark and `detect`
