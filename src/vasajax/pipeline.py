@@ -728,9 +728,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     )
     if args.stream or live or args.live:
         after = fs.first_frame_after_audio_s
-        print(
-            f"stream: first frame {after:.3f} s after the first audio arrived, steady {fs.steady_fps:.2f} fps"
-            if after is not None
-            else f"stream: first frame after {fs.first_frame_s:.3f} s, steady {fs.steady_fps:.2f} fps"
-        )
+        since_audio = f" ({after:.3f} s after the first audio arrived)" if live and after is not None else ""
+        print(f"stream: first frame after {fs.first_frame_s:.3f} s{since_audio}, steady {fs.steady_fps:.2f} fps")
     return 0
