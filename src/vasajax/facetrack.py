@@ -360,6 +360,15 @@ def _overlaps(a: FaceObservation, b: FaceObservation) -> bool:
     return iw * ih > 0.3 * min(a.area, b.area)
 
 
+def _merge(faces: list[FaceObservation]) -> list[FaceObservation]:
+    """Largest first, dropping each face that overlaps a larger one already kept."""
+    kept: list[FaceObservation] = []
+    for f in sorted(faces, key=lambda f: -f.area):
+        if not any(_overlaps(f, g) for g in kept):
+            kept.append(f)
+    return kept
+
+
 def _refine(tracker: FaceTracker, image: np.ndarray, obs: FaceObservation) -> FaceObservation:
     """Look again on a square window 3× the face around it: the face then fills the detector's view, as in a
     portrait, and a face cut by a tile border is seen whole. Keeps ``obs`` if the second look misses it."""
@@ -397,7 +406,7 @@ def find_faces(
     h, w = img.shape[:2]
     side = min(h, w) // 2
     smallest = 5 * int(min_face_px)
-    while not faces and side >= min(smallest, min(h, w) // 2) and side >= MIN_IMAGE_SIDE:
+    while not faces and side >= MIN_IMAGE_SIDE:
         found: list[FaceObservation] = []
         for y in _starts(h, side):
             for x in _starts(w, side):
@@ -405,9 +414,8 @@ def find_faces(
                     _shift(f, x, y, (h, w))
                     for f in tracker.detect(np.ascontiguousarray(img[y : y + side, x : x + side]))
                 ]
-        for f in sorted((_refine(tracker, img, f) for f in found), key=lambda f: -f.area):
-            if not any(_overlaps(f, g) for g in faces):
-                faces.append(f)
+        # Overlapping tiles see a face up to four times: merge, refine each face once, merge what refining joined.
+        faces = _merge([_refine(tracker, img, f) for f in _merge(found)])
         if side <= smallest:
             break
         side = max(side // 2, smallest)
