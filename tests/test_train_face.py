@@ -232,6 +232,19 @@ def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
 
     with pytest.raises(UserError, match="run.seed: 0 → 1"):
         face.train(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=1)), shards, tmp_path / "straight")
+    # a warm start takes the other run's weights (params and EMA) with a fresh optimiser, and records where from
+    warm = face.train(
+        dataclasses.replace(cfg, init_from=str(tmp_path / "straight")), shards, tmp_path / "warm", stop_after=0
+    )
+    assert warm["step"] == 0
+    for key in ("params", "ema"):
+        for a, b in zip(jax.tree.leaves(warm["state"]["gen"][key]), jax.tree.leaves(straight["state"]["gen"][key])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(warm["state"]["step"]) == 0 and int(straight["state"]["step"]) == 6
+    assert face.load_config(tmp_path / "warm").init_from == str(tmp_path / "straight")
+    with pytest.raises(UserError, match="its model differs from this run's \\(dyn_dim\\)"):
+        other = dataclasses.replace(cfg.model, dyn_dim=cfg.model.dyn_dim + 1)
+        face.warm_start({}, dataclasses.replace(cfg, model=other, init_from=str(tmp_path / "straight")))
 
 
 def test_two_processes_match_single_process(shards, tmp_path):

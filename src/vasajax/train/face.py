@@ -92,6 +92,10 @@ class FaceTrainConfig:
     """How the loader draws source/driver/cross frames (resize to ``model.image_size`` is forced)."""
     adversarial: bool = True
     """Train the discriminator and use the GAN + feature-matching terms (False: reconstruction losses only)."""
+    init_from: str | None = None
+    """Warm start: a stage-1 run folder whose latest weights (params and EMA; the same model config) this run starts
+    from, with a fresh optimiser, schedule and discriminator. For fine-tuning a trained model with another objective
+    (e.g. adding a loss term) without paying for its first steps again. ``None``: the seeded initialisation."""
 
     def __post_init__(self):
         if self.pairs.size not in (None, self.model.image_size):
@@ -134,6 +138,7 @@ class FaceTrainConfig:
             run=make(common.RunConfig, d["run"]),
             pairs=make(loader.PairsConfig, d["pairs"]),
             adversarial=d["adversarial"],
+            init_from=d.get("init_from"),
         )
 
     @classmethod
@@ -437,7 +442,7 @@ def train(
         upgrade=_upgrade_config,
     )
     if identity_encoder is None:
-        steps = compiled_steps(cfg, mesh)
+        steps = compiled_steps(dataclasses.replace(cfg, init_from=None), mesh)  # same programs as a cold start
     else:
         steps = _build_steps(cfg, mesh, losses.build_critics(cfg.loss_cfg, identity=identity_encoder))
     start, data_state = ckpt.latest_step or 0, None
@@ -446,6 +451,9 @@ def train(
         log.info("resumed %s at step %d", workdir, start)
     else:
         state = steps.init()
+        if cfg.init_from is not None:
+            state = warm_start(state, cfg)
+            log.info("started %s from the weights of %s", workdir, cfg.init_from)
     gen_step, disc_step, critic_params = steps.gen, steps.disc, steps.critic_params
 
     lcfg = loader.LoaderConfig(batch_size=local_bs, seed=cfg.run.seed, read_threads=read_threads, worker_count=workers)
@@ -492,6 +500,27 @@ def train(
     if stopped and common.is_main_process():
         log.warning("stopped at step %d of %d; run the same command again to resume", step, cfg.run.steps)
     return {"step": step, "stopped": stopped, "metrics": last, "state": state}
+
+
+def warm_start(state: dict, cfg: FaceTrainConfig) -> dict:
+    """``state`` (a fresh train state) with the generator params and EMA of ``cfg.init_from``'s latest checkpoint,
+    placed like the fresh ones; optimiser state, step and discriminator stay fresh. UserError if that run's model
+    differs from this one's (a warm start changes the objective, not the network)."""
+    other = load_config(cfg.init_from)
+    if other.model != cfg.model:
+        diff = sorted(k for k in cfg.model.__dataclass_fields__ if getattr(other.model, k) != getattr(cfg.model, k))
+        raise UserError(f"--init-from {cfg.init_from}: its model differs from this run's ({', '.join(diff)})")
+    _, params = load_params(cfg.init_from, ema=False)
+    _, ema = load_params(cfg.init_from, ema=True)
+    gen = dict(state["gen"])
+
+    def place(new, like):
+        return jax.tree.map(lambda a, b: jax.device_put(jnp.asarray(a, b.dtype), b.sharding), new, like)
+
+    gen["params"] = place(params, gen["params"])
+    if "ema" in gen:
+        gen["ema"] = place(ema, gen["ema"])
+    return {**state, "gen": gen}
 
 
 def _write_samples(workdir, step, state, sample_fn, sample_batch, mesh) -> None:
@@ -566,6 +595,7 @@ def build_config(args: argparse.Namespace) -> FaceTrainConfig:
             cfg.disc_optim, **{k: v for k, v in optim.items() if k not in ("accum_steps", "ema_decay")}
         ),
         adversarial=not args.no_gan,
+        init_from=args.init_from,
     )
     if args.loss:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **parse_loss_overrides(args.loss, cfg.loss)))
@@ -656,6 +686,11 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=VALUE",
         help="override one model setting, e.g. --model pixel_warp=1 (repeatable; design comparisons)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from the latest weights of this stage-1 run (same model; fresh optimiser): fine-tuning",
     )
     p.add_argument("--log-every", type=int)
     p.add_argument("--ckpt-every", type=int)
