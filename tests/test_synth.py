@@ -215,3 +215,16 @@ def test_user_portrait_folder(tmp_path):
     assert [p.name for p in portraits] == ["face"] and portraits[0].image.shape == (CFG.size, CFG.size, 3)
     with pytest.raises(synth.UserError, match="none of the portraits"), pytest.warns(UserWarning):
         synth.prepare_portraits(images[:1], CFG)
+
+
+def test_mouth_follow_tells_a_moving_mouth_from_a_frozen_one(clip):
+    """eval.face_recon.mouth_follow: the true frames follow themselves (r = 1); a copy of frame 0 does not move."""
+    from vasajax.eval.face_recon import mouth_follow
+
+    idx = np.linspace(0, len(clip.frames) - 1, 12).round().astype(int)
+    drivers = clip.frames[idx]
+    same = mouth_follow(drivers, drivers)
+    assert same["mouth_pairs"] == 12 and same["mouth_open_r"] > 0.999 and same["mouth_open_mae"] < 1e-6
+    assert same["mouth_open_std_truth"] > 0.02
+    frozen = mouth_follow(np.repeat(drivers[:1], 12, axis=0), drivers)
+    assert frozen["mouth_open_std_model"] < 1e-6 and frozen["mouth_open_mae"] > 0.01
