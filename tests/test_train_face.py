@@ -242,6 +242,16 @@ def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(warm["state"]["step"]) == 0 and int(straight["state"]["step"]) == 6
     assert face.load_config(tmp_path / "warm").init_from == str(tmp_path / "straight")
+    # ... and may grow: a model with the z_dyn map of dyn_2d keeps those weights fresh (zero-init projection: the
+    # grown model starts from the other's images) and takes every other weight
+    grown_model = dataclasses.replace(cfg.model, dyn_2d=True, dyn_2d_size=4)
+    grown = dataclasses.replace(cfg, model=grown_model, init_from=str(tmp_path / "straight"))
+    fresh = face.init_state(grown)
+    state = face.warm_start(fresh, grown)
+    flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(state["gen"]["params"])[0]}
+    new = [k for k in flat if "dyn_map" in k or "dyn_proj" in k]
+    assert new and len(flat) == len(jax.tree.leaves(straight["state"]["gen"]["params"])) + len(new)
+    assert all(not np.any(np.asarray(flat[k])) for k in new if "dyn_proj" in k and "kernel" in k)
     with pytest.raises(UserError, match="its model differs from this run's \\(dyn_dim\\)"):
         other = dataclasses.replace(cfg.model, dyn_dim=cfg.model.dyn_dim + 1)
         face.warm_start({}, dataclasses.replace(cfg, model=other, init_from=str(tmp_path / "straight")))

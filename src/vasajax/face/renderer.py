@@ -116,7 +116,11 @@ class G2D(nnx.Module):
         if cfg.dyn_2d:
             self.dyn_size, self.dyn_up = cfg.dyn_2d_size, cfg.vol_size // cfg.dyn_2d_size
             self.dyn_map = nnx.Linear(cfg.dyn_dim, cfg.dyn_2d_size**2 * DYN_2D_CHANNELS, dtype=dt, rngs=rngs)
-            self.dyn_proj = nnx.Conv(DYN_2D_CHANNELS, cfg.g2d_channels, (1, 1), dtype=dt, rngs=rngs)
+            # zero init: the branch starts neutral, so a model grown from one without it (train-face --init-from)
+            # starts from that model's images
+            self.dyn_proj = nnx.Conv(
+                DYN_2D_CHANNELS, cfg.g2d_channels, (1, 1), dtype=dt, kernel_init=nnx.initializers.zeros, rngs=rngs
+            )
         if not cfg.pixel_warp:
             self.out = nnx.Conv(widths[-1], 3, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
             return

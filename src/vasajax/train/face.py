@@ -504,18 +504,41 @@ def train(
 
 def warm_start(state: dict, cfg: FaceTrainConfig) -> dict:
     """``state`` (a fresh train state) with the generator params and EMA of ``cfg.init_from``'s latest checkpoint,
-    placed like the fresh ones; optimiser state, step and discriminator stay fresh. UserError if that run's model
-    differs from this one's (a warm start changes the objective, not the network)."""
+    placed like the fresh ones; optimiser state, step and discriminator stay fresh.
+
+    The model may grow: every weight of that run must exist here with the same shape, and weights only this model
+    has (a module an option adds, e.g. ``dyn_2d``'s z_dyn map) keep their fresh initialisation (logged). Anything
+    else (a weight that is gone or changed shape) is a UserError naming the model settings that differ."""
     other = load_config(cfg.init_from)
-    if other.model != cfg.model:
-        diff = sorted(k for k in cfg.model.__dataclass_fields__ if getattr(other.model, k) != getattr(cfg.model, k))
-        raise UserError(f"--init-from {cfg.init_from}: its model differs from this run's ({', '.join(diff)})")
     _, params = load_params(cfg.init_from, ema=False)
     _, ema = load_params(cfg.init_from, ema=True)
     gen = dict(state["gen"])
 
+    def by_path(tree):
+        return {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    mine, theirs = by_path(gen["params"]), by_path(params)
+    bad = [k for k, v in theirs.items() if k not in mine or tuple(mine[k].shape) != tuple(v.shape)]
+    if bad:
+        diff = sorted(k for k in cfg.model.__dataclass_fields__ if getattr(other.model, k) != getattr(cfg.model, k))
+        raise UserError(
+            f"--init-from {cfg.init_from}: its model differs from this run's ({', '.join(diff)}): "
+            f"{len(bad)} of its weights do not fit this model (e.g. {bad[0]})"
+        )
+    fresh = sorted(set(mine) - set(theirs))
+    if fresh:
+        log.info("weights new in this model (fresh init): %s", ", ".join(fresh))
+
     def place(new, like):
-        return jax.tree.map(lambda a, b: jax.device_put(jnp.asarray(a, b.dtype), b.sharding), new, like)
+        new = by_path(new)
+        paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(like)[0], strict=True)
+        out = [
+            jax.device_put(jnp.asarray(new[jax.tree_util.keystr(p)], b.dtype), b.sharding)
+            if jax.tree_util.keystr(p) in new
+            else b
+            for p, b in zip(paths, leaves, strict=True)
+        ]
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), out)
 
     gen["params"] = place(params, gen["params"])
     if "ema" in gen:
