@@ -136,9 +136,15 @@ def generate(image, audio, checkpoint, emotion, theta, phi, cfg_audio, cfg_gaze,
 
 
 def checkpoint_choices(default: str) -> list[str]:
-    """``default`` and the other exports beside the shipped demo (``checkpoints/*/manifest.json``)."""
-    found = sorted(str(p.parent) for p in pipeline.DEFAULT_CHECKPOINT.parent.glob("*/manifest.json"))
-    return [default, *(c for c in found if c != default)]
+    """``default`` and the other exports beside the shipped demo (``checkpoints/*/manifest.json``), relative to
+    the working folder where they are inside it."""
+
+    def short(path) -> str:
+        path = Path(path).resolve()
+        return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+    found = sorted(short(p.parent) for p in pipeline.DEFAULT_CHECKPOINT.parent.glob("*/manifest.json"))
+    return list(dict.fromkeys([short(default), *found]))
 
 
 def build(checkpoint: str | None = None):
@@ -147,6 +153,7 @@ def build(checkpoint: str | None = None):
     default = str(pipeline.resolve_checkpoint(checkpoint))
     dcfg = animator(default).diffusion
     out_dir = tempfile.mkdtemp(prefix="vasajax-app-out-")
+    choices = checkpoint_choices(default)
     with gr.Blocks(title="vasajax", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(
             "## vasajax: a photo and speech → a talking face\n"
@@ -157,15 +164,15 @@ def build(checkpoint: str | None = None):
             with gr.Column():
                 image = gr.Image(label="portrait photo", sources=["upload", "clipboard"], height=260, elem_id="image")
                 audio = gr.Audio(label="speech", sources=["upload", "microphone"], elem_id="audio")
-                ckpt = gr.Dropdown(checkpoint_choices(default), value=default, label="checkpoint",
+                ckpt = gr.Dropdown(choices, value=choices[0], label="checkpoint",
                                    allow_custom_value=True)  # fmt: skip
                 emotion = gr.Dropdown(
                     EMOTIONS, value="neutral", label="emotion", allow_custom_value=True,
                     info="a name, comma-separated values, or blendshape=value,...",
                 )  # fmt: skip
                 with gr.Row():
-                    theta = gr.Slider(-0.6, 0.6, value=0.0, step=0.05, label="gaze θ (rad, + = down)")
-                    phi = gr.Slider(-0.6, 0.6, value=0.0, step=0.05, label="gaze φ (rad, + = left)")
+                    theta = gr.Slider(-0.6, 0.6, value=0.0, step=0.05, label="gaze θ (rad, + = to the image's right)")
+                    phi = gr.Slider(-0.6, 0.6, value=0.0, step=0.05, label="gaze φ (rad, + = up)")
                 with gr.Row():
                     cfg_audio = gr.Slider(0.0, 3.0, value=dcfg.lambda_audio, step=0.1, label="CFG scale, audio λ_A")
                     cfg_gaze = gr.Slider(0.0, 3.0, value=dcfg.lambda_gaze, step=0.1, label="CFG scale, gaze λ_g")
@@ -178,7 +185,7 @@ def build(checkpoint: str | None = None):
                 shown = gr.Image(label="preview: frames as they are made", interactive=False, format="jpeg", height=320,
                                  elem_id="preview")  # fmt: skip
                 status = gr.Textbox(label="status", lines=2, interactive=False, elem_id="status")
-                result = gr.Video(label="video", interactive=False, elem_id="video")
+                result = gr.Video(label="video", interactive=False, height=320, elem_id="video")
                 download = gr.File(label="watermarked mp4", interactive=False, elem_id="download")
         inputs = [image, audio, ckpt, emotion, theta, phi, cfg_audio, cfg_gaze, face, seed, paste_back]
         # preprocess=False: the uploads arrive as they are and vasajax reads them, so a bad file gets the CLI's
