@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 CONSTR := $(shell $(PYTHON) -c "import sys; print(\"-c constraints.txt\" if sys.version_info[:2] == (3, 11) else \"\")" 2>/dev/null)
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d" " -f1)
 
-.PHONY: setup models browser test test-fast lint demo lab notebooks-sync bench clean
+.PHONY: setup models browser test test-fast lint demo app lab notebooks-sync bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (vasajax needs Python 3.11+; set PYTHON=...)"; exit 1; }
@@ -51,6 +51,9 @@ demo: setup
 		--out out/demo.mp4
 	$(VENV)/bin/vasajax detect out/demo.mp4
 	@echo "Open out/demo.mp4. What the demo model can and cannot do: checkpoints/README.md"
+
+app: setup
+	$(VENV)/bin/vasajax app
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
