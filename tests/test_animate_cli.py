@@ -188,3 +188,14 @@ def test_live_pcm_on_stdin_is_animated_as_it_arrives(files, capsys, monkeypatch)
     frames, _, audio = video.read_video(out, stack=True)
     assert abs(len(frames) - T) <= 1 and audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
     assert provenance.detect_video(out).present
+
+
+@needs_landmarker
+def test_silent_audio_is_animated_with_a_warning(files, capsys):
+    d, ckpt, _ = files
+    sf.write(d / "silence.wav", np.zeros(SR // 2, np.float32), SR)
+    out = d / "silent.mp4"
+    args = ["--image", str(facetrack.PORTRAITS["astronaut"]), "--audio", str(d / "silence.wav"), "--out", str(out)]
+    assert cli.main(["animate", *args, "--checkpoint", str(ckpt), "--no-progress"]) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: the audio is silent")]
+    assert len(warned) == 1 and out.exists(), warned

@@ -67,6 +67,8 @@ SAMPLE_RATE = 16_000
 """Audio rate of every waveform in the pipeline."""
 CHUNK_S = 10.0
 """Seconds of audio read per chunk from a file (bounded memory)."""
+SILENT_DBFS = -60.0
+"""Audio whose RMS level is under this (dB relative to full scale) is warned about as silent."""
 BLENDSHAPE_EMOTIONS: dict[str, dict[str, float]] = {
     "happy": {"mouthSmileLeft": 0.6, "mouthSmileRight": 0.6, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3},
     "sad": {"mouthFrownLeft": 0.5, "mouthFrownRight": 0.5, "browInnerUp": 0.5, "mouthPressLeft": 0.2},
@@ -292,16 +294,23 @@ def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
 
 
 def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLike, *, chunk_s: float = CHUNK_S) -> int:
-    """Decode any audio file to a 16 kHz mono float32 wav in chunks (bounded memory); returns its samples."""
+    """Decode any audio file to a 16 kHz mono float32 wav in chunks (bounded memory); returns its samples.
+    Silent audio (RMS under ``SILENT_DBFS``: a muted microphone, a wrong input) is used with a warning."""
     import soundfile
 
-    n = 0
+    n, energy = 0, 0.0
     with soundfile.SoundFile(str(wav_path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT") as f:
         for chunk in _audio_chunks(audio_path, chunk_s):
             if not np.all(np.isfinite(chunk)):
                 raise UserError(f"audio {audio_path} contains NaN or infinite samples")
             f.write(chunk)
             n += chunk.size
+            energy += float(np.sum(np.square(chunk, dtype=np.float64)))
+    rms_dbfs = 10 * np.log10(max(energy / max(n, 1), 1e-20))
+    if n and rms_dbfs < SILENT_DBFS:
+        warnings.warn(
+            f"the audio is silent ({rms_dbfs:.0f} dBFS): the face will not talk; check the recording", stacklevel=2
+        )
     return n
 
 
@@ -681,14 +690,16 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     live = args.audio == "-"
     with tempfile.TemporaryDirectory(prefix="vasajax-animate-") as tmp:
         wav = Path(tmp) / "audio.wav"
-        n = 0 if live else decode_audio_to_wav(args.audio, wav)
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
+            n = 0 if live else decode_audio_to_wav(args.audio, wav)
         anim = Animator.from_pretrained(ckpt)
         if not live:
             pad_wav_to_frames(wav, n, anim.fps)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center", face=args.face)
-        for w in caught:
+        for w in [*heard, *caught]:
             print(f"warning: {w.message}", file=sys.stderr)
         received: list[np.ndarray] = []
 
