@@ -1,0 +1,3 @@
+"""placeholder"""
+def read(path):
+    return None
