@@ -107,7 +107,7 @@ ROTATIONS = (1.25, 2.5, 3.75, 5.0)
 """Rotation hypotheses in degrees (each with both signs)."""
 MIN_AREA = 0.6
 """Smallest crop (fraction of the area) the search covers."""
-MAX_INSET = 3.0
+MAX_INSET = 2.5
 """Largest frame (relative to the marked video's short side) the paste-back search covers."""
 DEFAULT_KEY = "vasajax-provenance-v1"
 """The public default key (override with ``key=`` or the environment variable ``VASAJAX_WATERMARK_KEY``)."""
@@ -315,7 +315,7 @@ def _windows(h: int, w: int, hyp: Hypothesis) -> list[tuple[int, int, int, int]]
     out = [(0, h, 0, w)]
     if hyp.kind == "inset":
         side = int(round(TILES * hyp.period_x))
-        step = 2 * hyp.period_x
+        step = 3 * hyp.period_x
         for y0 in np.unique(np.linspace(0, h - side, max(1, math.ceil((h - side) / step)) + 1).astype(int)):
             for x0 in np.unique(np.linspace(0, w - side, max(1, math.ceil((w - side) / step)) + 1).astype(int)):
                 if side * side < 0.6 * h * w:  # else the whole frame is nearly as good
