@@ -131,7 +131,11 @@ def evaluate(frames: np.ndarray, audio, folder: pathlib.Path, name: str, rng: np
                 d = provenance.detect_video(dst)
                 times.append(time.perf_counter() - t0)
                 wm = d.watermark
-                row[key][kind] = {"z": round(float(wm.z), 2), "found": bool(wm.present), "how": wm.edit if kind == "marked" else ""}
+                row[key][kind] = {
+                    "z": round(float(wm.z), 2),
+                    "found": bool(wm.present),
+                    "how": wm.edit if kind == "marked" else "",
+                }
                 dst.unlink()
     row["detect_s_median"] = float(np.median(times))
     return row
@@ -201,7 +205,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp)
         photos = []
-        for i, (name, img) in enumerate(images):  # each clip is pasted into the *other* portrait, 512²
+        for i, (_name, img) in enumerate(images):  # each clip is pasted into the *other* portrait, 512²
             idx = (np.arange(512) * min(img.shape[:2]) / 512).astype(int)
             photos.append(folder / f"photo{i}.png")
             iio.imwrite(photos[-1], img[idx][:, idx, :3])
@@ -245,14 +249,20 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     s = result["synthtalk"]
-    print(f"\nSynthTalk: {s['clips']} clips, PSNR mean {s['psnr_db_mean']:.2f} dB (min {s['psnr_db_min']:.2f}), "
-          f"detect_video median {s['detect_s_median']:.2f} s per file")
+    print(
+        f"\nSynthTalk: {s['clips']} clips, PSNR mean {s['psnr_db_mean']:.2f} dB (min {s['psnr_db_min']:.2f}), "
+        f"detect_video median {s['detect_s_median']:.2f} s per file"
+    )
     print(table(s))
     if demo_row:
+        n = len(rows_of())
         found = sum(demo_row[k]["marked"]["found"] for k in rows_of())
         fp = sum(demo_row[k]["plain"]["found"] for k in rows_of())
-        print(f"\ndemo ({demo_row['frames']} frames): PSNR {demo_row['psnr_db']:.2f} dB, detected {found}/{len(rows_of())}, "
-              f"false positives {fp}/{len(rows_of())}, min z {min(demo_row[k]['marked']['z'] for k in rows_of()):.1f}")
+        zmin = min(demo_row[k]["marked"]["z"] for k in rows_of())
+        print(
+            f"\ndemo ({demo_row['frames']} frames): PSNR {demo_row['psnr_db']:.2f} dB, detected {found}/{n}, "
+            f"false positives {fp}/{n}, min z {zmin:.1f}"
+        )
     print(f"\nwrote {out}")
 
 

@@ -280,15 +280,17 @@ class Detection:
     hypothesis: Hypothesis | None = None
     flipped: bool = False
     offset_px: tuple[float, float] = (0.0, 0.0)
-    """Where the tile's origin lies in this video (x, y), modulo the period."""
+    """Where the tile's origin (the mirrored tile's, if flipped) lies in this video (x, y), modulo the period."""
 
 
 def _describe(hyp: Hypothesis, flipped: bool, offset: tuple[float, float], h: int, w: int) -> str:
     parts = []
     near = min(abs(offset[0]), abs(offset[0] - hyp.period_x), abs(offset[1]), abs(offset[1] - hyp.period_y))
-    shifted = near > 0 and max(
-        min(offset[0], hyp.period_x - offset[0]), min(offset[1], hyp.period_y - offset[1])
-    ) > 0.5 * hyp.period_x / TILE
+    shifted = (
+        near > 0
+        and max(min(offset[0], hyp.period_x - offset[0]), min(offset[1], hyp.period_y - offset[1]))
+        > 0.5 * hyp.period_x / TILE
+    )
     if hyp.kind == "frame":
         if abs(hyp.period_x * TILES - w) < 1 and abs(hyp.period_y * TILES - h) < 1 and h != w:
             parts.append(f"on the frame's own grid, stretched to {w}×{h} (aspect ratio changed)")
@@ -378,12 +380,11 @@ def detect_luma(y_HxW: np.ndarray, key: str | bytes | None = None, *, num_frames
     z = (score - mean) / std
     beta = std * math.sqrt(6) / math.pi  # Gumbel by moments
     p = -math.expm1(-math.exp(-(score - (mean - _EULER * beta)) / beta))
-    # corr(s) = Σ_b fold[b + s]·tile[b]: the tile's origin sits at bin −s of the fold (mirrored: at s − 1).
+    # corr(s) = Σ_b fold[b + s]·tile[b] peaks where the fold is the tile moved by s: the origin is at bin s.
     sy, sx = (int(v) for v in shift)
-    bx = (sx - 1) % BINS if flipped else (-sx) % BINS
-    offset = (bx * hyp.period_x / BINS, (-sy) % BINS * hyp.period_y / BINS)
+    offset = (sx * hyp.period_x / BINS, sy * hyp.period_y / BINS)
     return Detection(
-        present=z >= Z_THRESHOLD,
+        present=bool(z >= Z_THRESHOLD),
         confidence=1.0 - p,
         z=float(z),
         num_frames=num_frames,
