@@ -189,13 +189,29 @@ def table(s: dict) -> str:
     return "\n".join(lines)
 
 
+def merge(paths: list[str], out: str | None) -> None:
+    """One result from runs split with ``--first`` (e.g. on two machines, or one after another)."""
+    runs = [json.loads(pathlib.Path(p).read_text()) for p in paths]
+    rows = [r for run in runs for r in run["per_clip"]]
+    result = {**runs[0], "synthtalk": summarise(rows), "per_clip": rows, "merged_from": [str(p) for p in paths]}
+    result["demo"] = next((run["demo"] for run in runs if run.get("demo")), None)
+    default = ROOT / "benchmarks" / "results" / f"provenance-{result['device']}-{result['date']}.json"
+    target = pathlib.Path(out or default)
+    target.write_text(json.dumps(result, indent=1))
+    print(table(result["synthtalk"]))
+    print(f"\nwrote {target}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=100)
     ap.add_argument("--first", type=int, default=0, help="first clip index (to split a run)")
     ap.add_argument("--demo", default=str(ROOT / "out" / "demo.mp4"), help="make demo's output ('' to skip)")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
+    ap.add_argument("--merge", nargs="+", help="combine the per-clip rows of earlier runs' JSON files (no new run)")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
 
     cfg = synth.SynthConfig(size=256, lead_in_s=0.3, tail_s=0.3, max_speech_s=2.4)
     images = synth.load_portraits()

@@ -189,6 +189,8 @@ def read(path: str | os.PathLike) -> dict | None:
         text = str(e)
         if "ManifestNotFound" in text or "JumbfNotFound" in text or "not found" in text.lower():
             return {"found": False, "valid": False, "vasajax": False, "state": None, "summary": ""}
+        if "could not be parsed" in text or "unsupported" in text.lower():  # not an mp4 (webm, mkv, ...)
+            return {"found": False, "valid": False, "vasajax": False, "state": "unsupported", "summary": ""}
         return {"found": True, "valid": False, "vasajax": False, "state": "error", "summary": text[:200]}
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
     state = store.get("validation_state")

@@ -17,9 +17,10 @@ The watermark (``vasajax-wm2``)
 A key-seeded ±1 **tile** of 16×16 cells (:func:`pattern`) is repeated over the frame from its top-left corner
 with a square period P = min(H, W) / 4 pixels (4 tiles across the short side, 64 cells, like the first
 version's 64×64 grid, so a 256² frame has 4-pixel cells), interpolated bilinearly (periodically) and added to
-the luma of every frame: the same value on R, G and B, ``strength`` = 3 grey levels at the cell centres,
-rounded to whole levels (PSNR ≈ 42 dB). The mark is the same in every frame, so trimming, frame-rate changes
-and dropped frames do not matter.
+the luma of every frame: the same value on R, G and B, ``strength`` = 3.5 grey levels at the cell centres,
+rounded to whole levels (PSNR 40.5 dB on ``make demo``'s output; 3 levels gave 42 dB but 20 % less signal for
+the hardest edit, 0.5× + CRF 28). The mark is the same in every frame, so trimming, frame-rate changes and
+dropped frames do not matter.
 
 Why periodic: a crop at *any* offset turns the mark into a **cyclic shift** of the tile, which one FFT
 cross-correlation recovers for all shifts at once; a horizontal flip is one more template (the mirrored
@@ -33,40 +34,51 @@ detection searches those explicitly, over a small set of **hypotheses** that the
 * ``rotation``: the frame's period, rotated about the centre by ±1.25°, ±2.5°, ±3.75°, ±5°;
 * ``crop``: a square period from m/4 up to m/(4·0.6)·1.05 (a crop that keeps ≥ 60 % of the area shortens
   the short side by at most 1/0.6 relative to the original), on a log grid with 2.2 % steps;
-* ``inset``: a square period from m/12 up to m/4 (the video was pasted, possibly rescaled, into a frame up
-  to 3× larger than itself: paste-back into a photo, picture-in-picture).
+* ``inset``: a square period from m/10 up to m/4 (the video was pasted, possibly rescaled, into a frame up
+  to 2.5× larger than itself: paste-back into a photo, picture-in-picture). Folding the whole frame would
+  dilute the mark with the unmarked photo (a 256² video in a 512² photo: z / 2), so each inset hypothesis
+  also folds square windows of the pasted video's size (4 periods), every 3 periods.
 
 Step sizes: a hypothesis off by a relative δ misaligns the lattice by δ·32 cells at the frame's edge; the
 grids keep that ≤ 0.35 cell (scale steps of 2.2 %, rotation steps of 1.25°), where the correlation loses
-little. About 60–90 hypotheses for a 256² frame.
+little. About 60–80 hypotheses (~280 folds with the windows) for a 256² frame.
+
+Design notes, measured while building it: a self-synchronising template (estimating the lattice from the
+autocorrelation peaks of the periodic mark, then one fold) was tried first and fails at this strength — the
+autocorrelation is quadratic in the mark's SNR and its peaks (≈ 5σ on an uncompressed clip) vanish after CRF
+28 — so the lattice is found with the key instead, by the search, whose cost is linear in the hypotheses.
+Tiles of 12 cells or 3 tiles per side scored lower on every edit than 16 cells × 4 tiles.
 
 Detection (blind, it needs only the key): frames are summed (the mark is static; moving content averages
-out), converted to luma and whitened per hypothesis: high-passed (minus a Gaussian blur of σ = 0.4 cell at
-that hypothesis's cell size), divided by the local mean magnitude (+0.25 grey levels) and clipped to ±3, so
-the face's strong edges do not drown the mark. The whitened image is *folded* onto one tile (each pixel's
-position modulo the hypothesised lattice, 64×64 bins per tile, linear splatting, computed as two small
-matrix products, or a bincount for rotations), and cross-correlated with the key's tile (and its mirror) at
-all 64² cyclic shifts with one FFT. Each correlation is divided by its exact standard deviation under
-"the key is a random tile" (computable from the fold's power spectrum and the tiles' mean power spectrum), so
-all hypotheses and shifts are on the same scale; the **search maximum** Z is the statistic.
+out), converted to luma and whitened per hypothesis: high-passed (minus a Gaussian blur of σ = ½ cell at
+that hypothesis's cell size, at least 1 px), divided by the local mean magnitude (same σ, +0.25 grey levels)
+and clipped to ±3, so the face's strong edges do not drown the mark. The whitened image is *folded* onto one
+tile (each pixel's position modulo the hypothesised lattice, 64×64 bins per tile, linear splatting,
+computed as two small matrix products, or a bincount for rotations), and cross-correlated with the key's
+tile (and its mirror) at all 64² cyclic shifts with one FFT. Each correlation is divided by its exact standard
+deviation under "the key is a random tile" (computable from the fold's power spectrum and the tiles' mean
+power spectrum), so all hypotheses and shifts are on the same scale; the **search maximum** Z is the statistic.
 
-Honest false-positive control: the same search is run with 128 **decoy** tiles (other keys); their maxima
+Honest false-positive control: the same search is run with 64 **decoy** tiles (other keys); their maxima
 are Z's null distribution *for this very video and this very search* (under "not marked with this key", the
 key is just one more random tile, exchangeable with the decoys). z = (Z − mean) / std of the decoys' maxima,
 and ``confidence`` = 1 − p with p from a Gumbel (extreme-value) fit to the decoys' maxima by moments. The
-mark is declared present at z ≥ 5 (Gumbel p ≈ 1e-3); ``benchmarks/provenance.py`` measures the false-positive
-rate of that threshold on unmarked SynthTalk clips and their edited copies with this very search
-(docs/provenance.md).
+mark is declared present at z ≥ 5 (Gumbel p ≈ 1e-3 per video); ``benchmarks/provenance.py`` measures the
+false-positive rate of that threshold on unmarked SynthTalk clips and their edited copies with this very
+search (docs/provenance.md: 0 of 420, the largest unmarked z 3.6; the smallest marked z 12.3).
 
 ``vasajax detect`` reports which hypothesis won (:attr:`Detection.edit`): "found on the frame's own grid",
 "after re-aligning a crop", "after undoing a horizontal flip", "after undoing a 2.5° rotation", "inside a
-larger frame", with the grid offset. Cost: decoding dominates; the search takes ~0.3–0.8 s on one CPU core.
+larger frame", with the grid offset. Cost on the shared 2-core CPU (a training run using it): 0.9 s for a
+10 s 256² clip (250 frames; decoding 0.2 s), 1.4 s upscaled to 512²; the small matrix products run on one BLAS
+thread (two threads fighting over a busy core were 10–50× slower).
 
 Limits, honestly: the key is public by default (anyone who reads this file can estimate and subtract the
-pattern, or forge it); set your own ``key`` to make removal and forgery harder. Not searched: a rescale that
+pattern, or forge it; a repeating tile is easier to estimate from one video than a non-repeating pattern);
+set your own ``key`` to make removal and forgery harder. Not searched: a rescale that
 changes the aspect ratio of a *non-square* output (the ``frame`` hypothesis assumes the original was square),
 rotations beyond 5° or rotation combined with a crop or rescale, crops keeping < 60 % of the area, pastes into
-frames more than 3× larger. Heavy blur, downscaling well below 128², or very low bit rates remove the mark.
+frames more than 2.5× larger. Heavy blur, downscaling well below 128², or very low bit rates remove the mark.
 """
 
 from __future__ import annotations
