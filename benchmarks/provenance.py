@@ -166,26 +166,39 @@ def summarise(rows: list[dict]) -> dict:
             "z_marked_median": float(np.median(zm)),
             "z_plain_max": float(np.max(zu)),
             "z_plain_all": zu,
+            "undone": how_tally([r[k]["marked"].get("how", "") for r in rows]),
         }
     return out
+
+
+def how_tally(hows: list[str]) -> dict[str, int]:
+    """How often each kind of re-alignment won, from ``detect``'s sentences."""
+    kinds = {"own grid": "frame grid", "crop": "crop", "rotation": "rotation", "larger frame": "inset"}
+    tally: dict[str, int] = {}
+    for how in hows:
+        kind = next((v for k, v in kinds.items() if k in how), "?")
+        kind += " + flip" if "flip" in how else ""
+        tally[kind] = tally.get(kind, 0) + 1
+    return tally
 
 
 def table(s: dict) -> str:
     n = s["clips"]
     lines = [
-        "| edit | detected | z marked: min / median | false positives | z unmarked: max |",
-        "|---|---|---|---|---|",
+        "| edit | detected | z marked: min / median | false positives | z unmarked: max | detect undid |",
+        "|---|---|---|---|---|---|",
     ]
     for k in rows_of():
         v = s[k]
+        undone = ", ".join(f"{kind} {c}" for kind, c in sorted(v.get("undone", {}).items(), key=lambda kv: -kv[1]))
         lines.append(
             f"| {k} | {v['detected']}/{n} | {v['z_marked_min']:.1f} / {v['z_marked_median']:.1f} "
-            f"| {v['false_positives']}/{n} | {v['z_plain_max']:.1f} |"
+            f"| {v['false_positives']}/{n} | {v['z_plain_max']:.1f} | {undone} |"
         )
     fp = sum(s[k]["false_positives"] for k in rows_of())
     tot = n * len(rows_of())
     det = sum(s[k]["detected"] for k in rows_of())
-    lines.append(f"| **all** | **{det}/{tot}** | | **{fp}/{tot}** | |")
+    lines.append(f"| **all** | **{det}/{tot}** | | **{fp}/{tot}** | | |")
     return "\n".join(lines)
 
 
@@ -193,11 +206,17 @@ def merge(paths: list[str], out: str | None) -> None:
     """One result from runs split with ``--first`` (e.g. on two machines, or one after another)."""
     runs = [json.loads(pathlib.Path(p).read_text()) for p in paths]
     rows = [r for run in runs for r in run["per_clip"]]
-    result = {**runs[0], "synthtalk": summarise(rows), "per_clip": rows, "merged_from": [str(p) for p in paths]}
+    result = {**runs[0], "synthtalk": summarise(rows), "merged_from": [str(p) for p in paths]}
+    for r in rows:  # the tally above keeps what the sentences said; the per-clip rows keep the numbers
+        for v in r.values():
+            if isinstance(v, dict) and "marked" in v:
+                v["marked"].pop("how", None)
+                v["plain"].pop("how", None)
+    result["per_clip"] = rows
     result["demo"] = next((run["demo"] for run in runs if run.get("demo")), None)
     default = ROOT / "benchmarks" / "results" / f"provenance-{result['device']}-{result['date']}.json"
     target = pathlib.Path(out or default)
-    target.write_text(json.dumps(result, indent=1))
+    target.write_text(json.dumps(result, indent=None, separators=(",", ":")))
     print(table(result["synthtalk"]))
     print(f"\nwrote {target}")
 
@@ -263,7 +282,7 @@ def main() -> None:
     default = ROOT / "benchmarks" / "results" / f"provenance-{device_name()}-{result['date']}.json"
     out = pathlib.Path(args.out or default)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out.write_text(json.dumps(result, indent=None, separators=(",", ":")))
     s = result["synthtalk"]
     print(
         f"\nSynthTalk: {s['clips']} clips, PSNR mean {s['psnr_db_mean']:.2f} dB (min {s['psnr_db_min']:.2f}), "
