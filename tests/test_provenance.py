@@ -192,3 +192,5 @@ def test_c2pa_manifest_signed_read_back_and_tamper_evident(small_marked, tmp_pat
     (tmp_path / "t.mp4").write_bytes(bytes(data))
     bad = c2pa_manifest.read(tmp_path / "t.mp4")
     assert bad["found"] and not bad["valid"], bad
+    (tmp_path / "x.webm").write_bytes(b"\x1aE\xdf\xa3" + bytes(64))  # not an mp4: no manifest, not an invalid one
+    assert c2pa_manifest.read(tmp_path / "x.webm")["found"] is False

@@ -180,6 +180,10 @@ def read(path: str | os.PathLike) -> dict | None:
         return None
     import c2pa
 
+    none = {"found": False, "valid": False, "vasajax": False, "state": None, "summary": ""}
+    with open(path, "rb") as f:
+        if f.read(12)[4:8] != b"ftyp":  # not an ISO BMFF file (mp4/mov): webm, mkv, ... carry no manifest here
+            return {**none, "state": "not an mp4"}
     offline = json.dumps({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})  # never download
     try:
         with c2pa.Settings.from_json(offline) as settings, c2pa.Context(settings) as context:
@@ -188,9 +192,9 @@ def read(path: str | os.PathLike) -> dict | None:
     except c2pa.C2paError as e:
         text = str(e)
         if "ManifestNotFound" in text or "JumbfNotFound" in text or "not found" in text.lower():
-            return {"found": False, "valid": False, "vasajax": False, "state": None, "summary": ""}
-        if "could not be parsed" in text or "unsupported" in text.lower():  # not an mp4 (webm, mkv, ...)
-            return {"found": False, "valid": False, "vasajax": False, "state": "unsupported", "summary": ""}
+            return none
+        if "could not be parsed" in text or "create reader" in text or "unsupported" in text.lower():
+            return {**none, "state": "unreadable"}  # a damaged file: no manifest to speak of
         return {"found": True, "valid": False, "vasajax": False, "state": "error", "summary": text[:200]}
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
     state = store.get("validation_state")
