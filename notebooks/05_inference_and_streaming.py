@@ -260,7 +260,7 @@ print(f"PSNR {psnr:.1f} dB, max change {np.abs(delta).max()} grey levels")
 # shorter one of a paste into a larger frame) and correlates the fold with the key's tile and its mirror. The best
 # score over that whole search is turned into a z-score against 64 decoy keys scored with *the same search* — the
 # null distribution for this very video — and the mark counts as present at $z \ge 5$ (false-positive probability
-# ≈ 10⁻³ per video from the decoys' extreme-value fit; 0 in 420 unmarked files in `benchmarks/provenance.py`).
+# ≈ 10⁻³ per video from the decoys' extreme-value fit; 0 in 1050 unmarked files in `benchmarks/provenance.py`).
 #
 # We test three videos: our streamed mp4; a SynthTalk clip (a talking face made by warping the photo, *not* by
 # vasajax's models, written without mark or tag); and the same SynthTalk clip watermarked but re-encoded at low

@@ -65,7 +65,7 @@ key is just one more random tile, exchangeable with the decoys). z = (Z − mean
 and ``confidence`` = 1 − p with p from a Gumbel (extreme-value) fit to the decoys' maxima by moments. The
 mark is declared present at z ≥ 5 (Gumbel p ≈ 1e-3 per video); ``benchmarks/provenance.py`` measures the
 false-positive rate of that threshold on unmarked SynthTalk clips and their edited copies with this very
-search (docs/provenance.md: 0 of 420, the largest unmarked z 3.6; the smallest marked z 12.3).
+search (docs/provenance.md: 0 of 1050, the largest unmarked z 3.6; the smallest marked z 11.6).
 
 ``vasajax detect`` reports which hypothesis won (:attr:`Detection.edit`): "found on the frame's own grid",
 "after re-aligning a crop", "after undoing a horizontal flip", "after undoing a 2.5° rotation", "inside a
@@ -309,7 +309,7 @@ def _describe(hyp: Hypothesis, flipped: bool, offset: tuple[float, float], h: in
         else:
             parts.append("on the frame's own grid (as written, re-encoded, recoloured or rescaled as a whole)")
     elif hyp.kind == "rotation":
-        parts.append(f"after undoing a {hyp.degrees:+.2f}° rotation")
+        parts.append(f"after undoing a {-hyp.degrees:+.2f}° rotation (clockwise positive, like ffmpeg's rotate)")
     elif hyp.kind == "crop":
         side = hyp.period_x * TILES
         parts.append(f"after re-aligning a crop (original short side ≈ {side:.0f} px, {min(h, w) / side:.0%} kept)")
