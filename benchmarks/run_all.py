@@ -47,7 +47,7 @@ QUICK: dict[str, list[str]] = {
     "data.py": ["--quick"],
     "facetrack.py": ["--frames", "20"],
     "synth.py": ["--sizes", "128", "256", "--clips", "1", "--no-strip"],
-    "provenance.py": ["--clips", "2", "--pan", "0", "--size", "128"],
+    "provenance.py": ["--clips", "1", "--demo", ""],
     "animate.py": ["--configs", "tiny", "--seconds", "4"],
 }
 """Quick CPU settings per benchmark script (everything else in ``benchmarks/`` is probed for ``--quick``).

@@ -674,6 +674,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"sample the first motion window after {LIVE_FIRST_WINDOW} frames of speech, not a whole "
                         "window (live sources; windows shift, so the video differs from a run without it)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--c2pa", action="store_true",
+                   help="also embed a signed C2PA manifest (needs the c2pa extra; your keys are created on first use "
+                        "under $VASAJAX_C2PA_DIR or ~/.config/vasajax/c2pa)")  # fmt: skip
     return p
 
 
@@ -685,6 +688,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     out = video.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
+    if args.c2pa:
+        from vasajax import c2pa_manifest
+
+        if not c2pa_manifest.available():
+            raise UserError("--c2pa needs the c2pa extra: pip install 'vasajax[c2pa]' (or drop --c2pa)")
     facetrack.load_image(args.image)
     ckpt = resolve_checkpoint(args.checkpoint)
     live = args.audio == "-"
@@ -731,10 +739,13 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
                 wave = np.concatenate(received)
                 n = len(wave)
                 w.set_audio(wave)
+    if args.c2pa:
+        c2pa_manifest.sign(out)
     secs = time.perf_counter() - t_start
     print(
-        f"wrote {out}: {fs.frames} frames, {fs.frames / anim.fps:.2f} s of video at {anim.fps:g} fps "
-        f"in {secs:.1f} s ({fs.frames / max(secs, 1e-9):.2f} fps, {secs / max(n / SAMPLE_RATE, 1e-9):.2f} s "
+        f"wrote {out}{' (C2PA-signed)' if args.c2pa else ''}: {fs.frames} frames, "
+        f"{fs.frames / anim.fps:.2f} s of video at {anim.fps:g} fps in {secs:.1f} s "
+        f"({fs.frames / max(secs, 1e-9):.2f} fps, {secs / max(n / SAMPLE_RATE, 1e-9):.2f} s "
         "per second of audio)"
     )
     if args.stream or live or args.live:
