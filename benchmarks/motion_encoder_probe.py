@@ -7,8 +7,9 @@ The demo's renderer does not move the mouth because its dynamics code z_dyn hard
 separates the two halves of that failure. It takes a run's motion encoder (or, with ``--fresh``, a newly
 initialised one, optionally with other model settings), trains *only* it to regress the tracker's 52 blendshape
 coefficients from the image (L1 on ``z_dyn[:52]``, what ``FaceLossConfig.expression_weight`` adds to the full
-objective), and prints, every 50 steps, the held-out Pearson r of ``jawOpen``, ``eyeBlinkLeft`` and
-``mouthFunnel`` and the mean L1 against a constant predictor's. A design whose encoder cannot reach r ≈ 0.9 on
+objective; or, ``--target synth``, SynthTalk's ground-truth jaw, lip spread/rounding, blink and emotion), and
+prints, every 50 steps, the held-out Pearson r of ``jawOpen``, ``eyeBlinkLeft`` and ``mouthFunnel`` (or of each
+SynthTalk parameter) and the mean L1 against a constant predictor's. A design whose encoder cannot reach r ≈ 0.9 on
 jawOpen here cannot render speech, whatever its decoder does. Frames: every 6th of ``DATA/train``, every 4th of
 ``DATA/heldout`` (SynthTalk shards with tracker labels), batch 16, Adam. Wall-clock bounded (``--minutes``).
 """
@@ -28,15 +29,21 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 import numpy as np  # noqa: E402
 
 PROBED = ("jawOpen", "eyeBlinkLeft", "mouthFunnel")
+SYNTH = ("jaw", "lip_spread", "lip_round", "blink", "emotion")
+"""``--target synth``: SynthTalk's own animation parameters (``synth/<name>_T``), noise-free and per frame."""
 
 
-def _frames(data, size: int, max_clips: int, every: int):
+def _frames(data, size: int, max_clips: int, every: int, target: str):
     from vasajax.eval.face_recon import _clips, _resize
 
     xs, ys = [], []
     for rec in _clips(data, max_clips):
         xs.append(_resize(rec.frames_TxSxSx3[::every], size))
-        ys.append(np.asarray(rec.blendshapes_Tx52, np.float32)[::every])
+        if target == "synth":
+            y = np.stack([np.asarray(rec.ground_truth[f"synth/{n}_T"], np.float32) for n in SYNTH], axis=-1)
+        else:
+            y = np.asarray(rec.blendshapes_Tx52, np.float32)
+        ys.append(y[::every])
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -49,6 +56,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--fresh", action="store_true", help="a newly initialised encoder instead of the run's")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=VALUE", help="with --fresh: model settings")
+    ap.add_argument(
+        "--target",
+        choices=("blendshapes", "synth"),
+        default="blendshapes",
+        help="MediaPipe's 52 blendshapes, or SynthTalk's ground-truth jaw / lips / blink / emotion",
+    )
     ap.add_argument("--json", help="write the trajectory here")
     args = ap.parse_args(argv)
 
@@ -68,11 +81,17 @@ def main(argv=None) -> int:
     else:
         model = face.load_model(args.face_run)
         mcfg, enc = model.cfg, model.motion_encoder
-    if mcfg.dyn_dim < 52:
-        raise SystemExit(f"error: the probe needs dyn_dim >= 52, this model has {mcfg.dyn_dim}")
     data = pathlib.Path(args.data)
-    xt, yt = _frames(data / "train", mcfg.image_size, 10_000, 6)
-    xh, yh = _frames(data / "heldout", mcfg.image_size, 10_000, 4)
+    xt, yt = _frames(data / "train", mcfg.image_size, 10_000, 6, args.target)
+    xh, yh = _frames(data / "heldout", mcfg.image_size, 10_000, 4, args.target)
+    dims = yt.shape[1]
+    if mcfg.dyn_dim < dims:
+        raise SystemExit(f"error: the probe needs dyn_dim >= {dims}, this model has {mcfg.dyn_dim}")
+    probed = (
+        {n: BLENDSHAPE_NAMES.index(n) for n in PROBED}
+        if args.target == "blendshapes"
+        else dict(zip(SYNTH, range(dims)))
+    )
     print(f"train frames {len(xt)}, held-out frames {len(xh)}, image {mcfg.image_size}², encoder input "
           f"{mcfg.enc_input_size}², channels {mcfg.enc_channels}", flush=True)  # fmt: skip
     graphdef, params, rest = nnx.split(enc, nnx.Param, ...)
@@ -80,7 +99,7 @@ def main(argv=None) -> int:
     opt = tx.init(params)
 
     def dyn52(p, x):
-        return nnx.merge(graphdef, p, rest)(x)[1][:, :52]
+        return nnx.merge(graphdef, p, rest)(x)[1][:, :dims]
 
     @jax.jit
     def step(p, o, x, y):
@@ -95,9 +114,7 @@ def main(argv=None) -> int:
         z = np.concatenate(
             [np.asarray(predict(p, jnp.asarray(xh[i : i + 32], jnp.float32) / 255.0)) for i in range(0, len(xh), 32)]
         )
-        out = {
-            n: float(np.corrcoef(z[:, i], yh[:, i])[0, 1]) for n, i in ((n, BLENDSHAPE_NAMES.index(n)) for n in PROBED)
-        }
+        out = {n: float(np.corrcoef(z[:, i], yh[:, i])[0, 1]) for n, i in probed.items()}
         return {**out, "l1": float(np.abs(z - yh).mean()), "l1_constant": const_l1}
 
     rng = np.random.default_rng(0)
@@ -114,6 +131,7 @@ def main(argv=None) -> int:
     result = {
         "face_run": args.face_run,
         "fresh": args.fresh,
+        "target": args.target,
         "model": args.model,
         "lr": args.lr,
         "batch": args.batch,

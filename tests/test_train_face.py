@@ -254,7 +254,8 @@ def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
     assert all(not np.any(np.asarray(flat[k])) for k in new if "dyn_proj" in k and "kernel" in k)
     with pytest.raises(UserError, match="its model differs from this run's \\(dyn_dim\\)"):
         other = dataclasses.replace(cfg.model, dyn_dim=cfg.model.dyn_dim + 1)
-        face.warm_start({}, dataclasses.replace(cfg, model=other, init_from=str(tmp_path / "straight")))
+        bad = dataclasses.replace(cfg, model=other, init_from=str(tmp_path / "straight"))
+        face.warm_start(face.init_state(bad), bad)
 
 
 def test_two_processes_match_single_process(shards, tmp_path):
