@@ -29,8 +29,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 import numpy as np  # noqa: E402
 
 PROBED = ("jawOpen", "eyeBlinkLeft", "mouthFunnel")
-SYNTH = ("jaw", "lip_spread", "lip_round", "blink", "emotion")
-"""``--target synth``: SynthTalk's own animation parameters (``synth/<name>_T``), noise-free and per frame."""
+SYNTH = ("jaw", "lip_spread", "lip_round", "blink", "emotion", "yaw", "pitch")
+"""``--target synth``: SynthTalk's own animation parameters (``synth/<name>_T``; yaw and pitch from
+``synth/pose_Tx6``), noise-free and per frame. Head yaw/pitch move many pixels: a sanity check of the probe."""
 
 
 def _frames(data, size: int, max_clips: int, every: int, target: str):
@@ -40,7 +41,9 @@ def _frames(data, size: int, max_clips: int, every: int, target: str):
     for rec in _clips(data, max_clips):
         xs.append(_resize(rec.frames_TxSxSx3[::every], size))
         if target == "synth":
-            y = np.stack([np.asarray(rec.ground_truth[f"synth/{n}_T"], np.float32) for n in SYNTH], axis=-1)
+            gt = rec.ground_truth
+            pose = np.asarray(gt["synth/pose_Tx6"], np.float32)
+            y = np.stack([np.asarray(gt[f"synth/{n}_T"], np.float32) for n in SYNTH[:5]] + [pose[:, 0], pose[:, 1]], -1)
         else:
             y = np.asarray(rec.blendshapes_Tx52, np.float32)
         ys.append(y[::every])

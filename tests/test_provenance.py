@@ -194,3 +194,9 @@ def test_c2pa_manifest_signed_read_back_and_tamper_evident(small_marked, tmp_pat
     assert bad["found"] and not bad["valid"], bad
     (tmp_path / "x.webm").write_bytes(b"\x1aE\xdf\xa3" + bytes(64))  # not an mp4: no manifest, not an invalid one
     assert c2pa_manifest.read(tmp_path / "x.webm")["found"] is False
+
+
+def test_frames_too_small_for_the_mark_say_so():
+    """Under 1.5 periods of the tile (96 px) the search cannot run: not found, and the reason is given."""
+    found = pv.detect_luma(np.random.default_rng(0).random((64, 64)))
+    assert not found.present and "cannot be checked" in found.edit

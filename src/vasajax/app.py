@@ -179,7 +179,7 @@ def build(checkpoint: str | None = None):
                 with gr.Row():
                     face = gr.Number(0, precision=0, minimum=0, label="face (0 = the largest)")
                     seed = gr.Number(0, precision=0, label="seed")
-                    paste_back = gr.Checkbox(False, label="paste back into the photo")
+                    paste_back = gr.Checkbox(False, label="paste back into the photo", elem_id="paste")
                 run = gr.Button("Animate", variant="primary", elem_id="run")
             with gr.Column():
                 shown = gr.Image(label="preview: frames as they are made", interactive=False, format="jpeg", height=320,

@@ -383,7 +383,10 @@ def detect_luma(y_HxW: np.ndarray, key: str | bytes | None = None, *, num_frames
     key = default_key() if key is None else key
     y = np.asarray(y_HxW, np.float32)
     h, w = y.shape
-    if min(h, w) < TILES * TILE * 1.5 or not np.any(y != y.flat[0]):
+    if min(h, w) < TILES * TILE * 1.5:
+        edit = f"frames under {TILES * TILE * 1.5:.0f} px cannot be checked"
+        return Detection(present=False, confidence=0.5, z=0.0, num_frames=num_frames, edit=edit)
+    if not np.any(y != y.flat[0]):
         return Detection(present=False, confidence=0.5, z=0.0, num_frames=num_frames)
     with _one_blas_thread():
         maxima, (hyp, flipped, shift, window) = _search(y, key)
@@ -495,6 +498,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         return 0
     verdict = "present" if d.present else "absent"
     wm = f"found ({d.watermark.edit.removeprefix('found ')})" if d.watermark.present else "not found"
+    if not d.watermark.present and d.watermark.edit:
+        wm += f" ({d.watermark.edit})"
     if d.c2pa is None:
         c2pa = "C2PA not checked (pip install 'vasajax[c2pa]')"
     elif not d.c2pa.get("found"):
