@@ -101,23 +101,30 @@ def test_small_warp_preset_and_old_configs_load():
 
 
 def test_dyn_2d_gives_g2d_a_direct_path_from_the_dynamics_code():
-    """A fresh model's 3D warps ignore z_dyn (their last conv starts at zero), so only ``dyn_2d`` lets the
-    decoded image, and the gradient of a loss on it, depend on z_dyn at step 0."""
+    """A fresh model's 3D warps ignore z_dyn (their last conv starts at zero). ``dyn_2d`` adds a direct path that
+    also starts neutral (its projection is zero, so a model grown with it starts from the old one's images) but
+    gets a gradient at step 0; once that projection is non-zero the image, and a loss's gradient, follow z_dyn."""
     images = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
-    outs = {}
     for on in (False, True):
         cfg = FaceConfig.tiny(pixel_warp=True, dyn_2d=on, dyn_2d_size=4)
         model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
         lat = model.encode(images)
         dyn = jax.random.normal(jax.random.key(2), lat.dyn.shape)
+        same = model.decode_latent(lat, lat.pose, dyn), model.decode_latent(lat, lat.pose, 0 * dyn)
+        assert float(jnp.abs(same[0] - same[1]).max()) < 1e-6  # neutral at step 0, with or without the path
+        if not on:
+            continue
+        graphdef, params = nnx.split(model)
 
-        def loss(dyn, model=model, lat=lat):
-            return jnp.mean(model.decode_latent(lat, lat.pose, dyn) ** 2)
+        def loss(params, dyn, graphdef=graphdef, lat=lat):
+            return jnp.mean(nnx.merge(graphdef, params).decode_latent(lat, lat.pose, dyn) ** 2)
 
-        outs[on] = (model.decode_latent(lat, lat.pose, dyn), model.decode_latent(lat, lat.pose, 0 * dyn))
-        grad = jax.grad(loss)(dyn)
-        assert (float(jnp.abs(grad).max()) > 0) == on
-    assert float(jnp.abs(outs[False][0] - outs[False][1]).max()) < 1e-6
-    assert float(jnp.abs(outs[True][0] - outs[True][1]).max()) > 1e-4
+        g = jax.grad(loss)(params, dyn)
+        assert float(jnp.abs(g["g2d"]["dyn_proj"]["kernel"][...]).max()) > 0  # it will learn
+        model.g2d.dyn_proj.kernel[...] = 0.1 * jax.random.normal(jax.random.key(3), model.g2d.dyn_proj.kernel.shape)
+        moved = model.decode_latent(lat, lat.pose, dyn), model.decode_latent(lat, lat.pose, 0 * dyn)
+        assert float(jnp.abs(moved[0] - moved[1]).max()) > 1e-4
+        grad = jax.grad(lambda d, model=model, lat=lat: jnp.mean(model.decode_latent(lat, lat.pose, d) ** 2))(dyn)
+        assert float(jnp.abs(grad).max()) > 0
     with pytest.raises(ValueError, match="dyn_2d_size"):
         FaceConfig.tiny(dyn_2d=True, dyn_2d_size=5)
