@@ -708,7 +708,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("always")
             portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center", face=args.face)
         for w in [*heard, *caught]:
-            print(f"warning: {w.message}", file=sys.stderr)
+            if issubclass(w.category, UserWarning):  # ours; not e.g. a library's ResourceWarning
+                print(f"warning: {w.message}", file=sys.stderr)
         received: list[np.ndarray] = []
 
         def stdin_chunks() -> Iterator[np.ndarray]:
