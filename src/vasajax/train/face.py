@@ -509,9 +509,9 @@ def warm_start(state: dict, cfg: FaceTrainConfig) -> dict:
     The model may grow: every weight of that run must exist here with the same shape, and weights only this model
     has (a module an option adds, e.g. ``dyn_2d``'s z_dyn map) keep their fresh initialisation (logged). Anything
     else (a weight that is gone or changed shape) is a UserError naming the model settings that differ."""
-    other = load_config(cfg.init_from)
-    _, params = load_params(cfg.init_from, ema=False)
-    _, ema = load_params(cfg.init_from, ema=True)
+    other, theirs_gen = _restore_gen(cfg.init_from)  # one restore: params and EMA together
+    params = theirs_gen["params"]
+    ema = theirs_gen.get("ema", params)
     gen = dict(state["gen"])
 
     def by_path(tree):
@@ -574,6 +574,13 @@ def load_params(workdir: str | Path, *, ema: bool = True, step: int | None = Non
     """``(model config, params)`` of a run's checkpoint (latest by default; EMA weights when kept), on the
     default device. The config's dtype is the run's compute dtype. Runs written before a config field existed load
     with that field's default."""
+    cfg, gen = _restore_gen(workdir, step)
+    return cfg.model_cfg, gen["ema"] if ema and "ema" in gen else gen["params"]
+
+
+def _restore_gen(workdir: str | Path, step: int | None = None) -> tuple[FaceTrainConfig, dict]:
+    """``(run config, the generator's part of the train state: params, opt, EMA)`` of a run's checkpoint (latest by
+    default), on the default device."""
     cfg = load_config(workdir)
     ckpt = common.Checkpointer(workdir, cfg.to_dict(), async_save=False, upgrade=_upgrade_config)
     try:
@@ -584,8 +591,7 @@ def load_params(workdir: str | Path, *, ema: bool = True, step: int | None = Non
         state, _ = ckpt.restore(common.abstract_like(abstract, jax.tree.map(lambda _: dev, abstract)), step)
     finally:
         ckpt.close()
-    gen = state["gen"]
-    return cfg.model_cfg, gen["ema"] if ema and "ema" in gen else gen["params"]
+    return cfg, state["gen"]
 
 
 def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> FaceLatentModel:
