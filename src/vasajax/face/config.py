@@ -51,6 +51,19 @@ class FaceConfig:
     """Size of the identity code z_id."""
     dyn_dim: int = 128
     """Size of the facial dynamics code z_dyn (EMOPortraits: 128)."""
+    motion_pool: str = "mean"
+    """How the motion encoder turns its last feature map into a code. ``"mean"``: a global average, as ResNets
+    (and MegaPortraits' pretrained ones) do. ``"flatten"``: the whole ``s×s×C`` map feeds the linear head, so each
+    output can weigh each place of the (aligned) face: a mouth that opens changes a few percent of the pixels,
+    which a global mean dilutes and a from-scratch encoder does not learn to pick out at CPU scale
+    (``benchmarks/motion_encoder_probe.py``)."""
+    glimpse_channels: tuple[int, ...] = ()
+    """Widths of the motion encoder's glimpse trunks (empty: no glimpses, as in the paper). Each glimpse is a
+    fixed window of the full-resolution input where the face crop (``facetrack.CropConfig``: centred on the eyes
+    and mouth, scaled by their distances) puts the mouth or the eyes (``encoders.GLIMPSES``); a small trunk of
+    ResBlock2Ds (a stride-2 stem, then one 2× pool per width) reads it at full resolution and a zero-initialised
+    linear head adds its flattened map to the code. At ``small()``'s 128² encoder input the lip gap is ~3 px and the
+    eyelids ~2 px; in the glimpse they are twice that, and sit at the same place in every frame."""
     max_angle: float = 1.4
     """Bound on |yaw|, |pitch|, |roll| in radians (tanh-squashed encoder output)."""
     max_shift: float = 0.5
@@ -150,6 +163,11 @@ class FaceConfig:
             ),
             (self.enc_input_size % 2 ** (len(self.enc_channels) + 1) == 0, "enc_input_size too small"),
             (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
+            (self.motion_pool in ("mean", "flatten"), "motion_pool must be 'mean' or 'flatten'"),
+            (
+                not self.glimpse_channels or self.image_size >= 2 ** (len(self.glimpse_channels) + 3),
+                "too many glimpse_channels for image_size",
+            ),
             (not self.dyn_2d or self.vol_size % self.dyn_2d_size == 0, "dyn_2d_size must divide the volume side"),
         ]
         depth_ups = math.log2(self.vol_depth // self.warp_base_depth)

@@ -636,16 +636,16 @@ def build_config(args: argparse.Namespace) -> FaceTrainConfig:
 
 def parse_model_overrides(items: list[str], model_cfg: FaceConfig) -> dict[str, Any]:
     """``["pixel_warp=1", "g2d_blocks=2", "g3d_channels=32,64"]`` → ``{"pixel_warp": True, "g2d_blocks": 2,
-    "g3d_channels": (32, 64)}`` for the bool, int, float and int-tuple fields of
+    "g3d_channels": (32, 64)}`` for the bool, int, float, str and int-tuple fields of
     :class:`~vasajax.face.config.FaceConfig`; anything else, or a config that does not validate, is a UserError."""
     kinds = {f.name: type(getattr(model_cfg, f.name)) for f in dataclasses.fields(model_cfg)}
-    settable = sorted(k for k, t in kinds.items() if t in (bool, int, float, tuple))
+    settable = sorted(k for k, t in kinds.items() if t in (bool, int, float, str, tuple))
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         kind = kinds.get(key)
-        if not sep or kind not in (bool, int, float, tuple):
+        if not sep or kind not in (bool, int, float, str, tuple):
             raise UserError(f"--model {item!r}: expected NAME=VALUE with NAME one of {', '.join(settable)}")
         try:
             if kind is bool:
@@ -654,6 +654,8 @@ def parse_model_overrides(items: list[str], model_cfg: FaceConfig) -> dict[str, 
                 out[key] = value.lower() in ("1", "true")
             elif kind is tuple:
                 out[key] = tuple(int(v) for v in value.split(","))
+            elif kind is str:
+                out[key] = value
             else:
                 out[key] = float(value) if kind is float else int(value)
         except ValueError:
