@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import ml_dtypes
 import numpy as np
@@ -70,6 +71,21 @@ def test_export_round_trip(runs, tmp_path):
     # Default head distance: the mean of the motion data's distance condition.
     dist = np.concatenate([r.distance_T for r in clips.read_records(clips.read_manifest(data), data)])
     assert exp.conditions["distance"] == pytest.approx(float(dist.mean()), abs=1e-5)
+
+
+def test_export_records_the_warm_start_chain_without_machine_paths(runs, tmp_path):
+    """A face run warm-started from another (``train-face --init-from``): the manifest records the run it started
+    from (its config and last metrics, so the export says how it was made), with portable paths."""
+    data, face_run, motion_run = runs
+    child = face_run.parent / f"{face_run.name}-grown"
+    shutil.copytree(face_run, child)
+    cfg = json.loads((child / "config.json").read_text())
+    (child / "config.json").write_text(json.dumps({**cfg, "init_from": str(face_run)}))
+    manifest = json.loads((ex.export_runs(child, motion_run, data, tmp_path / "demo") / "manifest.json").read_text())
+    facts = manifest["face_run"]
+    assert facts["config"]["init_from"] == facts["init_from"]["workdir"] == f"WORK_DIR/{face_run.name}"
+    assert facts["init_from"]["last_metrics"] == {"step": 0, "psnr": 12.5} and "init_from" not in facts["init_from"]
+    assert str(tmp_path.parent) not in json.dumps(manifest)
 
 
 def test_export_rejects_mismatched_audio(runs, tmp_path):

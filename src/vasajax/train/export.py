@@ -80,6 +80,19 @@ def _portable_paths(*inputs: Path):
     return portable
 
 
+def _warm_start_chain(run: Path) -> list[Path]:
+    """The runs ``run`` was warm-started from (``train-face --init-from``), nearest first, while their folders
+    still hold a config.json."""
+    chain: list[Path] = []
+    while True:
+        cfg_path = run / "config.json"
+        parent = json.loads(cfg_path.read_text()).get("init_from") if cfg_path.exists() else None
+        if not parent or Path(parent) in chain or not (Path(parent) / "config.json").exists():
+            return chain
+        run = Path(parent)
+        chain.append(run)
+
+
 def export_runs(
     face_run: str | Path,
     motion_run: str | Path,
@@ -125,11 +138,18 @@ def export_runs(
     if dist is not None:
         conditions["distance"] = round(dist, 5)
 
-    portable = _portable_paths(face_run, motion_run, motion_data)
+    chain = _warm_start_chain(face_run)
+    portable = _portable_paths(face_run, motion_run, motion_data, *chain)
 
     def run_facts(workdir: Path) -> dict[str, Any]:
         cfg = json.loads((workdir / "config.json").read_text())
-        return {"workdir": portable(workdir), "config": cfg, "last_metrics": _last_metrics(workdir)}
+        facts = {"workdir": portable(workdir), "config": cfg, "last_metrics": _last_metrics(workdir)}
+        if cfg.get("init_from"):  # a warm start: record the run it started from, and that run's, ...
+            parent = Path(cfg["init_from"])
+            cfg["init_from"] = portable(parent)
+            if parent in chain:
+                facts["init_from"] = run_facts(parent)
+        return facts
 
     clip_data = data_cfg.get("clip_data")
     facts = {
