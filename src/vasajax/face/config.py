@@ -106,6 +106,24 @@ class FaceConfig:
     loss to the motion code instead of the long one through the 3D warp, G3D and the depth projection."""
     dyn_2d_size: int = 16
     """Side of the coarse z_dyn map of ``dyn_2d`` (must divide the volume side)."""
+    dyn_2d_gain: float = 1.0
+    """``dyn_2d`` reads ``gain · z_dyn``. The encoder's code moves little from frame to frame (per-dim std ~0.02 in
+    the demo runs) and the path's projection starts at zero, so at gain 1 the map's effect is the product of two
+    small numbers and grows slowly under Adam's bounded steps (a saddle at zero); a gain that brings the code's
+    frame-to-frame movement to ~1 lets the mouth loss reach it within a few hundred steps."""
+
+    patch_channels: int = 0
+    """Width of the decoder's patch painters (0: none, as in the paper). One painter per glimpse window
+    (``encoders.GLIMPSES``: mouth, eyes) repaints that window of the rendered frame at full resolution: it reads
+    the window (at 1/4 resolution) and ``patch_code_gain · z_dyn`` (through a linear map to the same grid), and adds
+    a feathered RGB correction whose last layer starts at zero (a model grown with painters starts from its old
+    images). The mirror of the encoder's glimpses: the few pixels that open a mouth or close an eye get a short,
+    cheap path from the dynamics code, instead of G2D's long one through the volume."""
+    patch_code_gain: float = 20.0
+    """The painters read ``patch_code_gain · z_dyn`` (see ``dyn_2d_gain`` for why a gain)."""
+    patch_out_gain: float = 10.0
+    """The painters' correction is ``patch_out_gain`` × their last layer's output: with Adam's bounded steps a
+    zero-initialised layer would otherwise take thousands of steps to reach a dark mouth interior."""
 
     groups: int = 32
     """Group-norm groups (reduced to gcd(groups, channels) where a layer is narrower)."""

@@ -30,8 +30,8 @@ from flax import nnx
 
 from vasajax.face import warp
 from vasajax.face.config import FaceConfig
-from vasajax.face.encoders import AppearanceEncoder, IdentityEncoder, MotionEncoder
-from vasajax.face.renderer import G2D, G3D, WarpGenerator
+from vasajax.face.encoders import GLIMPSES, AppearanceEncoder, IdentityEncoder, MotionEncoder
+from vasajax.face.renderer import G2D, G3D, PatchPainter, WarpGenerator
 
 
 @jax.tree_util.register_dataclass
@@ -73,6 +73,9 @@ class FaceLatentModel(nnx.Module):
         self.warp_to_driver = WarpGenerator(cfg, rngs=rngs)
         self.g3d = G3D(cfg, rngs=rngs)
         self.g2d = G2D(cfg, rngs=rngs)
+        self.painters = nnx.List(
+            [PatchPainter(cfg, name, rngs=rngs) for name in GLIMPSES] if cfg.patch_channels else []
+        )
 
     # ------------------------------------------------------------------ encoding
     def encode_motion(self, images_BxHxWx3) -> tuple[jax.Array, jax.Array]:
@@ -136,20 +139,30 @@ class FaceLatentModel(nnx.Module):
         dt = self.cfg.jnp_dtype
         if not self.cfg.pixel_warp:
             vol = self.to_driver(appearance.astype(dt), pose.astype(dt), dyn.astype(dt), identity.astype(dt))
-            return self.g2d(vol, dyn_BxZ=dyn.astype(dt), return_flow=return_flow)
+            return self._paint(self.g2d(vol, dyn_BxZ=dyn.astype(dt), return_flow=return_flow), dyn, return_flow)
         if source is None or source_grid is None:
             raise ValueError("the pixel-warp decoder needs the latent's source and source_grid (from encode)")
         # One trilinear sample moves the features and the source-image points they came from together.
         c = appearance.shape[-1]
         both = jnp.concatenate([appearance.astype(jnp.float32), source_grid.astype(jnp.float32)], axis=-1)
         moved = self.to_driver(both, pose.astype(dt), dyn.astype(dt), identity.astype(dt))
-        return self.g2d(
+        out = self.g2d(
             moved[..., :c].astype(dt),
             source=source,
             points_BxDxHxWx2=moved[..., c:],
             dyn_BxZ=dyn.astype(dt),
             return_flow=return_flow,
         )
+        return self._paint(out, dyn, return_flow)
+
+    def _paint(self, out, dyn, return_flow: bool):
+        """The patch painters' corrections (``FaceConfig.patch_channels``) on G2D's images (and flow, untouched)."""
+        if not self.painters:
+            return out
+        images = out[0] if return_flow else out
+        for painter in self.painters:
+            images = painter(images, dyn.astype(self.cfg.jnp_dtype))
+        return (images, out[1]) if return_flow else images
 
     def reenact(self, source_BxHxWx3, driver_BxHxWx3) -> jax.Array:
         """Animate ``source`` with the pose and dynamics of ``driver`` (self- or cross-identity reenactment)."""

@@ -25,6 +25,7 @@ from flax import nnx
 from vasajax.face import warp
 from vasajax.face.blocks import ResBlock2D, ResBlock3D, avg_pool, group_norm, upsample_nearest
 from vasajax.face.config import FaceConfig
+from vasajax.face.encoders import glimpse_window
 
 DYN_2D_CHANNELS = 32
 """Channels of the coarse z_dyn map of ``FaceConfig.dyn_2d``."""
@@ -115,6 +116,7 @@ class G2D(nnx.Module):
         self.dyn_2d = cfg.dyn_2d
         if cfg.dyn_2d:
             self.dyn_size, self.dyn_up = cfg.dyn_2d_size, cfg.vol_size // cfg.dyn_2d_size
+            self.dyn_gain = cfg.dyn_2d_gain
             self.dyn_map = nnx.Linear(cfg.dyn_dim, cfg.dyn_2d_size**2 * DYN_2D_CHANNELS, dtype=dt, rngs=rngs)
             # zero init: the branch starts neutral, so a model grown from one without it (train-face --init-from)
             # starts from that model's images
@@ -149,7 +151,7 @@ class G2D(nnx.Module):
             if dyn_BxZ is None:
                 raise ValueError("G2D with dyn_2d needs the dynamics code")
             s = self.dyn_size
-            coarse = self.dyn_map(dyn_BxZ.astype(x.dtype)).reshape(b, s, s, DYN_2D_CHANNELS)
+            coarse = self.dyn_map(self.dyn_gain * dyn_BxZ.astype(x.dtype)).reshape(b, s, s, DYN_2D_CHANNELS)
             x = x + self.dyn_proj(upsample_nearest(coarse, (self.dyn_up, self.dyn_up)))
         for block in self.blocks:
             x = block(x)
@@ -167,3 +169,50 @@ class G2D(nnx.Module):
         mask = jax.nn.sigmoid(y[..., 3:])
         image = mask * warped + (1 - mask) * jax.nn.sigmoid(y[..., :3])
         return (image, flow) if return_flow else image
+
+
+class PatchPainter(nnx.Module):
+    """Repaints one glimpse window (``encoders.GLIMPSES``) of a rendered frame from the dynamics code.
+
+    ``images_BxHxWx3`` (the decoder's output, [0, 1]) and ``dyn_BxZ`` → the images with the window corrected:
+    a 4×4-patch convolution reads the window at 1/4 resolution, a linear map places ``gain · z_dyn`` on the same
+    grid, a 3×3 conv and a ResBlock2D mix them, and a zero-initialised 3×3 conv predicts 16 sub-pixels × RGB per
+    cell (a pixel shuffle back to full resolution), scaled by ``patch_out_gain`` and faded out towards the
+    window's border so no seam appears."""
+
+    def __init__(self, cfg: FaceConfig, name: str, *, rngs: nnx.Rngs):
+        dt = cfg.jnp_dtype
+        ch = cfg.patch_channels
+        self.window = glimpse_window(name, cfg.image_size, 2)
+        _, _, h, w = self.window
+        self.grid = (h // 4, w // 4)
+        self.code_gain, self.out_gain = cfg.patch_code_gain, cfg.patch_out_gain
+        self.read = nnx.Conv(3, ch, (4, 4), strides=(4, 4), padding="VALID", dtype=dt, rngs=rngs)
+        self.code = nnx.Linear(cfg.dyn_dim, self.grid[0] * self.grid[1] * 8, dtype=dt, rngs=rngs)
+        self.mix = nnx.Conv(ch + 8, ch, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
+        self.block = ResBlock2D(ch, ch, groups=cfg.groups, dtype=dt, rngs=rngs)
+        self.out = nnx.Conv(ch, 48, (3, 3), padding="SAME", dtype=dt, kernel_init=nnx.initializers.zeros, rngs=rngs)
+
+    def feather(self) -> jax.Array:
+        """``h×w×1`` weights: 1 inside, falling linearly to 0 (at the border pixels) over the outer eighth."""
+        _, _, h, w = self.window
+
+        def ramp(n):
+            edge = max(n // 8, 1)
+            i = jnp.arange(n, dtype=jnp.float32)
+            return jnp.clip(jnp.minimum(i, n - 1 - i) / edge, 0.0, 1.0)
+
+        return (ramp(h)[:, None] * ramp(w)[None, :])[..., None]
+
+    def __call__(self, images_BxHxWx3, dyn_BxZ):
+        top, left, h, w = self.window
+        b = images_BxHxWx3.shape[0]
+        gh, gw = self.grid
+        win = images_BxHxWx3[:, top : top + h, left : left + w]
+        x = jax.nn.relu(self.read(win.astype(self.read.kernel.dtype) * 2 - 1))
+        code = self.code(self.code_gain * dyn_BxZ.astype(x.dtype)).reshape(b, gh, gw, 8)
+        x = self.block(self.mix(jnp.concatenate([x, code], axis=-1)))
+        d = self.out(jax.nn.relu(x)).astype(jnp.float32) * self.out_gain
+        d = d.reshape(b, gh, gw, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, 3)
+        new = jnp.clip(win + d * self.feather(), 0.0, 1.0)
+        return images_BxHxWx3.at[:, top : top + h, left : left + w].set(new)

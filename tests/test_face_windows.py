@@ -1,4 +1,4 @@
-"""The motion encoder's options for seeing small facial motion: glimpse windows and the position-aware head."""
+"""Windows on the mouth and eyes: the motion encoder's glimpses and flatten head, the decoder's patch painters."""
 
 import dataclasses
 from importlib import resources
@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from vasajax import facetrack
-from vasajax.face import FaceConfig
+from vasajax.face import FaceConfig, FaceLatentModel
 from vasajax.face.encoders import GLIMPSES, MotionEncoder, glimpse_window
 
 
@@ -88,3 +88,46 @@ def test_flatten_pool_and_validation():
         FaceConfig.tiny(motion_pool="max")
     with pytest.raises(ValueError, match="glimpse_channels"):
         FaceConfig.tiny(glimpse_channels=(8, 8, 8, 8))
+
+
+def test_patch_painters_start_neutral_learn_and_touch_only_their_windows():
+    """A model grown with painters renders exactly the old images (zero last layer); the painters get a gradient at
+    step 0; once moved, they change pixels inside their windows only, fading to nothing at the window border, and
+    follow z_dyn."""
+    cfg = FaceConfig.tiny(pixel_warp=True, patch_channels=8)
+    images = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
+    models = [FaceLatentModel(dataclasses.replace(cfg, patch_channels=c), rngs=nnx.Rngs(0)) for c in (0, 8)]
+    graphdefs, params = zip(*(nnx.split(m) for m in models), strict=True)
+
+    @jax.jit
+    def render(p, x, dyn_shift):
+        m = nnx.merge(graphdefs[1], p)
+        lat = m.encode(x)
+        return m.decode_latent(lat, lat.pose, lat.dyn + dyn_shift)
+
+    old = jax.jit(lambda p, x: nnx.merge(graphdefs[0], p)(x))(params[0], images)
+    np.testing.assert_array_equal(np.asarray(render(params[1], images, 0.0)), np.asarray(old))
+    g = jax.grad(lambda p: jnp.mean(render(p, images, 0.0)))(params[1])
+    assert float(jnp.abs(g["painters"][0]["out"]["kernel"][...]).max()) > 0
+
+    p = params[1]
+    for i in range(len(GLIMPSES)):
+        for layer in ("out", "code"):
+            k = p["painters"][i][layer]["kernel"]
+            k[...] = 0.05 * jax.random.normal(jax.random.key(10 + i), k.shape)
+    painted = np.asarray(render(p, images, 0.0))
+    changed = np.abs(painted - np.asarray(old)).max(axis=(0, 3)) > 1e-6
+    inside, border = {}, {}
+    for name in GLIMPSES:
+        top, left, h, w = glimpse_window(name, 64, 2)
+        inside[name] = np.zeros_like(changed)
+        inside[name][top : top + h, left : left + w] = True
+        border[name] = inside[name].copy()
+        border[name][top + 1 : top + h - 1, left + 1 : left + w - 1] = False
+        assert changed[top + h // 2, left + w // 2]
+    for name in GLIMPSES:  # the windows overlap (eyes above mouth): a border pixel inside the other may change
+        others = np.any([inside[n] for n in GLIMPSES if n != name], axis=0)
+        assert not np.any(changed & border[name] & ~others)  # feathered to zero at the border
+    assert not np.any(changed & ~np.any(list(inside.values()), axis=0))
+    other_dyn = np.asarray(render(p, images, 0.1))  # a fresh pixel-warp encoder's z_dyn is 0
+    assert float(np.abs(other_dyn - painted).max()) > 1e-3
