@@ -57,9 +57,7 @@ class AppearanceEncoder(nnx.Module):
 class ImageEncoder(nnx.Module):
     """A ResNet-style trunk: resize → stride-2 7×7 stem → ResBlock2D + pool per width → global mean → linear."""
 
-    def __init__(
-        self, cfg: FaceConfig, out_dim: int, *, rngs: nnx.Rngs, zero_head: bool = False, pool: str = "mean"
-    ):
+    def __init__(self, cfg: FaceConfig, out_dim: int, *, rngs: nnx.Rngs, zero_head: bool = False, pool: str = "mean"):
         dt = cfg.jnp_dtype
         self.size = cfg.enc_input_size
         self.pool = pool

@@ -122,13 +122,14 @@ class FaceLatentModel(nnx.Module):
         grid = warp.unposed_grid(pose_Bx6, d, h, w) + self.warp_to_driver(pose_Bx6, dyn_BxZ, id_BxI)
         return warp.grid_sample(canonical_vol, grid)
 
-    def decode(self, appearance, identity, pose, dyn, source=None, source_grid=None, return_flow=False):
+    def decode(self, appearance, identity, pose, dyn, source=None, source_grid=None, return_flow=False, paint=True):
         """Canonical volume + identity + target pose/dyn → images ``B×H×W×3`` in [0, 1] (float32).
 
         ``appearance``, ``identity`` (and ``source``, ``source_grid``) may have batch 1 and are then broadcast to
         the batch of ``pose``. ``source`` and ``source_grid`` (from :meth:`encode`) are required by, and only
         used by, the pixel-warp decoder (``FaceConfig.pixel_warp``). ``return_flow`` (pixel warp): return
         ``(images, flow_BxHxWx2)``, the flow being the source-image point (grid units) each output pixel reads.
+        ``paint=False``: without the patch painters' corrections (what they are fitted on, ``train-painters``).
         """
         b = pose.shape[0]
 
@@ -139,7 +140,8 @@ class FaceLatentModel(nnx.Module):
         dt = self.cfg.jnp_dtype
         if not self.cfg.pixel_warp:
             vol = self.to_driver(appearance.astype(dt), pose.astype(dt), dyn.astype(dt), identity.astype(dt))
-            return self._paint(self.g2d(vol, dyn_BxZ=dyn.astype(dt), return_flow=return_flow), dyn, return_flow)
+            out = self.g2d(vol, dyn_BxZ=dyn.astype(dt), return_flow=return_flow)
+            return self._paint(out, dyn, return_flow) if paint else out
         if source is None or source_grid is None:
             raise ValueError("the pixel-warp decoder needs the latent's source and source_grid (from encode)")
         # One trilinear sample moves the features and the source-image points they came from together.
@@ -153,7 +155,7 @@ class FaceLatentModel(nnx.Module):
             dyn_BxZ=dyn.astype(dt),
             return_flow=return_flow,
         )
-        return self._paint(out, dyn, return_flow)
+        return self._paint(out, dyn, return_flow) if paint else out
 
     def _paint(self, out, dyn, return_flow: bool):
         """The patch painters' corrections (``FaceConfig.patch_channels``) on G2D's images (and flow, untouched)."""

@@ -206,13 +206,22 @@ class PatchPainter(nnx.Module):
 
     def __call__(self, images_BxHxWx3, dyn_BxZ):
         top, left, h, w = self.window
-        b = images_BxHxWx3.shape[0]
+        new = self.paint_window(images_BxHxWx3[:, top : top + h, left : left + w], dyn_BxZ)
+        return images_BxHxWx3.at[:, top : top + h, left : left + w].set(new)
+
+    def crop(self, images_BxHxWx3):
+        """This painter's window of full frames, ``B×h×w×3``."""
+        top, left, h, w = self.window
+        return images_BxHxWx3[:, top : top + h, left : left + w]
+
+    def paint_window(self, win_Bxhxwx3, dyn_BxZ):
+        """The corrected window (what ``__call__`` pastes back)."""
+        win = win_Bxhxwx3
+        b, h, w, _ = win.shape
         gh, gw = self.grid
-        win = images_BxHxWx3[:, top : top + h, left : left + w]
         x = jax.nn.relu(self.read(win.astype(self.read.kernel.dtype) * 2 - 1))
         code = self.code(self.code_gain * dyn_BxZ.astype(x.dtype)).reshape(b, gh, gw, 8)
         x = self.block(self.mix(jnp.concatenate([x, code], axis=-1)))
         d = self.out(jax.nn.relu(x)).astype(jnp.float32) * self.out_gain
         d = d.reshape(b, gh, gw, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, 3)
-        new = jnp.clip(win + d * self.feather(), 0.0, 1.0)
-        return images_BxHxWx3.at[:, top : top + h, left : left + w].set(new)
+        return jnp.clip(win + d * self.feather(), 0.0, 1.0)
