@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from test_clips import make_clip
 from vasajax.data import clips
 from vasajax.errors import UserError
 from vasajax.train import common, painters
@@ -30,26 +31,12 @@ def run_and_data(tmp_path_factory):
     ckpt.close()
     data = tmp_path_factory.mktemp("clips")
     rng = np.random.default_rng(0)
-    f32, T = np.float32, 6
+    T = 6
     with clips.ShardWriter(data, "c") as w:
         for i in range(3):
             frames = np.repeat(np.repeat(rng.integers(0, 256, (T, 8, 8, 3)), 8, axis=1), 8, axis=2).astype(np.uint8)
             frames[:, 36:44, 24:40] = (np.arange(T)[:, None, None, None] * 40).astype(np.uint8)  # a "mouth"
-            w.write_record(
-                clips.ClipRecord(
-                    frames_TxSxSx3=frames,
-                    audio_N=np.zeros(T * 640, f32),
-                    pose_Tx6=np.zeros((T, 6), f32),
-                    gaze_Tx2=np.zeros((T, 2), f32),
-                    distance_T=np.ones(T, f32),
-                    blendshapes_Tx52=np.zeros((T, 52), f32),
-                    emotion_52=np.zeros(52, f32),
-                    identity=f"id{i}",
-                    source=f"v{i}.mp4",
-                    clip_index=i,
-                ),
-                codec="raw",
-            )
+            w.write_record(dataclasses.replace(make_clip(i, rng, T=T), frames_TxSxSx3=frames), codec="raw")
     clips.write_manifest(data / "manifest.json", clips.make_manifest("clip", w.shards))
     return run, data
 
