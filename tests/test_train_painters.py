@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -66,3 +67,16 @@ def test_a_run_without_painters_is_a_clear_error(tmp_path):
     (run / "config.json").write_text(json.dumps(tf.FaceTrainConfig.tiny().to_dict()))
     with pytest.raises(UserError, match="no patch painters"):
         painters.cli_main(["--face-run", str(run), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def test_a_checkpoint_that_does_not_fit_its_config_is_a_clear_error(run_and_data, tmp_path):
+    """A run whose checkpoint was written by a different model (another version, an edited config.json) is one
+    line naming the run, not orbax's traceback."""
+    run, _ = run_and_data
+    edited = tmp_path / "edited"
+    shutil.copytree(run, edited)
+    cfg = json.loads((edited / "config.json").read_text())
+    cfg["model"]["patch_channels"] = 16
+    (edited / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="does not fit the model its config.json describes"):
+        tf.load_model(edited)

@@ -177,7 +177,9 @@ class PatchPainter(nnx.Module):
     ``images_BxHxWx3`` (the decoder's output, [0, 1]) and ``dyn_BxZ`` → the images with the window corrected:
     a 4×4-patch convolution reads the window at 1/4 resolution, a linear map places ``gain · z_dyn`` on the same
     grid, a 3×3 conv and a ResBlock2D mix them, and a zero-initialised 3×3 conv predicts 16 sub-pixels × RGB per
-    cell (a pixel shuffle back to full resolution), scaled by ``patch_out_gain`` and faded out towards the
+    cell. Their mean is the cell's smooth correction (bilinearly upsampled 4×); their deviations from it are detail,
+    added at a quarter of its weight (a bare pixel shuffle painted in visible 4×4 blocks). The sum is scaled by
+    ``patch_out_gain`` and faded out towards the
     window's border so no seam appears."""
 
     def __init__(self, cfg: FaceConfig, name: str, *, rngs: nnx.Rngs):
@@ -222,6 +224,8 @@ class PatchPainter(nnx.Module):
         x = jax.nn.relu(self.read(win.astype(self.read.kernel.dtype) * 2 - 1))
         code = self.code(self.code_gain * dyn_BxZ.astype(x.dtype)).reshape(b, gh, gw, 8)
         x = self.block(self.mix(jnp.concatenate([x, code], axis=-1)))
-        d = self.out(jax.nn.relu(x)).astype(jnp.float32) * self.out_gain
-        d = d.reshape(b, gh, gw, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, 3)
+        y = self.out(jax.nn.relu(x)).astype(jnp.float32).reshape(b, gh, gw, 16, 3) * self.out_gain
+        mean = y.mean(axis=3)
+        detail = (y - mean[:, :, :, None]).reshape(b, gh, gw, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5)
+        d = jax.image.resize(mean, (b, h, w, 3), "linear") + 0.25 * detail.reshape(b, h, w, 3)
         return jnp.clip(win + d * self.feather(), 0.0, 1.0)

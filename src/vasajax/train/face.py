@@ -588,7 +588,14 @@ def _restore_gen(workdir: str | Path, step: int | None = None) -> tuple[FaceTrai
             raise UserError(f"{workdir} has no checkpoint yet")
         abstract = jax.eval_shape(functools.partial(init_state, cfg))
         dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        state, _ = ckpt.restore(common.abstract_like(abstract, jax.tree.map(lambda _: dev, abstract)), step)
+        try:
+            state, _ = ckpt.restore(common.abstract_like(abstract, jax.tree.map(lambda _: dev, abstract)), step)
+        except (ValueError, KeyError) as e:  # orbax: a stored array or key the model built from config.json lacks
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"{workdir}: its checkpoint does not fit the model its config.json describes in this version of "
+                f"vasajax (written by another version, or config.json was edited): {first[:200]}"
+            ) from None
     finally:
         ckpt.close()
     return cfg, state["gen"]
