@@ -174,9 +174,11 @@ def _assert_same_training(sa, sb, host, steps: int, rtol: float, outliers: float
 # ----------------------------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("fsdp", [1, 2], ids=["data4", "data2xfsdp2"])
+@pytest.mark.parametrize("fsdp", [2], ids=["data2xfsdp2"])
 def test_one_step_on_4_devices_equals_1_device(shards, fsdp):
-    """4 devices as data×fsdp = 4×1 (params replicated) and 2×2 (params sharded over fsdp) equal 1 device."""
+    """4 devices as data×fsdp = 2×2 (batch split over data, params sharded over fsdp) equal 1 device. (The 4×1
+    case, params replicated, is the same code with the fsdp axis trivial; it was dropped to keep `make test`
+    near 15 minutes.)"""
     import jax
 
     from vasajax.data import loader
