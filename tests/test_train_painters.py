@@ -56,7 +56,11 @@ def test_fit_changes_only_the_painters_and_lowers_their_loss(run_and_data, tmp_p
     assert sum(rows[-1]["l1"]) < sum(rows[-1]["l1_unpainted"])
     cfg = tf.load_config(out)
     assert cfg.init_from == str(run.absolute()) and cfg.model.patch_channels == 8
-    assert common.Checkpointer(out, cfg.to_dict(), async_save=False).latest_step == 3  # the frozen run's step
+    ckpt = common.Checkpointer(out, cfg.to_dict(), async_save=False)
+    try:
+        assert ckpt.latest_step == 3  # the frozen run's step
+    finally:
+        ckpt.close()
     with pytest.raises(UserError, match="already holds checkpoints"):
         painters.cli_main(argv)
 

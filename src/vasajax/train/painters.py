@@ -145,7 +145,11 @@ def write_run(base_run: str | Path, out: str | Path, painters_state: nnx.State, 
     if (out / "checkpoints").exists():
         raise UserError(f"{out} already holds checkpoints; choose a new --out")
     cfg, gen = face_train._restore_gen(base_run)
-    step = common.Checkpointer(base_run, cfg.to_dict(), async_save=False).latest_step
+    base_ckpt = common.Checkpointer(base_run, cfg.to_dict(), async_save=False)
+    try:
+        step = base_ckpt.latest_step
+    finally:
+        base_ckpt.close()
     cfg = dataclasses.replace(cfg, init_from=str(base_run.absolute()))
 
     def painted(tree):
