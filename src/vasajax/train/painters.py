@@ -152,8 +152,9 @@ def write_run(base_run: str | Path, out: str | Path, painters_state: nnx.State, 
         base_ckpt.close()
     cfg = dataclasses.replace(cfg, init_from=str(base_run.absolute()))
 
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: face_train.FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(0))))
+
     def painted(tree):
-        graphdef, _ = nnx.split(nnx.eval_shape(lambda: face_train.FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(0))))
         model = nnx.merge(graphdef, tree)
         nnx.update(model.painters, painters_state)
         return nnx.split(model)[1]
