@@ -556,7 +556,12 @@ class Checkpointer:
         self.every = every
         check_config(self.workdir, self.config, upgrade)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-        self.manager = ocp.CheckpointManager(self.workdir / "checkpoints", options=options)
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "data": ocp.JsonCheckpointHandler(),
+            "config": ocp.JsonCheckpointHandler(),
+        }
+        self.manager = ocp.CheckpointManager(self.workdir / "checkpoints", options=options, item_handlers=handlers)
 
     @property
     def latest_step(self) -> int | None:
@@ -594,6 +599,7 @@ class Checkpointer:
         step = self.latest_step if step is None else step
         if step is None:
             raise UserError(f"no checkpoint in {self.workdir}")
+        self._check_fits(step, abstract_state)
         out = self.manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()),
@@ -609,6 +615,25 @@ class Checkpointer:
             return out["state"], None
         return out["state"], procs[jax.process_index()]
 
+    def _check_fits(self, step: int, abstract_state: Any) -> None:
+        """ValueError naming the first array ``abstract_state`` wants that step ``step`` lacks or stores with another
+        shape. Checked from the stored metadata before any array is read: a failed orbax restore would leave its
+        read coroutines pending (they surface later as "Event loop is closed" warnings)."""
+        stored = self.manager.item_metadata(step)["state"]
+        if stored is None:  # an orbax version without per-array metadata: let restore find out
+            return
+
+        def shapes(tree) -> dict[str, tuple]:
+            flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+            return {".".join(_key_name(k) for k in p): tuple(x.shape) for p, x in flat}
+
+        have, want = shapes(stored), shapes(abstract_state)
+        for name, shape in want.items():
+            if name not in have:
+                raise ValueError(f"checkpoint step {step} has no array {name}")
+            if have[name] != shape:
+                raise ValueError(f"checkpoint step {step} stores {name} as {have[name]}, wanted {shape}")
+
     def wait(self) -> None:
         """Block until every pending asynchronous save is complete."""
         self.manager.wait_until_finished()
@@ -623,6 +648,15 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _key_name(key: Any) -> str:
+    """One pytree path entry as a plain name (dict key, sequence index or attribute: orbax stores all three as
+    dict keys)."""
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:
