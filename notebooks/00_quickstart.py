@@ -134,9 +134,9 @@ decode = jax.jit(decode_fn, static_argnums=0)
 print("face model parameters:", sum(x.size for x in jax.tree.leaves(params)))
 
 latent = encode(graphdef, params, jnp.asarray(portrait.crop[None], jnp.float32) / 255.0)  # B×H×W×3 in [0, 1]
-for field in dataclasses.fields(latent):  # source / source_grid: only the pixel-warp decoder keeps the photo
+for field in dataclasses.fields(latent):  # source, source_grid (pixel warp), source_points (landmark flow)
     value = getattr(latent, field.name)
-    print(f"{field.name:>10}: {'—' if value is None else value.shape}")
+    print(f"{field.name:>13}: {'—' if value is None else value.shape}")
 print("pose [yaw, pitch, roll, tx, ty, tz] =", np.round(np.asarray(latent.pose[0]), 3))
 
 # %% [markdown]
@@ -223,6 +223,7 @@ frames = np.asarray(
         motion[idx, 6:],
         latent.source,
         latent.source_grid,
+        latent.source_points,
     )
 )
 frames_u8 = provenance.embed((np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))  # 8 bits + watermark

@@ -142,3 +142,56 @@ def test_rigid_warp_inverse_on_model_scale_volume():
     p = jnp.einsum("bji,bdhwj->bdhwi", rot, q - pose[:, None, None, None, 3:])
     back = jnp.einsum("bij,bdhwj->bdhwi", rot, p) + pose[:, None, None, None, 3:]
     np.testing.assert_allclose(np.asarray(back), np.asarray(q), atol=1e-6)
+
+
+def test_keypoint_warp_starts_rigid_and_moves_voxels_near_a_keypoint():
+    """``warp_keypoints``: a fresh generator adds no flow (the rigid pose alone, like the convolutional one); a
+    keypoint's displacement moves the voxels near it, not those far away, and the flow is differentiable in z_dyn."""
+    from vasajax.face.renderer import KeypointWarp
+
+    cfg = FaceConfig.tiny(warp_keypoints=4)
+    gen = KeypointWarp(cfg, rngs=nnx.Rngs(0))
+    b = 2
+    pose, dyn, ident = jnp.zeros((b, 6)), jnp.ones((b, cfg.dyn_dim)), jnp.ones((b, cfg.id_dim))
+    flow = gen(pose, dyn, ident)
+    assert flow.shape == (b, cfg.vol_depth, cfg.vol_size, cfg.vol_size, 3)
+    assert not np.any(np.asarray(flow))
+    # move keypoint 0 along x only
+    gen.shift.bias[...] = jnp.zeros(4 * 3).at[0].set(2.0)
+    flow = np.asarray(gen(pose, dyn, ident))[0, ..., 0]
+    grid = np.asarray(warp.identity_grid(cfg.vol_depth, cfg.vol_size, cfg.vol_size))
+    dist = np.linalg.norm(grid - np.asarray(gen.keypoints(ident))[0, 0], axis=-1)
+    assert flow[dist < 0.15].mean() > 0.5 and flow[dist > 1.0].mean() < 0.05
+    gen.shift.kernel[...] = 0.01 * jnp.ones_like(gen.shift.kernel[...])
+
+    def moved(d):
+        return gen(pose, d, ident).sum()
+
+    assert float(jnp.abs(jax.grad(moved)(dyn)).sum()) > 0
+    model = FaceLatentModel(FaceConfig.tiny(warp_keypoints=4, pixel_warp=True), rngs=nnx.Rngs(0))
+    assert model(jnp.full((1, 64, 64, 3), 0.5)).shape == (1, 64, 64, 3)
+
+
+def test_fine_flow_and_stretch_cue_start_neutral_and_the_cue_marks_a_stretch():
+    """``fine_flow`` and ``stretch_cue`` add zero-init heads: a model grown with them renders its old images. The
+    cue (log area ratio of the flow) is 0 for the identity flow and negative where a thin strip is stretched."""
+    from vasajax.face.renderer import log_area_ratio
+
+    base = FaceConfig.tiny(pixel_warp=True)
+    plain = FaceLatentModel(base, rngs=nnx.Rngs(0))
+    grown = FaceLatentModel(dataclasses.replace(base, fine_flow=True, stretch_cue=True), rngs=nnx.Rngs(0))
+    _, old = nnx.split(plain)
+    graphdef, new = nnx.split(grown)
+    new_flat = dict(nnx.to_flat_state(new))
+    for path, value in nnx.to_flat_state(old):
+        new_flat[path].set_value(value.get_value())
+    grown = nnx.merge(graphdef, nnx.from_flat_state(new_flat))
+    x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
+    np.testing.assert_allclose(np.asarray(grown(x)), np.asarray(plain(x)), atol=1e-6)
+
+    grid = warp.identity_grid(1, 16, 16)[0, ..., :2][None]
+    np.testing.assert_allclose(np.asarray(log_area_ratio(grid)), 0.0, atol=2e-3)
+    # rows 6..9 of the output all read source row 8: the mouth-opening case (closed lips over an open mouth)
+    ys = grid[..., 1].at[:, 6:10].set(grid[0, 8, 0, 1])
+    cue = np.asarray(log_area_ratio(grid.at[..., 1].set(ys)))[0, ..., 0]
+    assert cue[6:9].max() < -2 and np.abs(cue[:5]).max() < 1e-2

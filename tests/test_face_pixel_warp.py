@@ -128,3 +128,51 @@ def test_dyn_2d_gives_g2d_a_direct_path_from_the_dynamics_code():
         assert float(jnp.abs(grad).max()) > 0
     with pytest.raises(ValueError, match="dyn_2d_size"):
         FaceConfig.tiny(dyn_2d=True, dyn_2d_size=5)
+
+
+def test_landmark_flow_carries_each_driver_point_to_its_source_point():
+    """``landmark_flow``: pixels at a driver point read (nearly) its source point, far pixels are left alone, a
+    fresh model adds no flow (zero-init points), and the loss term checks its landmarks and model."""
+    from vasajax.errors import UserError
+    from vasajax.face import losses
+    from vasajax.face.renderer import LandmarkFlow
+
+    cfg = FaceConfig.tiny(pixel_warp=True, landmark_flow=2, landmark_flow_width=0.05)
+    lf = LandmarkFlow(cfg, rngs=nnx.Rngs(0))
+    b = 1
+    pose, dyn, ident = jnp.zeros((b, 6)), jnp.ones((b, cfg.dyn_dim)), jnp.ones((b, cfg.id_dim))
+    assert not np.any(np.asarray(lf.points(pose, dyn, ident)))
+    # a lower lip 0.1 below its closed position in the driver, an upper lip that stays
+    drv = jnp.array([[[0.0, 0.0], [0.0, 0.1]]])
+    src = jnp.array([[[0.0, 0.0], [0.0, 0.02]]])
+    flow = np.asarray(lf(src, drv, 64))[0]
+    grid = (2 * np.arange(64) + 1) / 64 - 1
+    at = lambda x, y: flow[np.abs(grid - y).argmin(), np.abs(grid - x).argmin()]  # noqa: E731
+    # most of the way (the neighbouring point and the static background share the weight a little)
+    np.testing.assert_allclose(at(0.0, 0.1), [0.0, -0.08], atol=0.015)
+    np.testing.assert_allclose(at(0.0, 0.0), [0.0, 0.0], atol=0.015)
+    assert np.abs(flow[:10]).max() < 1e-3  # far above the mouth: still
+    g = jax.grad(lambda d: lf(src, d, 64).sum())(drv)
+    assert float(jnp.abs(g).sum()) > 0
+
+    model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
+    images = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
+    lat = model.encode(images)
+    assert lat.source_points.shape == (2, 2, 2)
+    np.testing.assert_allclose(np.asarray(model.decode_latent(lat, lat.pose, lat.dyn)), np.asarray(model(images)))
+    batch = {
+        "source": np.zeros((2, 64, 64, 3), np.uint8),
+        "driver": np.zeros((2, 64, 64, 3), np.uint8),
+        "source_landmarks_Kx2": np.full((2, 2, 2), 0.5, np.float32),
+        "driver_landmarks_Kx2": np.full((2, 2, 2), 0.5, np.float32),
+    }
+    lcfg = losses.FaceLossConfig.tiny(landmark_weight=1.0, face_weight=0.0, transfer_weight=0.0, identity_weight=0.0)
+    crit = losses.FaceCritics(lcfg)
+    metrics = jax.eval_shape(lambda: losses.generator_loss_and_outputs(model, crit, None, batch, lcfg)[1][0])
+    assert "landmarks" in metrics
+    wrong = {k: v[:, :1] if "landmarks" in k else v for k, v in batch.items()}
+    with pytest.raises(UserError, match="landmark_flow = 2 points"):
+        jax.eval_shape(lambda: losses.generator_loss_and_outputs(model, crit, None, wrong, lcfg))
+    plain = FaceLatentModel(FaceConfig.tiny(pixel_warp=True), rngs=nnx.Rngs(0))
+    with pytest.raises(UserError, match="needs the landmark flow"):
+        jax.eval_shape(lambda: losses.generator_loss_and_outputs(plain, crit, None, batch, lcfg))

@@ -254,6 +254,21 @@ def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
     new = [k for k in flat if "dyn_map" in k or "dyn_proj" in k]
     assert new and len(flat) == len(jax.tree.leaves(straight["state"]["gen"]["params"])) + len(new)
     assert all(not np.any(np.asarray(flat[k])) for k in new if "dyn_proj" in k and "kernel" in k)
+    # ... or swap a part: keypoint warp generators in place of the convolutional ones (--init-skip)
+    swapped_model = dataclasses.replace(cfg.model, warp_keypoints=4)
+    swapped = dataclasses.replace(cfg, model=swapped_model, init_from=str(tmp_path / "straight"))
+    with pytest.raises(UserError, match="warp_keypoints"):
+        face.warm_start(face.init_state(swapped), swapped)
+    swapped = dataclasses.replace(swapped, init_skip=("warp_to_canonical", "warp_to_driver"))
+    state = face.warm_start(face.init_state(swapped), swapped)
+    flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(state["gen"]["params"])[0]}
+    theirs = {
+        jax.tree_util.keystr(p): v
+        for p, v in jax.tree_util.tree_flatten_with_path(straight["state"]["gen"]["params"])[0]
+    }
+    carried = [k for k in flat if not k.startswith("['warp_to")]
+    assert carried and all(np.array_equal(np.asarray(flat[k]), np.asarray(theirs[k])) for k in carried)
+    assert any("centres" in k for k in flat)
     with pytest.raises(UserError, match="its model differs from this run's \\(dyn_dim\\)"):
         other = dataclasses.replace(cfg.model, dyn_dim=cfg.model.dyn_dim + 1)
         bad = dataclasses.replace(cfg, model=other, init_from=str(tmp_path / "straight"))

@@ -514,7 +514,15 @@ class Animator:
                 m = np.concatenate([m, np.repeat(m[-1:], B - n, axis=0)])
             pose, dyn = jnp.asarray(m[:, :6]), jnp.asarray(m[:, 6:])
             out = decode(
-                self._graphdef, self._params, lat.appearance, lat.identity, pose, dyn, lat.source, lat.source_grid
+                self._graphdef,
+                self._params,
+                lat.appearance,
+                lat.identity,
+                pose,
+                dyn,
+                lat.source,
+                lat.source_grid,
+                lat.source_points,
             )
             yield np.asarray(out)[:n]
 

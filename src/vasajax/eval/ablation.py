@@ -31,10 +31,10 @@ from vasajax.errors import UserError
 FACTORS = ("appearance", "identity", "pose", "dyn")
 """The four factors of a ``FaceLatent`` (VASA-1 §3.1: V_app, z_id, z_pose, z_dyn)."""
 
-FIELDS = {"appearance": ("appearance", "source", "source_grid"), "identity": ("identity",), "pose": ("pose",),
-          "dyn": ("dyn",)}  # fmt: skip
-"""The ``FaceLatent`` fields of each factor: the pixel-warp decoder's source image and its points belong to the
-appearance (they are ``None`` for the pure volume decoder)."""
+FIELDS = {"appearance": ("appearance", "source", "source_grid", "source_points"), "identity": ("identity",),
+          "pose": ("pose",), "dyn": ("dyn",)}  # fmt: skip
+"""The ``FaceLatent`` fields of each factor: the pixel-warp decoder's source image and its points (and the landmark
+flow's source face points) belong to the appearance (they are ``None`` for the pure volume decoder)."""
 
 
 def _map_fields(fn):
@@ -91,7 +91,7 @@ def with_motion(latent, motion_TxM: np.ndarray):
     return FaceLatent(
         appearance=rep(latent.appearance), identity=rep(latent.identity),
         pose=jnp.asarray(m[:, :6]), dyn=jnp.asarray(m[:, 6:]),
-        source=rep(latent.source), source_grid=rep(latent.source_grid),
+        source=rep(latent.source), source_grid=rep(latent.source_grid), source_points=rep(latent.source_points),
     )  # fmt: skip
 
 
@@ -108,7 +108,7 @@ def retarget(motion_TxM: np.ndarray, portrait_pose_6: np.ndarray, motion_mean_M:
 def decode_batched(decode, params, latent, batch: int = 6) -> np.ndarray:
     """Frames ``N×S×S×3`` (float, [0, 1]) of a batch of N latents (e.g. from :func:`stack`).
 
-    ``decode(params, appearance, identity, pose, dyn[, source, source_grid])`` is a jitted decode
+    ``decode(params, appearance, identity, pose, dyn[, source, source_grid, source_points])`` is a jitted decode
     (``face.model.jitted``); it is called in fixed batches of ``batch`` latents (the last one padded by
     repetition), so any N compiles once.
     """
@@ -124,7 +124,7 @@ def decode_batched(decode, params, latent, batch: int = 6) -> np.ndarray:
         lat = FaceLatent(
             **_map_fields(lambda f, _, idx=idx: None if getattr(latent, f) is None else getattr(latent, f)[idx])
         )
-        photo = () if lat.source is None else (lat.source, lat.source_grid)  # pixel-warp decoders only
+        photo = () if lat.source is None else (lat.source, lat.source_grid, lat.source_points)  # pixel warp only
         frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn, *photo)
         out.append(np.asarray(frames)[:n])
     return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.float32)

@@ -70,6 +70,14 @@ class FaceConfig:
     """Bound on |tx|, |ty|, |tz| in normalised volume units ([-1, 1] spans the volume)."""
 
     # Warp generators W_s->c and W_c->d: (pose, dyn, id) -> 3D flow at the volume's resolution.
+    warp_keypoints: int = 0
+    """Warp generators made of K implicit 3D keypoints (0: MegaPortraits' convolutional generators, as in the
+    paper). Each generator places K learned keypoints in the volume (plus an offset read from z_id), moves each by
+    a displacement an MLP reads from (pose, z_dyn, z_id), and spreads the displacements over the volume with
+    Gaussian soft-assignment weights (a softmax over the keypoints and one static background component), as
+    FOMM's and LivePortrait's keypoint motion does. Costs almost nothing next to the ResBlock3D upsampling stack,
+    and a mouth opening is a few keypoints moving apart: a short, well-conditioned path from z_dyn to the warp.
+    ``warp_base_channels`` is then the MLP's width; ``warp_base_depth`` and ``warp_channels`` are unused."""
     warp_base_channels: int = 512
     """Channels of the reshaped code tensor (MegaPortraits: 1×1 conv-2048 -> C512×D4)."""
     warp_base_depth: int = 4
@@ -97,6 +105,30 @@ class FaceConfig:
     renderers (FOMM, LivePortrait) do. Pixels the source shows are copied, not re-synthesised, so the decoder
     needs far less training to render sharp faces; G2D still paints what the source does not show (the mouth
     interior, disoccluded cheeks). The latent then carries the source image (see ``FaceLatent``)."""
+
+    fine_flow: bool = False
+    """The pixel-warp decoder adds a full-resolution residual flow, read from G2D's last features by a zero-init
+    3×3 conv (False: the flow lives at volume resolution, bilinearly upsampled). At ``small`` sizes one volume cell
+    is 8 pixels, wider than a speaking mouth's lip gap, so a volume-resolution flow can stretch the mouth region
+    but cannot part the lips; the landmark flow loss (``flow_weight``) supervises the fine flow at the lips."""
+    stretch_cue: bool = False
+    """The pixel-warp decoder's last layers also see where the flow stretches the source: the log area ratio of
+    the 2D flow (its Jacobian determinant), low where a few source pixels fill many output pixels, the mark of a
+    disocclusion such as parted lips. A small zero-init painter reads it with the features and the warped source
+    and adds to the RGB and mask logits, so the mouth interior is painted where the flow opens the lips."""
+
+    landmark_flow: int = 0
+    """K > 0: the pixel-warp decoder adds a landmark-guided full-resolution flow (0: none, as in the paper). A small
+    MLP reads (pose, z_dyn, z_id) and places K face points in the image (trained against the tracker's
+    ``loader.FLOW_LANDMARKS``, K of them, by ``FaceLossConfig.landmark_weight``); the encoder places the source's
+    points the same way, and each output pixel near a driver point p_k reads the source near that point's source
+    position s_k, a Gaussian-weighted sum of the K offsets (s_k − p_k) of width ``landmark_flow_width`` with a
+    static background. Lips a few pixels apart move apart, which no volume-resolution flow can do at ``small``
+    sizes, and the motion code reaches the flow through one MLP (FOMM's and LivePortrait's keypoints, with the
+    keypoints tied to the tracker's)."""
+    landmark_flow_width: float = 0.03
+    """Width (grid units; the image spans [-1, 1]) of each point's Gaussian in ``landmark_flow``: 0.03 ≈ 4 pixels
+    at 256², about the lips' thickness."""
 
     dyn_2d: bool = False
     """G2D also reads z_dyn directly (False: only through the 3D warp, as in the paper). A linear map takes z_dyn
@@ -187,6 +219,7 @@ class FaceConfig:
                 "too many glimpse_channels for image_size",
             ),
             (not self.dyn_2d or self.vol_size % self.dyn_2d_size == 0, "dyn_2d_size must divide the volume side"),
+            (self.warp_keypoints >= 0, "warp_keypoints must be >= 0"),
         ]
         depth_ups = math.log2(self.vol_depth // self.warp_base_depth)
         checks.append((depth_ups <= len(self.warp_channels) and depth_ups.is_integer(), "bad warp_base_depth"))

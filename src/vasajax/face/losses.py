@@ -98,6 +98,11 @@ class FaceLossConfig:
     (VASA-1 gives no weight; ours)."""
     identity_weight: float = 4.0
     """VASA-1's cross-identity cosine identity loss (no weight given; ours, as MegaPortraits' face term)."""
+    landmark_weight: float = 0.0
+    """L1 (grid units) between the landmark flow's face points (``FaceConfig.landmark_flow``) of the source and of
+    the driver (predicted from their pose and z_dyn with the source's z_id) and the tracker's landmarks of both
+    frames (``driver_landmarks_Kx2`` / ``source_landmarks_Kx2``): ties the points to the face, and gives the motion
+    encoder a direct signal for the lips and eyes. 0 in the paper presets."""
     flow_weight: float = 0.0
     """L1 (grid units) between the pixel-warp decoder's 2D flow read at the driver's tracker landmarks and the
     same landmarks in the source (the loader's ``driver_landmarks_Kx2`` / ``source_landmarks_Kx2``): the flow
@@ -386,16 +391,16 @@ def generator_loss_and_outputs(
     def cat(xs):
         return None if xs[0] is None else jnp.concatenate(xs)
 
-    v, ident, source, grid = (cat([j[0][i] for j in jobs]) for i in range(4))
+    v, ident, source, grid, points = (cat([j[0][i] for j in jobs]) for i in range(5))
     pose, dyn = cat([j[1] for j in jobs]), cat([j[2] for j in jobs])
     use_flow = cfg.flow_weight > 0 and "driver_landmarks_Kx2" in batch and "source_landmarks_Kx2" in batch
     if use_flow and not model.cfg.pixel_warp:
         raise UserError("flow_weight needs the pixel-warp decoder (FaceConfig.pixel_warp)")
     if use_flow:
-        dec, flow = model.decode(v, ident, pose, dyn, source, grid, return_flow=True)
+        dec, flow = model.decode(v, ident, pose, dyn, source, grid, points, return_flow=True)
         dec = dec.astype(jnp.float32)
     else:
-        dec = model.decode(v, ident, pose, dyn, source, grid).astype(jnp.float32)
+        dec = model.decode(v, ident, pose, dyn, source, grid, points).astype(jnp.float32)
     reenact = part(dec, 0)
     outputs = {"reenact": reenact}
 
@@ -418,6 +423,18 @@ def generator_loss_and_outputs(
         m["expression"] = jnp.abs(pred - want).mean()
     if use_flow:
         m["flow"] = landmark_flow_l1(part(flow, 0), batch["source_landmarks_Kx2"], batch["driver_landmarks_Kx2"])
+    use_marks = cfg.landmark_weight > 0 and "driver_landmarks_Kx2" in batch and "source_landmarks_Kx2" in batch
+    if use_marks:
+        if not model.cfg.landmark_flow:
+            raise UserError("landmark_weight needs the landmark flow (FaceConfig.landmark_flow)")
+        want = jnp.concatenate([batch["source_landmarks_Kx2"], batch["driver_landmarks_Kx2"]]).astype(jnp.float32)
+        if want.shape[1] != model.cfg.landmark_flow:
+            raise UserError(
+                f"landmark_flow = {model.cfg.landmark_flow} points, the loader gives {want.shape[1]} landmarks"
+            )
+        id_s = part(lat.identity, 0)
+        pred = jnp.concatenate([part(lat.source_points, 0), model.landmark_flow.points(pose_d, dyn_d, id_s)])
+        m["landmarks"] = jnp.abs(pred - (2.0 * want - 1.0)).mean()
     use_mouth = cfg.mouth_weight > 0 and "driver_mouth_4" in batch
     if use_mouth:
         m["mouth"] = masked_l1(reenact, drv, box_mask(batch["driver_mouth_4"], *drv.shape[1:3])).mean()
@@ -443,6 +460,8 @@ def generator_loss_and_outputs(
         total += cfg.mouth_weight * m["mouth"]
     if use_flow:
         total += cfg.flow_weight * m["flow"]
+    if use_marks:
+        total += cfg.landmark_weight * m["landmarks"]
     if use_pose:
         total += cfg.pose_weight * m["pose"]
     if use_expr:

@@ -31,7 +31,7 @@ from flax import nnx
 from vasajax.face import warp
 from vasajax.face.config import FaceConfig
 from vasajax.face.encoders import GLIMPSES, AppearanceEncoder, IdentityEncoder, MotionEncoder
-from vasajax.face.renderer import G2D, G3D, PatchPainter, WarpGenerator
+from vasajax.face.renderer import G2D, G3D, KeypointWarp, LandmarkFlow, PatchPainter, WarpGenerator
 
 
 @jax.tree_util.register_dataclass
@@ -49,6 +49,7 @@ class FaceLatent:
     dyn: jax.Array  # B×dyn_dim
     source: jax.Array | None = None  # B×S×S×3 source image in [0, 1] (pixel_warp only)
     source_grid: jax.Array | None = None  # B×D×H×W×2 canonical voxel → source image point (x, y) (pixel_warp only)
+    source_points: jax.Array | None = None  # B×K×2 the source's face points (landmark_flow only)
 
     @property
     def motion(self) -> jax.Array:
@@ -57,8 +58,8 @@ class FaceLatent:
 
     @property
     def appearance_state(self) -> tuple:
-        """What a decode needs besides motion: ``(appearance, identity, source, source_grid)``."""
-        return self.appearance, self.identity, self.source, self.source_grid
+        """What a decode needs besides motion: ``(appearance, identity, source, source_grid, source_points)``."""
+        return self.appearance, self.identity, self.source, self.source_grid, self.source_points
 
 
 class FaceLatentModel(nnx.Module):
@@ -69,10 +70,13 @@ class FaceLatentModel(nnx.Module):
         self.appearance_encoder = AppearanceEncoder(cfg, rngs=rngs)
         self.motion_encoder = MotionEncoder(cfg, rngs=rngs)
         self.identity_encoder = IdentityEncoder(cfg, rngs=rngs)
-        self.warp_to_canonical = WarpGenerator(cfg, rngs=rngs)
-        self.warp_to_driver = WarpGenerator(cfg, rngs=rngs)
+        warp_generator = KeypointWarp if cfg.warp_keypoints else WarpGenerator
+        self.warp_to_canonical = warp_generator(cfg, rngs=rngs)
+        self.warp_to_driver = warp_generator(cfg, rngs=rngs)
         self.g3d = G3D(cfg, rngs=rngs)
         self.g2d = G2D(cfg, rngs=rngs)
+        if cfg.landmark_flow:
+            self.landmark_flow = LandmarkFlow(cfg, rngs=rngs)
         self.painters = nnx.List(
             [PatchPainter(cfg, name, rngs=rngs) for name in GLIMPSES] if cfg.patch_channels else []
         )
@@ -113,6 +117,7 @@ class FaceLatentModel(nnx.Module):
             dyn=dyn,
             source=images_BxHxWx3.astype(jnp.float32),
             source_grid=grid[..., :2].astype(jnp.float32),
+            source_points=self.landmark_flow.points(pose, dyn, identity) if self.cfg.landmark_flow else None,
         )
 
     # ------------------------------------------------------------------ decoding
@@ -122,7 +127,18 @@ class FaceLatentModel(nnx.Module):
         grid = warp.unposed_grid(pose_Bx6, d, h, w) + self.warp_to_driver(pose_Bx6, dyn_BxZ, id_BxI)
         return warp.grid_sample(canonical_vol, grid)
 
-    def decode(self, appearance, identity, pose, dyn, source=None, source_grid=None, return_flow=False, paint=True):
+    def decode(
+        self,
+        appearance,
+        identity,
+        pose,
+        dyn,
+        source=None,
+        source_grid=None,
+        source_points=None,
+        return_flow=False,
+        paint=True,
+    ):
         """Canonical volume + identity + target pose/dyn → images ``B×H×W×3`` in [0, 1] (float32).
 
         ``appearance``, ``identity`` (and ``source``, ``source_grid``) may have batch 1 and are then broadcast to
@@ -130,13 +146,16 @@ class FaceLatentModel(nnx.Module):
         used by, the pixel-warp decoder (``FaceConfig.pixel_warp``). ``return_flow`` (pixel warp): return
         ``(images, flow_BxHxWx2)``, the flow being the source-image point (grid units) each output pixel reads.
         ``paint=False``: without the patch painters' corrections (what they are fitted on, ``train-painters``).
+        ``source_points`` (from :meth:`encode`) is required by, and only used by, ``FaceConfig.landmark_flow``.
         """
         b = pose.shape[0]
 
         def batch(x):
             return x if x is None or x.shape[0] == b else jnp.broadcast_to(x, (b, *x.shape[1:]))
 
-        appearance, identity, source, source_grid = map(batch, (appearance, identity, source, source_grid))
+        appearance, identity, source, source_grid, source_points = map(
+            batch, (appearance, identity, source, source_grid, source_points)
+        )
         dt = self.cfg.jnp_dtype
         if not self.cfg.pixel_warp:
             vol = self.to_driver(appearance.astype(dt), pose.astype(dt), dyn.astype(dt), identity.astype(dt))
@@ -148,12 +167,19 @@ class FaceLatentModel(nnx.Module):
         c = appearance.shape[-1]
         both = jnp.concatenate([appearance.astype(jnp.float32), source_grid.astype(jnp.float32)], axis=-1)
         moved = self.to_driver(both, pose.astype(dt), dyn.astype(dt), identity.astype(dt))
+        extra = None
+        if self.cfg.landmark_flow:
+            if source_points is None:
+                raise ValueError("the landmark flow needs the latent's source_points (from encode)")
+            driver_points = self.landmark_flow.points(pose, dyn, identity)
+            extra = self.landmark_flow(source_points, driver_points, source.shape[1])
         out = self.g2d(
             moved[..., :c].astype(dt),
             source=source,
             points_BxDxHxWx2=moved[..., c:],
             dyn_BxZ=dyn.astype(dt),
             return_flow=return_flow,
+            extra_flow=extra,
         )
         return self._paint(out, dyn, return_flow) if paint else out
 
@@ -174,7 +200,7 @@ class FaceLatentModel(nnx.Module):
 
     def decode_latent(self, lat: FaceLatent, pose, dyn) -> jax.Array:
         """``decode`` with the appearance factors of ``lat`` and the given motion."""
-        return self.decode(lat.appearance, lat.identity, pose, dyn, lat.source, lat.source_grid)
+        return self.decode(lat.appearance, lat.identity, pose, dyn, lat.source, lat.source_grid, lat.source_points)
 
     def __call__(self, images_BxHxWx3):
         """Autoencode (self-reconstruction): ``decode(encode(x))``."""
@@ -189,10 +215,18 @@ def encode_fn(graphdef: nnx.GraphDef, params: nnx.State, images_BxHxWx3) -> Face
 
 
 def decode_fn(
-    graphdef: nnx.GraphDef, params: nnx.State, appearance, identity, pose, dyn, source=None, source_grid=None
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    appearance,
+    identity,
+    pose,
+    dyn,
+    source=None,
+    source_grid=None,
+    source_points=None,
 ) -> jax.Array:
     """Pure form of :meth:`FaceLatentModel.decode`."""
-    return nnx.merge(graphdef, params).decode(appearance, identity, pose, dyn, source, source_grid)
+    return nnx.merge(graphdef, params).decode(appearance, identity, pose, dyn, source, source_grid, source_points)
 
 
 def jitted(model: FaceLatentModel):
@@ -200,11 +234,12 @@ def jitted(model: FaceLatentModel):
 
     >>> params, encode, decode = jitted(model)
     >>> lat = encode(params, images)
-    >>> frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn, lat.source, lat.source_grid)
+    >>> frames = decode(params, lat.appearance, lat.identity, lat.pose, lat.dyn, lat.source, lat.source_grid,
+    ...                 lat.source_points)
     """
     graphdef, params = nnx.split(model)
     encode = jax.jit(lambda p, x: encode_fn(graphdef, p, x))
-    decode = jax.jit(lambda p, a, i, po, dy, s=None, g=None: decode_fn(graphdef, p, a, i, po, dy, s, g))
+    decode = jax.jit(lambda p, a, i, po, dy, s=None, g=None, k=None: decode_fn(graphdef, p, a, i, po, dy, s, g, k))
     return params, encode, decode
 
 

@@ -5,6 +5,8 @@
   column; we broadcast it over a small ``D0×H0×W0`` grid with a learned positional embedding (the column alone
   has no spatial extent), then ResBlock3Ds with upsampling reach the volume's resolution, and GroupNorm–ReLU–
   conv3–tanh gives the flow. The last conv starts at zero, so a fresh model warps by the rigid pose alone.
+* ``KeypointWarp`` — the same map from K implicit 3D keypoints (``FaceConfig.warp_keypoints``): learned
+  positions, displacements read from the code by an MLP, spread by Gaussian soft assignment (FOMM, LivePortrait).
 * ``G3D`` — a 3D U-Net (ResBlock3D per level, 2× down/up, skip connections) that refines the canonical volume.
 * ``G2D`` — folds depth into channels (D·C), a 1×1 projection, ResBlock2Ds, upsampling ResBlock2Ds, and a
   GroupNorm–ReLU–conv3–sigmoid to RGB in [0, 1]. With ``FaceConfig.pixel_warp`` it is also a warping renderer:
@@ -32,6 +34,22 @@ DYN_2D_CHANNELS = 32
 
 MASK_BIAS = 2.0
 """Initial occlusion-mask logit of the pixel-warp decoder (σ(2) ≈ 0.88 of each pixel from the warped source)."""
+
+
+FINE_FLOW_SCALE = 0.1
+"""Scale of the full-resolution residual flow of ``FaceConfig.fine_flow`` (grid units per unit of its head)."""
+
+
+def log_area_ratio(flow_BxHxWx2: jax.Array) -> jax.Array:
+    """``B×H×W×1``: log of how much source area each output pixel's neighbourhood reads (the Jacobian determinant of
+    the flow, both in grid units; 0 for the identity, ≪ 0 where the flow stretches a thin source strip over a wide
+    output region, e.g. closed lips over an open mouth), clipped to [−4, 2]. Forward differences, edge-padded."""
+    f = flow_BxHxWx2.astype(jnp.float32)
+    h, w = f.shape[1:3]
+    dx = jnp.concatenate([f[:, :, 1:] - f[:, :, :-1], f[:, :, -1:] - f[:, :, -2:-1]], axis=2) * (w / 2)
+    dy = jnp.concatenate([f[:, 1:] - f[:, :-1], f[:, -1:] - f[:, -2:-1]], axis=1) * (h / 2)
+    det = dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0]
+    return jnp.clip(jnp.log(jnp.abs(det) + 1e-3), -4.0, 2.0)[..., None]
 
 
 class WarpGenerator(nnx.Module):
@@ -65,6 +83,92 @@ class WarpGenerator(nnx.Module):
         for f, block in zip(self.depth_factors, self.blocks):
             x = block(upsample_nearest(x, (f, 2, 2)))
         return jnp.tanh(self.out(jax.nn.relu(self.norm(x)))).astype(jnp.float32)
+
+
+KEYPOINT_WIDTH = 0.2
+"""Initial Gaussian width of each implicit keypoint (grid units; the volume spans [-1, 1])."""
+
+BACKGROUND_LOGIT = -2.0
+"""Initial soft-assignment logit of the static background component of :class:`KeypointWarp`."""
+
+
+class KeypointWarp(nnx.Module):
+    """Motion code → 3D flow from K implicit keypoints (``FaceConfig.warp_keypoints``), a drop-in for
+    :class:`WarpGenerator` with the same call and output (``B×D×H×W×3``, grid units).
+
+    Keypoint ``k`` sits at ``c_k + o_k(z_id)`` (learned positions plus an identity offset, so each face places
+    its keypoints on its own features) and moves by ``Δ_k = tanh(MLP(pose, z_dyn, z_id))_k``. A voxel ``p`` takes
+    ``δ(p) = Σ_k w_k(p) Δ_k`` with ``w = softmax(−|p − c_k − o_k|² / 2σ_k², b)``: the nearest keypoints carry it,
+    and a background component ``b`` (zero displacement) keeps far voxels still. The displacement and offset
+    layers start at zero, so a fresh model warps by the rigid pose alone, like the convolutional generator.
+    """
+
+    def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
+        k, hidden = cfg.warp_keypoints, cfg.warp_base_channels
+        zeros = nnx.initializers.zeros
+        self.k = k
+        self.shape = (cfg.vol_depth, cfg.vol_size, cfg.vol_size)
+        spread = jnp.array([0.6, 0.6, 0.5])
+        self.centres = nnx.Param(spread * jax.random.uniform(rngs.params(), (k, 3), minval=-1.0, maxval=1.0))
+        self.log_width = nnx.Param(jnp.full((k,), jnp.log(KEYPOINT_WIDTH)))
+        self.background = nnx.Param(jnp.array(BACKGROUND_LOGIT))
+        self.offset = nnx.Linear(cfg.id_dim, k * 3, kernel_init=zeros, rngs=rngs)
+        self.hidden1 = nnx.Linear(cfg.pose_dim + cfg.dyn_dim + cfg.id_dim, hidden, rngs=rngs)
+        self.hidden2 = nnx.Linear(hidden, hidden, rngs=rngs)
+        self.shift = nnx.Linear(hidden, k * 3, kernel_init=zeros, rngs=rngs)
+
+    def keypoints(self, id_BxI) -> jax.Array:
+        """Where each face's keypoints sit, ``B×K×3`` (grid units)."""
+        return self.centres[...][None] + self.offset(id_BxI.astype(jnp.float32)).reshape(-1, self.k, 3)
+
+    def displacements(self, pose_Bx6, dyn_BxZ, id_BxI) -> jax.Array:
+        """How far each keypoint moves, ``B×K×3`` (grid units, within ±1)."""
+        code = jnp.concatenate([pose_Bx6, dyn_BxZ, id_BxI], axis=-1).astype(jnp.float32)
+        h = jax.nn.relu(self.hidden2(jax.nn.relu(self.hidden1(code))))
+        return jnp.tanh(self.shift(h)).reshape(-1, self.k, 3)
+
+    def weights(self, id_BxI) -> jax.Array:
+        """Soft assignment of every voxel to the keypoints, ``B×D×H×W×K`` (the background's share is the rest)."""
+        grid = warp.identity_grid(*self.shape)
+        kp = self.keypoints(id_BxI)
+        d2 = jnp.sum((grid[None, :, :, :, None, :] - kp[:, None, None, None]) ** 2, axis=-1)
+        logits = -d2 / (2 * jnp.exp(2 * self.log_width[...]))
+        bg = jnp.broadcast_to(self.background[...], logits.shape[:-1] + (1,))
+        return jax.nn.softmax(jnp.concatenate([logits, bg], axis=-1), axis=-1)[..., :-1]
+
+    def __call__(self, pose_Bx6, dyn_BxZ, id_BxI):
+        w = self.weights(id_BxI)
+        return jnp.einsum("bdhwk,bkc->bdhwc", w, self.displacements(pose_Bx6, dyn_BxZ, id_BxI))
+
+
+class LandmarkFlow(nnx.Module):
+    """(pose, z_dyn, z_id) → K face points, and the full-resolution flow that carries each driver point's
+    neighbourhood to its source position (``FaceConfig.landmark_flow``)."""
+
+    def __init__(self, cfg: FaceConfig, *, rngs: nnx.Rngs):
+        k, hidden = cfg.landmark_flow, 256
+        self.k, self.width = k, cfg.landmark_flow_width
+        self.hidden1 = nnx.Linear(cfg.pose_dim + cfg.dyn_dim + cfg.id_dim, hidden, rngs=rngs)
+        self.hidden2 = nnx.Linear(hidden, hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, k * 2, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        self.background = nnx.Param(jnp.array(BACKGROUND_LOGIT - 1.0))
+
+    def points(self, pose_Bx6, dyn_BxZ, id_BxI) -> jax.Array:
+        """``B×K×2`` face points (x, y) in grid units (the image spans [-1, 1])."""
+        code = jnp.concatenate([pose_Bx6, dyn_BxZ, id_BxI], axis=-1).astype(jnp.float32)
+        h = jax.nn.relu(self.hidden2(jax.nn.relu(self.hidden1(code))))
+        return self.out(h).reshape(-1, self.k, 2)
+
+    def __call__(self, source_points_BxKx2, driver_points_BxKx2, size: int) -> jax.Array:
+        """``B×size×size×2`` residual flow (grid units): ``Σ_k w_k(q) (s_k − p_k)`` at each output pixel ``q``."""
+        c = (2 * jnp.arange(size, dtype=jnp.float32) + 1) / size - 1
+        q = jnp.stack(jnp.meshgrid(c, c, indexing="xy"), axis=-1)  # size×size×2, (x, y)
+        p = driver_points_BxKx2.astype(jnp.float32)
+        d2 = jnp.sum((q[None, :, :, None] - p[:, None, None]) ** 2, axis=-1)  # B×S×S×K
+        logits = -d2 / (2 * self.width**2)
+        bg = jnp.broadcast_to(self.background[...], logits.shape[:-1] + (1,))
+        w = jax.nn.softmax(jnp.concatenate([logits, bg], axis=-1), axis=-1)[..., :-1]
+        return jnp.einsum("bhwk,bkc->bhwc", w, source_points_BxKx2.astype(jnp.float32) - p)
 
 
 class G3D(nnx.Module):
@@ -131,6 +235,15 @@ class G2D(nnx.Module):
         self.flow_head = nnx.Conv(cfg.g2d_channels, cfg.vol_depth + 2, (1, 1), dtype=dt, kernel_init=zeros, rngs=rngs)
         mask_bias = lambda key, shape, dtype=jnp.float32: jnp.array([0.0, 0.0, 0.0, MASK_BIAS], dtype)  # noqa: E731
         self.out = nnx.Conv(widths[-1] + 3, 4, (3, 3), padding="SAME", dtype=dt, bias_init=mask_bias, rngs=rngs)
+        self.fine_flow = cfg.fine_flow
+        if cfg.fine_flow:
+            self.fine_head = nnx.Conv(widths[-1], 2, (3, 3), padding="SAME", dtype=dt, kernel_init=zeros, rngs=rngs)
+        self.stretch_cue = cfg.stretch_cue
+        if cfg.stretch_cue:
+            c = widths[-1]
+            self.interior_in = nnx.Conv(c + 4, c, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
+            self.interior_mid = nnx.Conv(c, c, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
+            self.interior_out = nnx.Conv(c, 4, (3, 3), padding="SAME", dtype=dt, kernel_init=zeros, rngs=rngs)
 
     def flow(self, feat_BxHxWxF, points_BxDxHxWx2, size: int) -> jax.Array:
         """2D flow ``B×size×size×2`` (source-image points, grid units) from volume-resolution features."""
@@ -141,9 +254,12 @@ class G2D(nnx.Module):
         b = flow.shape[0]
         return jax.image.resize(flow, (b, size, size, 2), "linear")
 
-    def __call__(self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None, dyn_BxZ=None, return_flow=False):
+    def __call__(
+        self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None, dyn_BxZ=None, return_flow=False, extra_flow=None
+    ):
         """The image; with ``return_flow`` (pixel warp only) also the 2D flow ``B×S×S×2`` it warped the source
-        by (for each output pixel, the source-image point it reads, grid units)."""
+        by (for each output pixel, the source-image point it reads, grid units). ``extra_flow`` (``B×S×S×2``, pixel
+        warp only) is added to the flow before the warp (``FaceConfig.landmark_flow``)."""
         b, d, h, w, c = vol_BxDxHxWxC.shape
         x = vol_BxDxHxWxC.transpose(0, 2, 3, 1, 4).reshape(b, h, w, d * c)
         x = self.project(x)
@@ -164,8 +280,17 @@ class G2D(nnx.Module):
                 raise ValueError("only the pixel-warp decoder has a 2D flow")
             return jax.nn.sigmoid(self.out(x).astype(jnp.float32))
         flow = self.flow(feat, points_BxDxHxWx2, x.shape[1])
+        if self.fine_flow:
+            flow = flow + FINE_FLOW_SCALE * self.fine_head(x).astype(jnp.float32)
+        if extra_flow is not None:
+            flow = flow + extra_flow.astype(jnp.float32)
         warped = warp.grid_sample_2d(source.astype(jnp.float32), flow)
-        y = self.out(jnp.concatenate([x, (warped * 2 - 1).astype(x.dtype)], axis=-1)).astype(jnp.float32)
+        seen = jnp.concatenate([x, (warped * 2 - 1).astype(x.dtype)], axis=-1)
+        y = self.out(seen).astype(jnp.float32)
+        if self.stretch_cue:
+            cue = jax.lax.stop_gradient(log_area_ratio(flow)).astype(x.dtype)
+            h = jax.nn.relu(self.interior_in(jnp.concatenate([seen, cue], axis=-1)))
+            y = y + self.interior_out(jax.nn.relu(self.interior_mid(h))).astype(jnp.float32)
         mask = jax.nn.sigmoid(y[..., 3:])
         image = mask * warped + (1 - mask) * jax.nn.sigmoid(y[..., :3])
         return (image, flow) if return_flow else image

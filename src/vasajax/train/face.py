@@ -59,7 +59,11 @@ def batch_keys(cfg: FaceTrainConfig) -> tuple[str, ...]:
         (("driver_mouth_4",) if cfg.loss.mouth_weight > 0 else ())
         + (("source_pose_6", "driver_pose_6") if cfg.loss.pose_weight > 0 else ())
         + (("source_blendshapes_52", "driver_blendshapes_52") if cfg.loss.expression_weight > 0 else ())
-        + (("source_landmarks_Kx2", "driver_landmarks_Kx2") if cfg.loss.flow_weight > 0 else ())
+        + (
+            ("source_landmarks_Kx2", "driver_landmarks_Kx2")
+            if cfg.loss.flow_weight > 0 or cfg.loss.landmark_weight > 0
+            else ()
+        )
     )
     return BATCH_KEYS + extra
 
@@ -96,6 +100,9 @@ class FaceTrainConfig:
     """Warm start: a stage-1 run folder whose latest weights (params and EMA; the same model config) this run starts
     from, with a fresh optimiser, schedule and discriminator. For fine-tuning a trained model with another objective
     (e.g. adding a loss term) without paying for its first steps again. ``None``: the seeded initialisation."""
+    init_skip: tuple[str, ...] = ()
+    """Top-level model parts of ``init_from`` not carried over (e.g. ``("warp_to_canonical", "warp_to_driver")``
+    to swap the convolutional warp generators for ``warp_keypoints``): they keep this run's fresh initialisation."""
 
     def __post_init__(self):
         if self.pairs.size not in (None, self.model.image_size):
@@ -139,6 +146,7 @@ class FaceTrainConfig:
             pairs=make(loader.PairsConfig, d["pairs"]),
             adversarial=d["adversarial"],
             init_from=d.get("init_from"),
+            init_skip=tuple(d.get("init_skip", ())),
         )
 
     @classmethod
@@ -517,7 +525,12 @@ def warm_start(state: dict, cfg: FaceTrainConfig) -> dict:
     def by_path(tree):
         return {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
-    mine, theirs = by_path(gen["params"]), by_path(params)
+    skip = tuple(f"['{part}']" for part in cfg.init_skip)
+
+    def carried(tree):
+        return {k: v for k, v in by_path(tree).items() if not (skip and k.startswith(skip))}
+
+    mine, theirs = by_path(gen["params"]), carried(params)
     bad = [k for k, v in theirs.items() if k not in mine or tuple(mine[k].shape) != tuple(v.shape)]
     if bad:
         diff = sorted(k for k in cfg.model.__dataclass_fields__ if getattr(other.model, k) != getattr(cfg.model, k))
@@ -530,7 +543,7 @@ def warm_start(state: dict, cfg: FaceTrainConfig) -> dict:
         log.info("weights new in this model (fresh init): %s", ", ".join(fresh))
 
     def place(new, like):
-        new = by_path(new)
+        new = carried(new)
         paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(like)[0], strict=True)
         out = [
             jax.device_put(jnp.asarray(new[jax.tree_util.keystr(p)], b.dtype), b.sharding)
@@ -632,6 +645,7 @@ def build_config(args: argparse.Namespace) -> FaceTrainConfig:
         ),
         adversarial=not args.no_gan,
         init_from=args.init_from,
+        init_skip=tuple(args.init_skip),
     )
     if args.loss:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **parse_loss_overrides(args.loss, cfg.loss)))
@@ -729,6 +743,13 @@ def parser() -> argparse.ArgumentParser:
         "--init-from",
         metavar="RUN",
         help="start from the latest weights of this stage-1 run (same model; fresh optimiser): fine-tuning",
+    )
+    p.add_argument(
+        "--init-skip",
+        metavar="PART",
+        action="append",
+        default=[],
+        help="with --init-from: a model part not to carry over, e.g. warp_to_driver (repeatable; swapping a module)",
     )
     p.add_argument("--log-every", type=int)
     p.add_argument("--ckpt-every", type=int)

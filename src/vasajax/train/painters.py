@@ -69,7 +69,9 @@ def collect(model, data: str | Path, cfg: PainterFitConfig) -> dict[str, np.ndar
         m = nnx.merge(graphdef, p)
         lat = m.encode(src)
         pose, dyn = m.encode_motion(drv)
-        base = m.decode(lat.appearance, lat.identity, pose, dyn, lat.source, lat.source_grid, paint=False)
+        base = m.decode(
+            lat.appearance, lat.identity, pose, dyn, lat.source, lat.source_grid, lat.source_points, paint=False
+        )
         return dyn, [painter.crop(base) for painter in m.painters], [painter.crop(drv) for painter in m.painters]
 
     rng = np.random.default_rng(cfg.seed)
