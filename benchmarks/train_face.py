@@ -3,6 +3,7 @@ step of the real trainer.
 
     python benchmarks/train_face.py                                  # small vs small + pixel warp, 2-core CPU
     python benchmarks/train_face.py --designs small_warp --batch 16 --full-objective   # the GPU preset
+    python benchmarks/train_face.py --designs small_warp --model warp_keypoints=32 --model landmark_flow=98
 
 Each component is timed as forward + backward (``jax.grad`` of the sum of its output with respect to its
 parameters and inputs) at the shapes one step of the CPU recipe uses (batch B of sources, B of drivers): the
@@ -52,8 +53,12 @@ def _fwd_bwd(module: nnx.Module, call):
     return jax.jit(jax.grad(loss, argnums=tuple(range(1 + 1)))), params
 
 
+DESIGNS = dict(PRESETS)
+"""Design name → FaceConfig factory: the presets, plus ``preset+name=value,…`` variants made by ``--model``."""
+
+
 def profile(design: str, batch: int, iters: int) -> dict[str, float]:
-    cfg = PRESETS[design]()
+    cfg = DESIGNS[design]()
     model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
     key = jax.random.key(0)
     b, s = batch, cfg.image_size
@@ -112,7 +117,7 @@ def profile(design: str, batch: int, iters: int) -> dict[str, float]:
 def trainer_step(design: str, batch: int, iters: int, full: bool) -> tuple[float, float]:
     """(seconds per generator step, compile seconds) of the real trainer step for the CPU recipe (or ``full``)."""
     cfg = face_train.FaceTrainConfig.small(batch_size=batch)
-    model = PRESETS[design]()
+    model = DESIGNS[design]()
     pairs = dataclasses.replace(cfg.pairs, size=model.image_size)
     cfg = dataclasses.replace(cfg, model=model, pairs=pairs, adversarial=full)
     if not full:
@@ -149,7 +154,24 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--full-objective", action="store_true", help="GAN + transfer + identity + contrastive terms")
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a model option for every design (repeatable), as train-face --model; e.g. warp_keypoints=32",
+    )
     args = ap.parse_args(argv)
+    if args.model:
+        from vasajax.train.face import parse_model_overrides
+
+        named = []
+        for base in args.designs:
+            overrides = parse_model_overrides(args.model, PRESETS[base]())
+            name = base + "+" + ",".join(args.model)
+            DESIGNS[name] = lambda base=base, overrides=overrides: PRESETS[base](**overrides)
+            named.append(name)
+        args.designs = named
     dev = device_name()
     out = {"device": dev, "batch": args.batch, "date": datetime.date.today().isoformat(), "designs": {}}
     for design in args.designs:

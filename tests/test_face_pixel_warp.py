@@ -1,6 +1,8 @@
 """The pixel-warp decoder (``FaceConfig.pixel_warp``): the latent carries the source image and the source point
 of every canonical voxel, the decoder warps the source image by a flow derived from the 3D warps."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,8 +133,9 @@ def test_dyn_2d_gives_g2d_a_direct_path_from_the_dynamics_code():
 
 
 def test_landmark_flow_carries_each_driver_point_to_its_source_point():
-    """``landmark_flow``: pixels at a driver point read (nearly) its source point, far pixels are left alone, a
-    fresh model adds no flow (zero-init points), and the loss term checks its landmarks and model."""
+    """``landmark_flow``: pixels at a driver point read (nearly) its source point, far pixels keep the decoder's own
+    flow (the points take no share there), fresh points sit at the centre, and the loss term checks its landmarks
+    and model."""
     from vasajax.errors import UserError
     from vasajax.face import losses
     from vasajax.face.renderer import LandmarkFlow
@@ -145,17 +148,21 @@ def test_landmark_flow_carries_each_driver_point_to_its_source_point():
     # a lower lip 0.1 below its closed position in the driver, an upper lip that stays
     drv = jnp.array([[[0.0, 0.0], [0.0, 0.1]]])
     src = jnp.array([[[0.0, 0.0], [0.0, 0.02]]])
-    flow = np.asarray(lf(src, drv, 64))[0]
+    weight, target = (np.asarray(a)[0] for a in lf(src, drv, 64))
     grid = (2 * np.arange(64) + 1) / 64 - 1
-    at = lambda x, y: flow[np.abs(grid - y).argmin(), np.abs(grid - x).argmin()]  # noqa: E731
-    # most of the way (the neighbouring point and the static background share the weight a little)
-    np.testing.assert_allclose(at(0.0, 0.1), [0.0, -0.08], atol=0.015)
-    np.testing.assert_allclose(at(0.0, 0.0), [0.0, 0.0], atol=0.015)
-    assert np.abs(flow[:10]).max() < 1e-3  # far above the mouth: still
-    g = jax.grad(lambda d: lf(src, d, 64).sum())(drv)
+    base = np.stack(np.meshgrid(grid, grid, indexing="xy"), axis=-1) + 0.3  # some other flow of the decoder
+    flow = (1 - weight) * base + target
+    at = lambda f, x, y: f[np.abs(grid - y).argmin(), np.abs(grid - x).argmin()]  # noqa: E731
+    # at the lower lip the output reads (most of the way: the neighbour and the background share the weight a
+    # little) the source's lower lip, at the upper lip the source's upper lip
+    np.testing.assert_allclose(at(flow, 0.0, 0.1 - 1 / 64), [0.0, 0.02 - 1 / 64], atol=0.05)
+    np.testing.assert_allclose(at(flow, 0.0, 1 / 64), [0.0, 1 / 64], atol=0.05)
+    assert at(weight, 0.0, 0.1 - 1 / 64) > 0.8
+    np.testing.assert_allclose(flow[:10], base[:10], atol=1e-3)  # far above the mouth: the decoder's flow
+    g = jax.grad(lambda d: lf(src, d, 64)[1].sum())(drv)
     assert float(jnp.abs(g).sum()) > 0
 
-    model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
+    model = FaceLatentModel(dataclasses.replace(cfg, warp_keypoints=4), rngs=nnx.Rngs(0))  # with keypoint warps
     images = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
     lat = model.encode(images)
     assert lat.source_points.shape == (2, 2, 2)

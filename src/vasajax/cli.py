@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prep": ("vasajax.data.prep", "prepare a folder of talking-face videos into clip shards"),
     "train-face": ("vasajax.train.face", "train stage 1 (face latent model) on clip shards"),
     "train-painters": ("vasajax.train.painters", "fit a stage-1 run's mouth/eye patch painters, the rest frozen"),
+    "fit-landmarks": ("vasajax.train.landmarks", "fit a stage-1 run's landmark-flow head, the rest frozen"),
     "encode-dataset": ("vasajax.train.encode_dataset", "turn clip shards into motion-latent shards for stage 2"),
     "train-motion": ("vasajax.train.motion", "train stage 2 (motion diffusion transformer) on motion shards"),
     "export": ("vasajax.train.export", "a face run + a motion run -> an inference export (checkpoints/...)"),

@@ -118,14 +118,14 @@ class FaceConfig:
     and adds to the RGB and mask logits, so the mouth interior is painted where the flow opens the lips."""
 
     landmark_flow: int = 0
-    """K > 0: the pixel-warp decoder adds a landmark-guided full-resolution flow (0: none, as in the paper). A small
-    MLP reads (pose, z_dyn, z_id) and places K face points in the image (trained against the tracker's
-    ``loader.FLOW_LANDMARKS``, K of them, by ``FaceLossConfig.landmark_weight``); the encoder places the source's
-    points the same way, and each output pixel near a driver point p_k reads the source near that point's source
-    position s_k, a Gaussian-weighted sum of the K offsets (s_k − p_k) of width ``landmark_flow_width`` with a
-    static background. Lips a few pixels apart move apart, which no volume-resolution flow can do at ``small``
-    sizes, and the motion code reaches the flow through one MLP (FOMM's and LivePortrait's keypoints, with the
-    keypoints tied to the tracker's)."""
+    """K > 0: the pixel-warp decoder's flow follows K face points (0: none, as in the paper). A small MLP reads
+    (pose, z_dyn, z_id) and places K points in the image (trained against the tracker's ``loader.FLOW_LANDMARKS``,
+    K of them, by ``FaceLossConfig.landmark_weight``); the encoder places the source's points the same way. An
+    output pixel q near driver point p_k reads the source at s_k + (q − p_k), the point's local translation, with
+    Gaussian weights of width ``landmark_flow_width`` that take their share from the decoder's own flow (FOMM's
+    keypoint motion, with the keypoints tied to the tracker's). Lips a few pixels apart move apart, which no
+    volume-resolution flow can do at ``small`` sizes, and the motion code reaches the flow through one MLP. Fresh
+    points all sit at the image centre, so a fresh model's flow is the identity within a few pixels of it."""
     landmark_flow_width: float = 0.03
     """Width (grid units; the image spans [-1, 1]) of each point's Gaussian in ``landmark_flow``: 0.03 ≈ 4 pixels
     at 256², about the lips' thickness."""

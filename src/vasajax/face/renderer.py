@@ -159,8 +159,11 @@ class LandmarkFlow(nnx.Module):
         h = jax.nn.relu(self.hidden2(jax.nn.relu(self.hidden1(code))))
         return self.out(h).reshape(-1, self.k, 2)
 
-    def __call__(self, source_points_BxKx2, driver_points_BxKx2, size: int) -> jax.Array:
-        """``B×size×size×2`` residual flow (grid units): ``Σ_k w_k(q) (s_k − p_k)`` at each output pixel ``q``."""
+    def __call__(self, source_points_BxKx2, driver_points_BxKx2, size: int) -> tuple[jax.Array, jax.Array]:
+        """``(weight B×size×size×1, target B×size×size×2)`` (grid units): output pixel ``q`` near driver point
+        ``p_k`` reads the source at ``s_k + (q − p_k)`` (the point's local translation, FOMM's first-order motion
+        without the Jacobian); ``target = Σ_k w_k(q) (s_k + q − p_k)`` and ``weight = Σ_k w_k(q)``, the share the
+        points take from the decoder's own flow: ``flow = (1 − weight) · flow + target``."""
         c = (2 * jnp.arange(size, dtype=jnp.float32) + 1) / size - 1
         q = jnp.stack(jnp.meshgrid(c, c, indexing="xy"), axis=-1)  # size×size×2, (x, y)
         p = driver_points_BxKx2.astype(jnp.float32)
@@ -168,7 +171,9 @@ class LandmarkFlow(nnx.Module):
         logits = -d2 / (2 * self.width**2)
         bg = jnp.broadcast_to(self.background[...], logits.shape[:-1] + (1,))
         w = jax.nn.softmax(jnp.concatenate([logits, bg], axis=-1), axis=-1)[..., :-1]
-        return jnp.einsum("bhwk,bkc->bhwc", w, source_points_BxKx2.astype(jnp.float32) - p)
+        weight = w.sum(axis=-1, keepdims=True)
+        target = weight * q[None] + jnp.einsum("bhwk,bkc->bhwc", w, source_points_BxKx2.astype(jnp.float32) - p)
+        return weight, target
 
 
 class G3D(nnx.Module):
@@ -258,8 +263,8 @@ class G2D(nnx.Module):
         self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None, dyn_BxZ=None, return_flow=False, extra_flow=None
     ):
         """The image; with ``return_flow`` (pixel warp only) also the 2D flow ``B×S×S×2`` it warped the source
-        by (for each output pixel, the source-image point it reads, grid units). ``extra_flow`` (``B×S×S×2``, pixel
-        warp only) is added to the flow before the warp (``FaceConfig.landmark_flow``)."""
+        by (for each output pixel, the source-image point it reads, grid units). ``extra_flow`` (pixel warp only):
+        ``(weight, target)`` of :class:`LandmarkFlow`, blended in before the warp (``FaceConfig.landmark_flow``)."""
         b, d, h, w, c = vol_BxDxHxWxC.shape
         x = vol_BxDxHxWxC.transpose(0, 2, 3, 1, 4).reshape(b, h, w, d * c)
         x = self.project(x)
@@ -283,7 +288,8 @@ class G2D(nnx.Module):
         if self.fine_flow:
             flow = flow + FINE_FLOW_SCALE * self.fine_head(x).astype(jnp.float32)
         if extra_flow is not None:
-            flow = flow + extra_flow.astype(jnp.float32)
+            weight, target = extra_flow
+            flow = (1 - weight) * flow + target
         warped = warp.grid_sample_2d(source.astype(jnp.float32), flow)
         seen = jnp.concatenate([x, (warped * 2 - 1).astype(x.dtype)], axis=-1)
         y = self.out(seen).astype(jnp.float32)

@@ -141,8 +141,11 @@ def fit(model, pairs: dict[str, np.ndarray], cfg: PainterFitConfig, log_every: i
     return rows
 
 
-def write_run(base_run: str | Path, out: str | Path, painters_state: nnx.State, metrics: list[dict]) -> Path:
-    """A new run folder: ``base_run``'s latest checkpoint with the painters replaced in params and EMA."""
+def write_run(
+    base_run: str | Path, out: str | Path, part_state: nnx.State, metrics: list[dict], part: str = "painters"
+) -> Path:
+    """A new run folder: ``base_run``'s latest checkpoint with one model part (``part``: the painters, or the
+    landmark flow of ``fit-landmarks``) replaced in params and EMA."""
     base_run, out = Path(base_run), Path(out)
     if (out / "checkpoints").exists():
         raise UserError(f"{out} already holds checkpoints; choose a new --out")
@@ -158,7 +161,7 @@ def write_run(base_run: str | Path, out: str | Path, painters_state: nnx.State, 
 
     def painted(tree):
         model = nnx.merge(graphdef, tree)
-        nnx.update(model.painters, painters_state)
+        nnx.update(getattr(model, part), part_state)
         return nnx.split(model)[1]
 
     gen = dict(gen)
@@ -178,7 +181,7 @@ def write_run(base_run: str | Path, out: str | Path, painters_state: nnx.State, 
         ckpt.close()
     with open(out / "metrics.jsonl", "w") as f:
         for row in metrics:
-            f.write(json.dumps({"painters": row}) + "\n")
+            f.write(json.dumps({part: row}) + "\n")
     return out
 
 
