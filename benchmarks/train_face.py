@@ -88,7 +88,7 @@ def profile(design: str, batch: int, iters: int) -> dict[str, float]:
         c = lat.appearance.shape[-1]
         run("warp to driver + resample", model, lambda m, v: m.to_driver(v, lat.pose, lat.dyn, lat.identity), both)
         moved = model.to_driver(both, lat.pose, lat.dyn, lat.identity)
-        run("G2D + pixel warp", model.g2d, lambda m, v: m(v[..., :c], lat.source, v[..., c:]), moved)
+        run("G2D + pixel warp", model.g2d, lambda m, v: m(v[..., :c], lat.source, v[..., c:], dyn_BxZ=lat.dyn), moved)
     else:
         run(
             "warp to driver + resample",
