@@ -164,8 +164,7 @@ class LandmarkFlow(nnx.Module):
         ``p_k`` reads the source at ``s_k + (q − p_k)`` (the point's local translation, FOMM's first-order motion
         without the Jacobian); ``target = Σ_k w_k(q) (s_k + q − p_k)`` and ``weight = Σ_k w_k(q)``, the share the
         points take from the decoder's own flow: ``flow = (1 − weight) · flow + target``."""
-        c = (2 * jnp.arange(size, dtype=jnp.float32) + 1) / size - 1
-        q = jnp.stack(jnp.meshgrid(c, c, indexing="xy"), axis=-1)  # size×size×2, (x, y)
+        q = warp.identity_grid(1, size, size)[0, ..., :2]  # size×size×2 pixel centres, (x, y)
         p = driver_points_BxKx2.astype(jnp.float32)
         d2 = jnp.sum((q[None, :, :, None] - p[:, None, None]) ** 2, axis=-1)  # B×S×S×K
         logits = -d2 / (2 * self.width**2)
