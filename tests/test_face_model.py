@@ -193,3 +193,26 @@ def test_fine_flow_and_stretch_cue_start_neutral_and_the_cue_marks_a_stretch():
     ys = grid[..., 1].at[:, 6:10].set(grid[0, 8, 0, 1])
     cue = np.asarray(log_area_ratio(grid.at[..., 1].set(ys)))[0, ..., 0]
     assert cue[6:9].max() < -2 and np.abs(cue[:5]).max() < 1e-2
+
+
+def test_relative_motion_moves_the_source_by_the_drivers_change(tiny):
+    """``reenact(source, driver, driver_ref)``: the driver's change from its reference on top of the source's own
+    motion; with the source as the reference it is the absolute reenactment."""
+    from vasajax.face.model import relative_motion
+
+    sp, sd = jnp.array([[1.0, 2.0]]), jnp.array([[0.5]])
+    p, d = relative_motion(
+        sp, sd, jnp.array([[3.0, 3.0]]), jnp.array([[2.0]]), jnp.array([[2.0, 4.0]]), jnp.array([[1.5]])
+    )
+    np.testing.assert_allclose(p, [[2.0, 1.0]])
+    np.testing.assert_allclose(d, [[1.0]])
+    _, model, images, _, _, _ = tiny
+    src = jnp.broadcast_to(images[:1], images.shape)
+    rel = nnx.jit(lambda m, s, d, r: m.reenact(s, d, r))
+    absolute = nnx.jit(lambda m, s, d: m.reenact(s, d))(model, src, images)
+    np.testing.assert_allclose(rel(model, src, images, src), absolute, atol=2e-5)
+    pose_d, dyn_d = model.motion_encoder(images)
+    pose_r, dyn_r = model.motion_encoder(images[::-1])
+    lat = model.encode(src)
+    want = model.decode_latent(lat, *relative_motion(lat.pose, lat.dyn, pose_d, dyn_d, pose_r, dyn_r))
+    np.testing.assert_allclose(rel(model, src, images, images[::-1]), want, atol=2e-5)

@@ -211,3 +211,29 @@ def test_live_first_window_starts_early_and_equals_offline(trained):
     np.testing.assert_array_equal(generate_motion(trained, audio, DCFG, seed=2, first_window=CFG.window), default)
     with pytest.raises(UserError, match="first_window"):
         MotionStream(trained, DCFG, first_window=0)
+
+
+def test_primed_first_window_continues_the_context(trained):
+    """``context_motion``/``context_audio`` prime window 0 as if the clip so far had been that motion: its first
+    frame's pose (which the audio does not determine) continues the context's instead of starting anywhere.
+
+    Measured (2-core CPU, this toy model): first-frame pose error 0.072 primed vs 0.324 unprimed (mean |Δ|
+    against the true continuation)."""
+    K, W = CFG.context, CFG.window
+    audio, motion = toy_clips(21, 8, K + W)
+    truth = motion[:, K, POSE]
+    primed = MotionStream(trained, DCFG, batch=8, seed=3, context_motion=motion[:, :K], context_audio=audio[:, :K])
+    free = MotionStream(trained, DCFG, batch=8, seed=3)
+    (p,) = primed.push(audio[:, K:])
+    (f,) = free.push(audio[:, K:])
+    err_p, err_f = np.abs(p[:, 0, POSE] - truth).mean(), np.abs(f[:, 0, POSE] - truth).mean()
+    print(f"first-frame pose error: primed {err_p:.3f}, unprimed {err_f:.3f}")
+    assert err_p < 0.5 * err_f
+    # One row is held for K frames; the same values given as K rows sample the same window.
+    held = MotionStream(trained, DCFG, batch=8, seed=3, context_motion=motion[0, K - 1])
+    rows = MotionStream(trained, DCFG, batch=8, seed=3, context_motion=np.repeat(motion[:1, K - 1 : K], K, axis=1))
+    np.testing.assert_array_equal(held.push(audio[:, K:])[0], rows.push(audio[:, K:])[0])
+    with pytest.raises(UserError, match="context_motion has shape"):
+        MotionStream(trained, DCFG, batch=8, context_motion=np.zeros((3, CFG.motion_dim)))
+    with pytest.raises(UserError, match="NaN"):
+        MotionStream(trained, DCFG, context_motion=np.full(CFG.motion_dim, np.nan))

@@ -120,14 +120,43 @@ def test_stream_consumes_audio_lazily(anim):
 
 def test_pose_is_relative_to_the_portrait(anim, wave):
     portrait = anim.prepare(ASTRONAUT, crop="center")
-    rel = anim.animate(portrait, wave[:8000], seed=0)
-    ab = anim.animate(portrait, wave[:8000], seed=0, pose="absolute")
+    # Unprimed: the DiT samples the same motion for both; only the pose offset differs.
+    rel = anim.animate(portrait, wave[:8000], seed=0, start="free")
+    ab = anim.animate(portrait, wave[:8000], seed=0, pose="absolute", start="free")
     mean6 = np.asarray(anim.motion_model.motion_mean.get_value())[:6]
     offset = np.asarray(portrait.latent.pose)[0] - mean6
     assert rel.motion.shape == (13, 14)
     np.testing.assert_allclose(rel.motion[:, :6] - ab.motion[:, :6], np.broadcast_to(offset, (13, 6)), atol=1e-5)
     np.testing.assert_array_equal(rel.motion[:, 6:], ab.motion[:, 6:])
     assert np.abs(offset).max() > 1e-3 and not np.array_equal(rel.frames, ab.frames)
+
+
+def test_first_window_starts_from_the_portrait(anim, wave, monkeypatch):
+    """start="portrait" (default) primes the first window's context with the portrait's motion (pose in the DiT's
+    space, i.e. the motion mean under relative pose) over silence; start="free" samples it with no context."""
+    import vasajax.motion.generate as gen
+
+    seen = []
+    real_init = gen.MotionStream.__init__
+
+    def spy(self, *a, **kw):
+        seen.append((kw.get("context_motion"), kw.get("context_audio")))
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(gen.MotionStream, "__init__", spy)
+    portrait = anim.prepare(ASTRONAUT, crop="center")
+    primed = anim.animate(portrait, wave[:8000], seed=0)
+    free = anim.animate(portrait, wave[:8000], seed=0, start="free")
+    (m, a), (m_free, a_free) = seen
+    assert m_free is None and a_free is None
+    mean = np.asarray(anim.motion_model.motion_mean.get_value())
+    np.testing.assert_allclose(m[:6], mean[:6], atol=1e-5)  # the portrait's pose is the DiT's mean pose
+    np.testing.assert_array_equal(m[6:], np.asarray(portrait.latent.dyn)[0])
+    assert a.shape == (anim.motion_cfg.context, anim.motion_cfg.audio_dim) and np.isfinite(a).all()
+    assert primed.frames.shape == free.frames.shape and not np.array_equal(primed.frames, free.frames)
+    np.testing.assert_array_equal(anim.animate(portrait, wave[:8000], seed=0).frames, primed.frames)
+    with pytest.raises(UserError, match="start must be"):
+        anim.animate(portrait, wave[:8000], seed=0, start="middle")
 
 
 def test_paste_back_keeps_the_photo_outside_the_face(anim, wave):
@@ -254,6 +283,19 @@ def test_export_roundtrip_bf16_and_safetensors_interop(export_dir, tmp_path):
     for k in ref:
         np.testing.assert_array_equal(ref[k], ours[k])
     assert ours["motion_std"].dtype == np.float32 and ours["in_x/kernel"].dtype.name == "bfloat16"
+
+
+def test_safetensors_keep_scalars_zero_dimensional(tmp_path):
+    """A 0-d parameter (e.g. a learned background logit) is stored with shape [] and read back 0-d."""
+    import ml_dtypes
+
+    tensors = {"bg": np.array(-3.5, ml_dtypes.bfloat16), "v": np.arange(3, dtype=np.float32)}
+    ce.write_safetensors(tmp_path / "t.safetensors", tensors)
+    got, _ = ce.read_safetensors(tmp_path / "t.safetensors")
+    assert got["bg"].shape == () and float(got["bg"]) == -3.5 and got["v"].shape == (3,)
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    ref = ce.write_safetensors(tmp_path / "f.safetensors", {"x": np.array(2.0, np.float32)})
+    assert ref is None and safetensors_numpy.load_file(str(tmp_path / "f.safetensors"))["x"].shape == ()
 
 
 def _rehash(d):

@@ -109,7 +109,8 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
     header: dict[str, Any] = {"__metadata__": {k: str(v) for k, v in (metadata or {}).items()}}
     offset, blobs = 0, []
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
+        a = np.asarray(tensors[name])
+        a = np.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes a 0-d array 1-d: keep scalars 0-d
         if a.dtype not in _ST_NAMES:
             raise ValueError(f"{name}: dtype {a.dtype} is not storable (use float32, bfloat16, float16, int32)")
         raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()

@@ -33,6 +33,14 @@ or tilted keeps that framing, and a perfectly average generated pose reproduces 
 (lips, eyes, expression) are absolute: they are what the audio drives. ``pose="absolute"`` decodes the
 generated pose as is (for a model and portrait from the same data distribution; useful in evaluation).
 
+**Start: from the portrait.** The DiT is not conditioned on who is speaking, and a motion latent trained at small
+scale also carries some of its face's layout (eye spacing, mouth width), so a first window sampled with no
+context (∅, as the DiT's clip starts were in training) may start from another face's dynamics, which the
+decoder then imposes on the portrait. ``start="portrait"`` (default) primes the first window's context with the
+portrait's own motion held over K frames of silence (``MotionStream(context_motion=..., context_audio=...)``),
+so the clip continues from the photo as a training clip continues from its lead-in; ``start="free"`` is the
+unprimed sampling.
+
 **Controls and their defaults.** ``gaze`` (θ, φ) radians in camera space, default (0, 0) = looking into the
 camera; ``distance`` default: the export's ``conditions["distance"]`` (training mean) when recorded, else the
 portrait's measured head distance (or ∅ for ``crop="center"``); ``emotion``: a name (``neutral``, ``happy``,
@@ -446,7 +454,19 @@ class Animator:
 
     # -- conditions --------------------------------------------------------------------------------------
     def _motion_stream(
-        self, portrait: Portrait, *, seed, steps, gaze, distance, emotion, cfg_audio, cfg_gaze, first_window=None
+        self,
+        portrait: Portrait,
+        *,
+        seed,
+        steps,
+        gaze,
+        distance,
+        emotion,
+        cfg_audio,
+        cfg_gaze,
+        first_window=None,
+        context_motion=None,
+        context_audio=None,
     ):
         from vasajax.motion.generate import MotionStream
 
@@ -475,8 +495,22 @@ class Animator:
         emo = emotion_vector(emotion, mc.emotion_dim, cond.get("emotions"))
         return MotionStream(
             self.motion_model, dcfg, gaze=gaze, distance=distance, emotion=emo, seed=int(seed),
-            first_window=first_window,
+            first_window=first_window, context_motion=context_motion, context_audio=context_audio,
         )  # fmt: skip
+
+    def _portrait_context(self, portrait: Portrait, offset_6: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first window's context for ``start="portrait"``: the portrait's motion (pose in the DiT's space:
+        ``portrait_pose − offset``) held over K frames of silence."""
+        from vasajax.motion.audio import frame_features
+
+        lat = portrait.latent
+        motion_M = np.concatenate([np.asarray(lat.pose[0], np.float32) - offset_6, np.asarray(lat.dyn[0], np.float32)])
+        K = self.motion_cfg.context
+        silence = np.zeros(int(round(K * SAMPLE_RATE / self.fps)), np.float32)
+        audio_KxA = frame_features(silence, self.audio_cfg)[:K]
+        if len(audio_KxA) < K:  # a rounding frame short: hold the last row
+            audio_KxA = np.concatenate([audio_KxA, np.repeat(audio_KxA[-1:], K - len(audio_KxA), axis=0)])
+        return motion_M, audio_KxA
 
     # -- frames --------------------------------------------------------------------------------------------
     def _output_geometry(self, portrait: Portrait, paste_back: bool, size: int | None):
@@ -559,23 +593,32 @@ class Animator:
         pose: str = "relative",
         keep_motion: bool = False,
         first_window: int | None = None,
+        start: str = "portrait",
     ) -> FrameStream:
         """The core: a :class:`FrameStream` of watermarked uint8 frames for an encoded portrait and audio
         chunks (16 kHz mono float32, any sizes). Controls: see the module docstring. ``first_window`` (frames;
         live input, e.g. ``LIVE_FIRST_WINDOW``): sample the first motion window from that much audio instead of a
-        whole window (``MotionStream``), so the first frame does not wait for W frames of speech."""
+        whole window (``MotionStream``), so the first frame does not wait for W frames of speech. ``start``:
+        ``"portrait"`` primes the first motion window with the portrait's own motion (see "Start: from the
+        portrait"), ``"free"`` samples it with no context, like the DiT's own first windows in training."""
         from vasajax.motion.audio import LogMelStream, frame_features
 
         if pose not in ("relative", "absolute"):
             raise UserError(f"pose must be 'relative' or 'absolute', not {pose!r}")
-        stream = self._motion_stream(
-            portrait, seed=seed, steps=steps, gaze=gaze, distance=distance, emotion=emotion,
-            cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, first_window=first_window,
-        )  # fmt: skip
-        bg, params, side = self._output_geometry(portrait, paste_back, size)
+        if start not in ("portrait", "free"):
+            raise UserError(f"start must be 'portrait' or 'free', not {start!r}")
         offset_6 = np.zeros(6, np.float32)
         if pose == "relative":
             offset_6 = relative_pose_offset(portrait.latent.pose[0], self.motion_model.motion_mean.get_value())
+        context_motion = context_audio = None
+        if start == "portrait" and self.motion_cfg.context:
+            context_motion, context_audio = self._portrait_context(portrait, offset_6)
+        stream = self._motion_stream(
+            portrait, seed=seed, steps=steps, gaze=gaze, distance=distance, emotion=emotion,
+            cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, first_window=first_window,
+            context_motion=context_motion, context_audio=context_audio,
+        )  # fmt: skip
+        bg, params, side = self._output_geometry(portrait, paste_back, size)
         audio_cfg = self.audio_cfg
 
         def features(frame_stream: FrameStream) -> Iterator[np.ndarray]:
@@ -681,6 +724,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true",
                    help=f"sample the first motion window after {LIVE_FIRST_WINDOW} frames of speech, not a whole "
                         "window (live sources; windows shift, so the video differs from a run without it)")  # fmt: skip
+    p.add_argument("--start", choices=("portrait", "free"), default="portrait",
+                   help="first motion window: continue from the portrait's own motion (default) or sample it "
+                        "with no context")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--c2pa", action="store_true",
                    help="also embed a signed C2PA manifest (needs the c2pa extra; your keys are created on first use "
@@ -730,7 +776,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             first_window=LIVE_FIRST_WINDOW if live or args.live else None,
             seed=args.seed, steps=args.steps, gaze=args.gaze, emotion=args.emotion, cfg_audio=args.cfg_audio,
             cfg_gaze=args.cfg_gaze, paste_back=args.paste_back, size=args.size,
-            distance="auto" if args.distance is None else args.distance,
+            distance="auto" if args.distance is None else args.distance, start=args.start,
         )  # fmt: skip
         if live:  # compile before the first audio is read: the latency is then the model's, not XLA's
             warm_s = anim.warm_up(portrait, **controls)

@@ -148,9 +148,10 @@ def self_reenactment(
     return res
 
 
-def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5) -> np.ndarray:
+def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5, relative: bool = False) -> np.ndarray:
     """An image: row 0 = drivers; then one row per identity (its first source frame, then that source driven by
-    each driver). Sources: the first clip of each identity; drivers: frames spread over the other clips."""
+    each driver). Sources: the first clip of each identity; drivers: frames spread over the other clips.
+    ``relative``: drive with each driver's change from its clip's first frame (``reenact(..., driver_ref)``)."""
     import jax.numpy as jnp
     from flax import nnx
 
@@ -161,13 +162,18 @@ def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5
         if rec.identity not in seen:
             seen.add(rec.identity)
             sources.append(_resize(rec.frames_TxSxSx3[:1], size)[0])
-    drivers = []
+    drivers, refs = [], []
     for k in range(num_drivers):
         rec = recs[k % len(recs)]
         t = int(round((k + 1) / (num_drivers + 1) * (len(rec.frames_TxSxSx3) - 1)))
         drivers.append(_resize(rec.frames_TxSxSx3[t : t + 1], size)[0])
-    reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
+        refs.append(_resize(rec.frames_TxSxSx3[:1], size)[0])
     drv = jnp.asarray(np.stack(drivers), jnp.float32) / 255.0
+    if relative:
+        ref = jnp.asarray(np.stack(refs), jnp.float32) / 255.0
+        reenact = nnx.jit(lambda m, s, d: m.reenact(s, d, ref))
+    else:
+        reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
     blank = np.full((size, size, 3), 255, np.uint8)
     rows = [np.concatenate([blank, *drivers], axis=1)]
     for src in sources:
@@ -187,6 +193,9 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-clips", type=int, default=8)
     ap.add_argument("--drivers", type=int, default=4, help="driver frames per clip (evenly spaced)")
     ap.add_argument("--json", help="write the PSNR numbers here too")
+    ap.add_argument(
+        "--relative", action="store_true", help="cross-identity grid with relative motion (driver vs its clip start)"
+    )
     args = ap.parse_args(argv)
     try:
         if args.face_run:
@@ -206,7 +215,9 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         if args.out:
             from PIL import Image
 
-            Image.fromarray(cross_identity_grid(model, args.data, max_clips=args.max_clips)).save(args.out)
+            Image.fromarray(
+                cross_identity_grid(model, args.data, max_clips=args.max_clips, relative=args.relative)
+            ).save(args.out)
             print(f"wrote {args.out}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

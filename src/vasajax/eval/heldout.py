@@ -92,7 +92,7 @@ def write_reference(data: str | pathlib.Path, out: str | pathlib.Path, num_clips
 
 def generate(
     animator, ref_dir: pathlib.Path, out_dir: pathlib.Path, clips_info: Sequence[dict[str, Any]], *,
-    cfg_audio: float | None, cfg_gaze: float | None, seed: int = 0,
+    cfg_audio: float | None, cfg_gaze: float | None, seed: int = 0, start: str = "portrait",
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Animate each clip's portrait with its speech into ``out_dir``; returns the requested conditions per stem
     (forward gaze, the export's default distance) for the gaze/distance errors."""
@@ -107,7 +107,7 @@ def generate(
         if c["portrait"] not in facetrack.PORTRAITS:
             raise UserError(f"portrait {c['portrait']!r} of {stem} is not a bundled portrait")
         vid = animator.animate(facetrack.PORTRAITS[c["portrait"]], ref_dir / f"{stem}.wav", seed=seed,
-                               cfg_audio=cfg_audio, cfg_gaze=cfg_gaze)  # fmt: skip
+                               cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, start=start)  # fmt: skip
         vid.save(out_dir / f"{stem}.mp4")
         shutil.copy(ref_dir / f"{stem}.json", out_dir / f"{stem}.json")  # portrait name (identity metric)
         dist = animator.export.conditions.get("distance")
@@ -119,7 +119,7 @@ def generate(
 
 
 def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
-        settings: Sequence[str] = DEFAULT_SETTINGS) -> dict[str, Any]:  # fmt: skip
+        settings: Sequence[str] = DEFAULT_SETTINGS, start: str = "portrait") -> dict[str, Any]:  # fmt: skip
     from vasajax.eval import report
     from vasajax.pipeline import Animator
 
@@ -136,7 +136,7 @@ def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
         la_eff = d.lambda_audio if la is None else la
         lg_eff = d.lambda_gaze if lg is None else lg
         gdir = out_p / f"gen-{name}"
-        conds = generate(animator, ref, gdir, clips_info, cfg_audio=la, cfg_gaze=lg)
+        conds = generate(animator, ref, gdir, clips_info, cfg_audio=la, cfg_gaze=lg, start=start)
         label = f"vasajax demo, λ_A={la_eff:g}, λ_g={lg_eff:g}" + (" (default)" if name == "default" else "")
         results[name] = report.evaluate_videos(gdir, ref, conditions=conds, label=label)
     heldout = sorted({f for c in clips_info for f in c["heldout"]})  # always the sentence; voice/portrait by clip
@@ -144,7 +144,7 @@ def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
         f"{len(clips_info)} held-out SynthTalk clips ({', '.join(heldout)} held out; "
         f"{sum(1 for c in clips_info if 'voice' in c['heldout'])} with the held-out voice), checkpoint "
         f"{animator.export.face.image_size}² '{checkpoint or 'checkpoints/demo'}', seed 0, "
-        f"{d.steps} DDIM steps.",
+        f"{d.steps} DDIM steps, first window started from the {'portrait' if start == 'portrait' else 'DiT alone'}.",
         "Generated videos request forward gaze and the export's default distance: gaze_err/dist_err measure how "
         "well the control is obeyed; for the real clips they measure the tracker against SynthTalk's truth.",
         "SynthTalk is synthetic (2 portraits, espeak-ng voices): compare settings and models on it, not with "
@@ -163,9 +163,12 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder (videos, table1.md/json, table5.md/json)")
     ap.add_argument("--num-clips", type=int, default=6)
     ap.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="NAME:λ_A:λ_g or 'default'")
+    ap.add_argument("--start", choices=("portrait", "free"), default="portrait", help="Animator start (first window)")
     args = ap.parse_args(argv)
     try:
-        doc = run(args.checkpoint, args.data, args.out, num_clips=args.num_clips, settings=args.settings)
+        doc = run(
+            args.checkpoint, args.data, args.out, num_clips=args.num_clips, settings=args.settings, start=args.start
+        )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

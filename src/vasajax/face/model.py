@@ -192,10 +192,17 @@ class FaceLatentModel(nnx.Module):
             images = painter(images, dyn.astype(self.cfg.jnp_dtype))
         return (images, out[1]) if return_flow else images
 
-    def reenact(self, source_BxHxWx3, driver_BxHxWx3) -> jax.Array:
-        """Animate ``source`` with the pose and dynamics of ``driver`` (self- or cross-identity reenactment)."""
+    def reenact(self, source_BxHxWx3, driver_BxHxWx3, driver_ref_BxHxWx3=None) -> jax.Array:
+        """Animate ``source`` with the pose and dynamics of ``driver`` (self- or cross-identity reenactment).
+
+        ``driver_ref`` (a reference frame of each driver's own clip, e.g. its first): *relative* motion, the
+        driver's change from its reference applied to the source's own motion (:func:`relative_motion`), so what
+        the driver's codes say about its own face (a motion code that also carries identity) cancels out."""
         src = self.encode(source_BxHxWx3)
         pose, dyn = self.motion_encoder(driver_BxHxWx3.astype(self.cfg.jnp_dtype))
+        if driver_ref_BxHxWx3 is not None:
+            ref_pose, ref_dyn = self.motion_encoder(driver_ref_BxHxWx3.astype(self.cfg.jnp_dtype))
+            pose, dyn = relative_motion(src.pose, src.dyn, pose, dyn, ref_pose, ref_dyn)
         return self.decode_latent(src, pose, dyn)
 
     def decode_latent(self, lat: FaceLatent, pose, dyn) -> jax.Array:
@@ -212,6 +219,15 @@ class FaceLatentModel(nnx.Module):
 def encode_fn(graphdef: nnx.GraphDef, params: nnx.State, images_BxHxWx3) -> FaceLatent:
     """Pure form of :meth:`FaceLatentModel.encode`: jit with ``graphdef`` closed over or static."""
     return nnx.merge(graphdef, params).encode(images_BxHxWx3)
+
+
+def relative_motion(source_pose, source_dyn, pose, dyn, ref_pose, ref_dyn):
+    """``(source_pose + pose − ref_pose, source_dyn + dyn − ref_dyn)``: a driver's motion relative to its own
+    reference frame, carried onto the source's motion (LivePortrait's relative driving; the face model's
+    ``reenact(..., driver_ref)``). With the source as its own reference this is the absolute motion; across
+    identities it removes the driver's face layout (eye spacing, mouth width) that its motion codes hold, which
+    the points of ``FaceConfig.landmark_flow`` would otherwise carry onto the source's face."""
+    return source_pose + (pose - ref_pose), source_dyn + (dyn - ref_dyn)
 
 
 def decode_fn(

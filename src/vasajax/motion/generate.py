@@ -80,6 +80,12 @@ class MotionStream:
     the clip; None means ∅ (the learned null). Windows come back as float32 numpy arrays.
     ``use_context=False`` (ablation) samples every window with X_pre/A_pre = ∅, like the first.
 
+    ``context_motion`` (M, K×M or B×K×M raw motion; one row is held for K frames) and ``context_audio`` (A, K×A or
+    B×K×A features; default zeros): *prime* the first window with a context instead of ∅, as if the clip so far
+    had been that motion over that audio. The animator primes with the portrait's own motion over silence, so the
+    generated dynamics continue the portrait's face (its layout, its expression) rather than start from whatever
+    face the DiT's training data averages to.
+
     ``first_window`` (live input): window 0 is sampled as soon as that many frames of audio have arrived (its
     later frames are marked absent, like a clip's padded tail) and only those frames come back; every later window
     is a full W frames, conditioned on the last K frames before it (left-padded by repeating the first frame when
@@ -100,6 +106,8 @@ class MotionStream:
         seed: int = 0,
         use_context: bool = True,
         first_window: int | None = None,
+        context_motion=None,
+        context_audio=None,
     ):
         self.cfg = cfg = model.cfg
         self.use_context = use_context
@@ -128,12 +136,29 @@ class MotionStream:
         self.pending_BxTxA = np.zeros((B, 0, cfg.audio_dim), np.float32)
         self.motion_pre_BxKxM = np.zeros((B, cfg.context, cfg.motion_dim), np.float32)
         self.audio_pre_BxKxA = np.zeros((B, cfg.context, cfg.audio_dim), np.float32)
+        self.primed = context_motion is not None
+        if self.primed:
+            self.motion_pre_BxKxM = self._context(context_motion, cfg.motion_dim, "context_motion")
+            if context_audio is not None:
+                self.audio_pre_BxKxA = self._context(context_audio, cfg.audio_dim, "context_audio")
         self.windows_done = 0
         self.finished = False
 
+    def _context(self, value, dim: int, name: str) -> np.ndarray:
+        """A priming context (``dim``, K×dim or B×K×dim; one row is repeated K times) as B×K×dim."""
+        B, K = self.batch, self.cfg.context
+        v = np.asarray(value, np.float32)
+        v = v.reshape(1, 1, dim) if v.shape == (dim,) else v
+        v = v[None] if v.ndim == 2 else v
+        if v.ndim != 3 or v.shape[2] != dim or v.shape[0] not in (1, B) or v.shape[1] not in (1, K):
+            raise UserError(f"{name} has shape {np.shape(value)}; expected ({dim},), ({K}, {dim}) or ({B}, {K}, {dim})")
+        if not np.all(np.isfinite(v)):
+            raise UserError(f"{name} has NaN or infinite values")
+        return np.ascontiguousarray(np.broadcast_to(v, (B, K, dim)))
+
     def _window(self, audio_BxWxA: np.ndarray, valid: int) -> np.ndarray:
         cfg, B, K = self.cfg, self.batch, self.cfg.context
-        first = self.windows_done == 0
+        first = self.windows_done == 0 and not self.primed
         null = CondNull(
             audio=jnp.zeros((B,), bool),
             context=jnp.full((B,), first or K == 0 or not self.use_context),
