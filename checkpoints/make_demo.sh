@@ -2,42 +2,30 @@
 # Rebuild the shipped demo checkpoint (checkpoints/demo) from nothing but this repository, offline.
 #
 #   bash checkpoints/make_demo.sh [WORK_DIR]              (default WORK_DIR: runs/demo; the 2-core CPU recipe)
-#   PRESET=gpu bash checkpoints/make_demo.sh runs/demo-gpu   (one H100/H200: the full stage-1 objective, ~10 min)
+#   PRESET=gpu bash checkpoints/make_demo.sh runs/demo-gpu   (one H100/H200: the full stage-1 objective)
 #
-# NOTE (2026-12-03): the checkpoints/demo shipped today was made by the previous recipe (`--config small`, stopped
-# at step 800: `git show 4983afc:checkpoints/make_demo.sh`; its manifest.json records the commands). This script
-# is the next recipe (the small_warp design chosen by the comparison in checkpoints/README.md); it has not yet been
-# run end to end. The demo it makes replaces checkpoints/demo once it measures better.
-# Each stage resumes where it stopped when run again (orbax checkpoints in WORK_DIR). OUT (default
-# checkpoints/demo) is where the export goes.
+# CPU preset = how the shipped checkpoints/demo was made (December 2026): stage 1 is a curriculum of ten
+# train-face runs, each starting from the previous one's weights (--init-from: params + EMA, fresh optimiser and
+# schedule) and adding one design option (FaceConfig; checkpoints/README.md says what each does and what it
+# measured), each stopped where the session that ran it stopped it (--stop-after). It grew that way over four
+# sessions of design work; replaying it costs ~3,500 stage-1 steps, ~3.5-4 h on two idle cores, which is over
+# issue 12's 2.5 h budget. A shorter recipe (every option from step 0) is the obvious next step and has not
+# been run yet. Every stage resumes where it stopped when run again (orbax checkpoints in WORK_DIR); a finished
+# stage is skipped. OUT (default checkpoints/demo) is where the export goes.
 #
-# CPU preset: stage 1 is the `small_warp` design (pixel-warp decoder + mouth-region L1; why: the design
-# comparison in checkpoints/README.md) with the reconstruction losses only (L1 + SSIM + face-crop SSIM + mouth
-# L1): VASA-1's transfer and cross-identity losses, the contrastive loss and the GAN each cost extra encodes /
-# decodes per sample that a 2-core CPU cannot pay. GPU preset: the same model with the full objective (SSIM or,
-# with VGG_WEIGHTS=path/to/torchvision-vgg19.pth, the VGG19 perceptual loss; hinge GAN + feature matching;
-# transfer consistency; cross-identity identity loss; CosFace contrastive), larger batches and more steps.
+# Objective (CPU): reconstruction only (L1 + SSIM + face-crop SSIM + mouth-box L1 + tracker head pose), then the
+# tracker's blendshapes on z_dyn[:52] (expression_weight), the decoder's flow at the tracker's landmarks
+# (flow_weight) and the landmark-flow head's points (landmark_weight). VASA-1's transfer and cross-identity
+# losses, the contrastive loss and the GAN each cost extra encodes/decodes per sample that a 2-core CPU cannot
+# pay. GPU preset: the final design from step 0 with the full objective (SSIM or, with
+# VGG_WEIGHTS=path/to/torchvision-vgg19.pth, the VGG19 perceptual loss; hinge GAN + feature matching; transfer
+# consistency; cross-identity identity loss; CosFace contrastive), then the same landmark fit and fine-tune.
+# The GPU preset has never run (no GPU has been lent to this project's sessions yet).
 set -euo pipefail
 W=${1:-runs/demo}
 VJ=${VASAJAX:-vasajax}
 OUT=${OUT:-checkpoints/demo}
 PRESET=${PRESET:-cpu}
-if [ "$PRESET" = gpu ]; then
-  FACE_STEPS=${FACE_STEPS:-4000}; FACE_STOP=${FACE_STOP:-$FACE_STEPS}; FACE_BATCH=${FACE_BATCH:-16}
-  MOTION_STEPS=${MOTION_STEPS:-6000}; MOTION_BATCH=${MOTION_BATCH:-64}
-  FACE_LOSS=()
-  FACE_GAN=()
-  [ -n "${VGG_WEIGHTS:-}" ] && FACE_GAN+=(--vgg-weights "$VGG_WEIGHTS")
-  FACE_CKPT=500
-elif [ "$PRESET" = cpu ]; then
-  FACE_STEPS=${FACE_STEPS:-1000}; FACE_STOP=${FACE_STOP:-$FACE_STEPS}; FACE_BATCH=${FACE_BATCH:-2}
-  MOTION_STEPS=${MOTION_STEPS:-3000}; MOTION_BATCH=${MOTION_BATCH:-8}
-  FACE_LOSS=(--loss transfer_weight=0 --loss identity_weight=0 --loss contrastive_weight=0)
-  FACE_GAN=(--no-gan)
-  FACE_CKPT=25
-else
-  echo "PRESET must be cpu or gpu, not $PRESET" >&2; exit 2
-fi
 mkdir -p "$W"
 
 # 1. SynthTalk: 120 training clips (train sentences, 2 bundled portraits, random espeak-ng voices) + 12 held-out
@@ -45,15 +33,76 @@ mkdir -p "$W"
 [ -f "$W/synthtalk/train/manifest.json" ] ||
   $VJ synth --shards --out "$W/synthtalk" --num-clips 120 --num-heldout 12 --size 256 --workers 2
 
-# 2. Stage 1 (face latent model, small_warp: pixel-warp decoder; mouth-region L1 and tracker head-pose terms).
-$VJ train-face --config small_warp --data "$W/synthtalk/train" --workdir "$W/face" --steps "$FACE_STEPS" \
-  --stop-after "$FACE_STOP" --batch "$FACE_BATCH" --lr "${FACE_LR:-3e-4}" --warmup 50 --ema-decay 0.99 \
-  "${FACE_GAN[@]}" "${FACE_LOSS[@]}" --log-every 10 --sample-every 100 --ckpt-every "$FACE_CKPT"
+CPU_LOSS=(--no-gan --loss transfer_weight=0 --loss identity_weight=0 --loss contrastive_weight=0)
+SUPERVISE=(--loss expression_weight=10 --loss flow_weight=100)
+# The final stage-1 design (FaceConfig options on the small_warp preset).
+GLIMPSE=(--model dyn_2d=1 --model glimpse_channels=32,64 --model dyn_2d_gain=20 --model patch_channels=32)
+FLOWS=(--model warp_keypoints=32 --model fine_flow=1 --model stretch_cue=1)
+POINTS=(--model landmark_flow=98)
+COMMON=(--data "$W/synthtalk/train" --batch 2 --ema-decay 0.99 --log-every 10 --sample-every 100)
 
-# 3. Motion latents of every clip with the trained stage-1 encoder (+ 80-bin log-mel audio features).
+# face RUN PREVIOUS STEPS STOP LR WARMUP CKPT_EVERY [train-face options...]: one curriculum stage, skipped when
+# its run already holds the checkpoint at STOP.
+face() {
+  local run=$1 prev=$2 steps=$3 stop=$4 lr=$5 warmup=$6 every=$7
+  shift 7
+  [ -d "$W/$run/checkpoints/$stop" ] && return 0
+  local init=()
+  [ "$prev" = - ] || init=(--init-from "$W/$prev")
+  $VJ train-face --config small_warp "$@" "${init[@]}" --workdir "$W/$run" "${COMMON[@]}" \
+    --steps "$steps" --stop-after "$stop" --lr "$lr" --warmup "$warmup" --ckpt-every "$every"
+}
+
+if [ "$PRESET" = cpu ]; then
+  MOTION_STEPS=${MOTION_STEPS:-3000}; MOTION_BATCH=${MOTION_BATCH:-8}
+  # 2. Stage 1, the curriculum (run, from, planned steps, stopped at, lr, warm-up, checkpoint every, options).
+  #    a. the pixel-warp decoder with the reconstruction losses (the previous demo's stage 1)
+  face face-a - 1000 1000 3e-4 50 25 "${CPU_LOSS[@]}"
+  #    b. blendshapes on z_dyn[:52] and the decoder's flow at the tracker's landmarks
+  face face-b face-a 500 250 2e-4 30 25 "${CPU_LOSS[@]}" "${SUPERVISE[@]}"
+  #    c-f. G2D reads z_dyn (dyn_2d), the mouth/eye glimpses, their gain, the patch painters
+  face face-c face-b 450 220 2e-4 20 25 --model dyn_2d=1 "${CPU_LOSS[@]}" "${SUPERVISE[@]}"
+  face face-d face-c 700 275 2e-4 20 25 --model dyn_2d=1 --model glimpse_channels=32,64 \
+    "${CPU_LOSS[@]}" "${SUPERVISE[@]}"
+  face face-e face-d 500 125 2e-4 20 25 --model dyn_2d=1 --model glimpse_channels=32,64 --model dyn_2d_gain=20 \
+    "${CPU_LOSS[@]}" "${SUPERVISE[@]}"
+  face face-f face-e 500 125 2e-4 20 25 "${GLIMPSE[@]}" "${CPU_LOSS[@]}" "${SUPERVISE[@]}"
+  #    g. keypoint warps replace the dense warp generators (their weights start fresh)
+  face face-g face-f 1500 370 3e-4 20 50 "${GLIMPSE[@]}" --model warp_keypoints=32 \
+    --init-skip warp_to_canonical --init-skip warp_to_driver "${CPU_LOSS[@]}" "${SUPERVISE[@]}"
+  #    h. the fine residual flow and the stretch cue
+  face face-h face-g 1200 200 3e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${CPU_LOSS[@]}" "${SUPERVISE[@]}"
+  #    i. the landmark flow (98 lip/eye/face points)
+  face face-i face-h 1000 490 3e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
+    "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
+  #    j. fit the landmark head alone on the frozen encoder's codes (seconds), then k. fine-tune everything
+  [ -d "$W/face-j" ] ||
+    $VJ fit-landmarks --face-run "$W/face-i" --data "$W/synthtalk/train" --eval-data "$W/synthtalk/heldout" \
+      --out "$W/face-j"
+  face face-k face-j 600 460 2e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
+    "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
+elif [ "$PRESET" = gpu ]; then
+  MOTION_STEPS=${MOTION_STEPS:-6000}; MOTION_BATCH=${MOTION_BATCH:-64}
+  GAN=()
+  [ -n "${VGG_WEIGHTS:-}" ] && GAN+=(--vgg-weights "$VGG_WEIGHTS")
+  COMMON=(--data "$W/synthtalk/train" --batch "${FACE_BATCH:-16}" --ema-decay 0.999 --log-every 10 --sample-every 500)
+  FACE_STEPS=${FACE_STEPS:-4000}
+  face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 200 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" \
+    "${SUPERVISE[@]}" --loss landmark_weight=100
+  [ -d "$W/face-j" ] ||
+    $VJ fit-landmarks --face-run "$W/face-i" --data "$W/synthtalk/train" --eval-data "$W/synthtalk/heldout" \
+      --out "$W/face-j"
+  TUNE_STEPS=${TUNE_STEPS:-1000}
+  face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 1e-4 50 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" \
+    "${SUPERVISE[@]}" --loss landmark_weight=100
+else
+  echo "PRESET must be cpu or gpu, not $PRESET" >&2; exit 2
+fi
+
+# 3. Motion latents of every clip with the finished stage-1 encoder (+ 80-bin log-mel audio features).
 for split in train heldout; do
   [ -f "$W/motion/$split/manifest.json" ] ||
-    $VJ encode-dataset --face-checkpoint "$W/face" --data "$W/synthtalk/$split" --out "$W/motion/$split"
+    $VJ encode-dataset --face-checkpoint "$W/face-k" --data "$W/synthtalk/$split" --out "$W/motion/$split"
 done
 
 # 4. Stage 2 (motion DiT, small config: W = 50, K = 10), evaluated on the held-out clips.
@@ -61,5 +110,5 @@ $VJ train-motion --config small --data "$W/motion/train" --eval-data "$W/motion/
   --steps "$MOTION_STEPS" --batch "$MOTION_BATCH" --lr 3e-4 --warmup 100 --log-every 50 --ckpt-every 250 --sample-every 1000
 
 # 5. The export: bf16 params, configs, sha256 manifest.
-$VJ export --face-run "$W/face" --motion-run "$W/motion-run" --motion-data "$W/motion/train" --out "$OUT" \
+$VJ export --face-run "$W/face-k" --motion-run "$W/motion-run" --motion-data "$W/motion/train" --out "$OUT" \
   --steps 25 --note "SynthTalk demo model ($PRESET preset): see checkpoints/README.md for what it can and cannot do"

@@ -31,8 +31,9 @@
 #    $x_i$ — the photo is encoded once, each frame costs one decode.
 #
 # **The model.** This notebook animates with the shipped demo checkpoint `checkpoints/demo`: the `small` configs
-# at 256×256 with the pixel-warp decoder, trained for about two hours on a 2-core CPU on SynthTalk (two public-domain
-# portraits, synthetic speech); `checkpoints/README.md` says what it can and cannot do. By default it uses one
+# at 256×256 with the pixel-warp decoder (plus mouth/eye glimpses and a landmark-guided flow), trained for about
+# four hours on a 2-core CPU on SynthTalk (two public-domain portraits, synthetic speech); `checkpoints/README.md`
+# says what it can and cannot do. By default it uses one
 # sentence and 10 diffusion steps, so it runs top to bottom in about a minute on a laptop CPU; `VASAJAX_FULL=1`
 # (or `FULL = True` in the next cell) uses the checkpoint's own number of steps. The test suite executes it with
 # `VASAJAX_SMOKE=1`, which swaps in a tiny model with random weights (its pictures are then noise).
@@ -95,10 +96,12 @@ print(
 nb.show_video(path)
 
 # %% [markdown]
-# **What you see.** The astronaut's own photo, sharp, moving her head with the speech (nods, turns, sway). She
-# does not blink, and her mouth does **not** follow the syllables: it keeps the photo's smile (why is visible in the motion
-# plot of section 2; `checkpoints/README.md` measures it). Under `VASAJAX_SMOKE=1`, the test suite's
-# tiny random model, the video is a flickering noise texture instead of a face.
+# **What you see.** The astronaut's own photo moving her head with the speech (nods, turns, sway), her lips
+# parting over her teeth and closing again with the syllables. The inside of the mouth stays pale (teeth over
+# stretched lip texture, no dark cavity), she does not blink, and the face is softer than the photo — a model
+# trained for a few hours on a 2-core CPU (`checkpoints/README.md` measures it: held-out lip sync 0.61 where real
+# clips score 0.68). Under `VASAJAX_SMOKE=1`, the test suite's tiny random model, the video is a flickering noise
+# texture instead of a face.
 #
 # ## 2. Under the hood: the three stages as pure functions
 #
@@ -163,14 +166,23 @@ fig = nb.image_grid(
 # $$\hat X_0 = (1+\lambda_A)\,H(X_t, t, C) - \lambda_A\, H(X_t, t, C\,|\,A=\varnothing) + \lambda_g \big[H(X_t, t, C) -
 #   H(X_t, t, C\,|\,g=\varnothing)\big]$$
 #
-# `generate_motion` is the same function the Animator streams through; with the same conditions and seed it
-# returns exactly the motion of the video above.
+# The first window has no previous window. The Animator gives it one: the photo's own motion, held over $K$
+# frames of silence (`anim.portrait_context`), so the clip continues from the face in the photo the way a
+# training clip continues from its silent lead-in (`start="portrait"`; `start="free"` leaves that context empty).
+# `generate_motion` is the same function the Animator streams through; with the same context, conditions and seed
+# it returns exactly the motion of the video above.
 
 # %%
 feats = frame_features(wave, anim.audio_cfg)
 dcfg = anim.diffusion if STEPS is None else dataclasses.replace(anim.diffusion, steps=STEPS)
 distance = anim.export.conditions.get("distance", portrait.distance)  # what the Animator's "auto" picks
-motion = generate_motion(anim.motion_model, feats, dcfg, gaze=(0.0, 0.0), distance=distance, seed=0)[0]
+mean_pose = np.asarray(anim.motion_model.motion_mean.get_value(), np.float32)[:6]
+offset = np.asarray(latent.pose[0], np.float32) - mean_pose  # z_photo − μ: the photo's pose in the DiT's space is μ
+context_motion, context_audio = anim.portrait_context(portrait, offset)  # [μ, z_dyn of the photo], silence
+motion = generate_motion(
+    anim.motion_model, feats, dcfg, gaze=(0.0, 0.0), distance=distance, seed=0,
+    context_motion=context_motion, context_audio=context_audio,
+)[0]  # fmt: skip
 print("audio features", feats.shape, "→ motion", motion.shape, "(T frames × [6 pose + dyn])")
 
 # %%
@@ -182,8 +194,10 @@ for j, name in enumerate(["yaw", "pitch", "roll", "tx", "ty", "tz"]):
     axes[1].plot(motion[:, j], label=name)
 axes[1].legend(ncol=6, fontsize=8)
 axes[1].set_ylabel("pose")
-axes[2].imshow(motion[:, 6:].T, aspect="auto", origin="lower", cmap="coolwarm")
-axes[2].set_ylabel("z_dyn dim")
+dyn = motion[:, 6:]
+dyn_std = (dyn - dyn.mean(0)) / (dyn.std(0) + 1e-6)  # each dimension standardised over the clip: its changes
+axes[2].imshow(dyn_std.T, aspect="auto", origin="lower", cmap="coolwarm", vmin=-3, vmax=3)
+axes[2].set_ylabel("z_dyn dim (standardised)")
 for ax in axes:
     for w in range(W, T, W):
         ax.axvline(w - 0.5, color="k", ls="--", lw=0.8)
@@ -193,11 +207,10 @@ fig.tight_layout()
 # %% [markdown]
 # **Reading the plot.** Top: the log-mel features of the sentence (bright = loud) — silence before and after the
 # speech is visible. Middle: the generated head pose moves smoothly, nodding and turning with the phrases, across
-# the window boundary (dashed). Bottom: the dynamics $z^{dyn}$ are nearly **constant** — horizontal stripes. That
-# is the demo's weak point made visible: its stage-1 encoder has not learned to put the mouth's motion into
-# $z^{dyn}$ (SynthTalk's lips move on every syllable), so stage 2 learned constant dynamics and the rendered mouth
-# cannot move. A well-trained model shows stripes that flicker with the syllables. (With the test suite's random
-# weights all of these are noise-like curves with no relation to the speech.)
+# the window boundary (dashed). Bottom: the dynamics $z^{dyn}$, each dimension standardised over the clip so its
+# changes show: they change in vertical bands at the syllables and hold still in the pauses (the dark gaps of the
+# spectrogram) — the lips, jaw and cheeks following the speech. The window boundary leaves no seam. (With the test
+# suite's random weights all of these are noise-like curves with no relation to the speech.)
 #
 # ### Stage 1, decode: frames
 #
@@ -208,9 +221,9 @@ fig.tight_layout()
 # the Animator's decode batch size), reproduces the video.
 
 # %%
-mean_pose = np.asarray(anim.motion_model.motion_mean.get_value(), np.float32)[:6]
-offset = np.asarray(latent.pose[0], np.float32) - mean_pose  # z_photo − μ, added to every generated pose
-pose = motion[:, :6] + offset  # in this order, as the Animator does: float32 sums in another order differ in bits
+# z_photo − μ added to every generated pose, in this order, as the Animator does (float32 sums in another order
+# differ in bits)
+pose = motion[:, :6] + offset
 idx = np.linspace(0, T - 1, 8).astype(int)
 # (the pixel-warp decoder of the demo model also reads the photo and where each voxel came from in it)
 frames = np.asarray(

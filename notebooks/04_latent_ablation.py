@@ -91,10 +91,11 @@ for name, p in subjects.items():
 # carries.) The last column takes all four factors: the donor's reconstruction.
 #
 # *With the demo model:* the appearance factor carries who it is — with the pixel-warp decoder the photo itself
-# travels with it, so "+ appearance" is the donor's face in the base's pose; identity alone changes nothing
-# visible; pose turns the head a little (the two portraits' poses are close); dynamics changes nothing visible,
-# because the demo's z_dyn is nearly unused (notebook 00's motion plot). Under the test suite's random weights
-# the columns show noise.
+# travels with it, so "+ appearance" is the donor's face, pulled out of shape by the base's other codes (its
+# landmark points come from the base's pose and dynamics); identity alone changes nothing visible; pose turns the
+# head a little (the two portraits' poses are close); dynamics changes the mouth and cheeks towards the donor's
+# — and with them some of the face's layout, since this small model's z_dyn is not free of identity (section 3
+# works around it with relative dynamics). Under the test suite's random weights the columns show noise.
 
 # %%
 columns = [[], ["appearance"], ["identity"], ["appearance", "identity"], ["pose"], ["dyn"], list(ab.FACTORS)]
@@ -112,16 +113,32 @@ fig.savefig(OUT / "factor_swaps.png", dpi=80)
 # Stage 2 turns speech into a motion sequence $X = \{[z^i_\text{pose}, z^i_\text{dyn}]\}$. The same sequence can
 # drive any face: appearance and identity come from the portrait, motion from the DiT. Generated head pose is
 # applied *around each portrait's own pose* (`ab.retarget`, the convention `Animator` uses), so each subject
-# keeps its framing. Speech: one sentence synthesised offline with espeak-ng.
+# keeps its framing. The motion is generated for the astronaut (its first window primed with her own motion, as
+# the Animator does); for the other face its dynamics are applied *relative* to hers,
+# $z^{dyn}_{B} + (\hat z^{dyn}_i - z^{dyn}_{A})$: this model's $z^{dyn}$ also encodes the face's layout (eye
+# spacing, mouth width), and the absolute codes would pull Hopper's face into the astronaut's. Speech: one
+# sentence synthesised offline with espeak-ng.
 
 # %%
 speech = synthesize_speech("The parrot repeated every word the captain said.", seed=0)
 wave = speech.audio_16k[: int(nb.pick(smoke=2.0, full=4.0) * 16_000)]
 dcfg = dataclasses.replace(anim.diffusion, steps=nb.pick(smoke=10, full=anim.diffusion.steps))
-motion = generate_motion(anim.motion_model, frame_features(wave, anim.audio_cfg), dcfg, gaze=(0.0, 0.0), seed=0)[0]
 mean = np.asarray(anim.motion_model.motion_mean.get_value())
+context_motion, context_audio = anim.portrait_context(subjects["astronaut"], np.asarray(A.pose[0]) - mean[:6])
+motion = generate_motion(
+    anim.motion_model, frame_features(wave, anim.audio_cfg), dcfg, gaze=(0.0, 0.0), seed=0,
+    context_motion=context_motion, context_audio=context_audio,
+)[0]  # fmt: skip
 show = np.linspace(0, len(motion) - 1, 6).round().astype(int)  # six frames across the clip
-grid = [ab.decode_motion(decode, params, lat, ab.retarget(motion[show], lat.pose[0], mean)) for lat in (A, B)]
+grid = [
+    ab.decode_motion(
+        decode,
+        params,
+        lat,
+        ab.retarget(motion[show], lat.pose[0], mean, portrait_dyn=lat.dyn[0], reference_dyn=A.dyn[0]),
+    )
+    for lat in (A, B)
+]
 fig = nb.image_grid(grid, row_titles=list(subjects), col_titles=[f"{t / 25:.2f} s" for t in show], cell=1.6,
                     title="the same generated motion on two faces")  # fmt: skip
 nb.show_audio(wave)
@@ -158,11 +175,12 @@ path = Video(frames=(side_by_side * 255).round().astype(np.uint8), fps=25.0, aud
 nb.show_video(path, width=4 * 160)
 
 # %% [markdown]
-# *With the demo model:* rows 1–2 show the generated head motion (small nods and turns) and row 3 is still —
-# the demo's dynamics are nearly constant, so "speech without head motion" shows no speech. Row 4 is the rigid
-# warp at work: the head spins, and beyond the small angles SynthTalk trained it on the pixel warp tears (hair and
-# suit smear into the background). A model whose z_dyn carries the lips reproduces figure 5: head motion without
-# speech, speech without head motion, speech during a turn. (Random test weights: noise, often warped out of frame.)
+# *With the demo model:* rows 1–2 show the generated head motion (small nods and turns), row 2 with the photo's
+# closed smile throughout; row 3 keeps the head still while the lips part and close (play the video: the stills
+# show it faintly at this size). Row 4 is the rigid warp at work: the head spins, and beyond the small angles
+# SynthTalk trained it on the pixel warp tears the face and hair apart. So figure 5's first two claims hold here
+# (head motion without speech, speech without head motion); speech during a large turn does not. (Random test
+# weights: noise, often warped out of frame.)
 #
 # ## 5 · Condition ablation (VASA-1 table 5)
 #
@@ -208,11 +226,13 @@ Markdown(markdown_table(rows, first="setting"))
 
 # %% [markdown]
 # How far each control moves the motion (left), and the generated yaw over time for the gaze and CFG settings
-# (right). *With the demo model:* gaze moves the generated motion and the yaw (left/right in the expected order),
-# emotion moves z_dyn most (with no visible effect: z_dyn is nearly unused by the renderer), distance not at all
-# (SynthTalk barely varies it, so the DiT learned to ignore it), and turning off guidance (λ = 0) shrinks the yaw.
-# The tracked columns of the table come from MediaPipe on the rendered frames; lip sync stays near zero or negative
-# because the demo's mouth does not move. Read the table like VASA-1's: $\mathcal{E}_g$ should fall as
+# (right). *With the demo model:* gaze moves the generated motion and the yaw (left/right in the expected order)
+# but not the eyes — the measured gaze stays where it was, so $\mathcal{E}_g$ grows with the requested angle;
+# emotion moves the motion as much as gaze does; distance not at all (SynthTalk barely varies it, so the DiT
+# learned to ignore it); turning off guidance (λ = 0) moves it most and shrinks the yaw. The tracked columns of the
+# table come from MediaPipe on the rendered frames: the mouth follows the speech under every setting (av_corr
+# about 0.3 at lag 1 on this 2-s clip, 0.57–0.62 at the best lag; real SynthTalk clips score about 0.7). Read the
+# table like VASA-1's: $\mathcal{E}_g$ should fall as
 # $\lambda_g$ grows, the measured gaze should follow left/right/up, the measured distance should shrink for
 # "farther", and $\lambda_A$ should raise lip sync and ΔP (the paper: λ_A = 0.5
 # improves Sync-C from 7.13 to 7.96 and ΔP from 0.290 to 0.316; larger λ_A exaggerates the mouth and adds jitter).

@@ -66,6 +66,12 @@ def test_hold_retarget_and_spin():
     r = ab.retarget(m, pose0, mean)
     np.testing.assert_allclose(r[:, :6], m[:, :6] + pose0 - mean[:6], atol=1e-5)
     np.testing.assert_array_equal(r[:, 6:], m[:, 6:])
+    mine, theirs = np.array([1.0, 0.0, -1.0]), np.array([0.5, 0.5, 0.5])  # relative dynamics: mine + (m − theirs)
+    r = ab.retarget(m, pose0, mean, portrait_dyn=mine, reference_dyn=theirs)
+    np.testing.assert_allclose(r[:, 6:], m[:, 6:] + mine - theirs, atol=1e-6)
+    np.testing.assert_allclose(r[:, :6], m[:, :6] + pose0 - mean[:6], atol=1e-5)
+    with pytest.raises(ValueError, match="both"):
+        ab.retarget(m, pose0, mean, portrait_dyn=mine)
     s = ab.spin_pose(40, pose0, yaw_deg=30.0)
     assert s.shape == (40, 6)
     np.testing.assert_allclose(np.degrees(np.abs(s[:, 0] - pose0[0])).max(), 30.0, rtol=1e-3)

@@ -273,6 +273,21 @@ def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
         other = dataclasses.replace(cfg.model, dyn_dim=cfg.model.dyn_dim + 1)
         bad = dataclasses.replace(cfg, model=other, init_from=str(tmp_path / "straight"))
         face.warm_start(face.init_state(bad), bad)
+    # --freeze motion_encoder: a fine-tune that leaves the motion encoder (so stage 2's latents) untouched
+    frozen_cfg = dataclasses.replace(cfg, init_from=str(tmp_path / "straight"), freeze=("motion_encoder",))
+    tuned = face.train(frozen_cfg, shards, tmp_path / "frozen", stop_after=2, progress=False)
+    assert face.load_config(tmp_path / "frozen").freeze == ("motion_encoder",)
+
+    def parts(tree):
+        return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    for key in ("params", "ema"):
+        after, before = parts(tuned["state"]["gen"][key]), parts(straight["state"]["gen"][key])
+        enc = [k for k in after if k.startswith("['motion_encoder']")]
+        assert enc and all(np.array_equal(after[k], before[k]) for k in enc)
+        assert any(not np.array_equal(after[k], before[k]) for k in after if k not in enc)
+    with pytest.raises(UserError, match="--freeze motion_encodr: no such model part"):
+        face.init_state(dataclasses.replace(cfg, freeze=("motion_encodr",)))
 
 
 def test_two_processes_match_single_process(shards, tmp_path):

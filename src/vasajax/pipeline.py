@@ -498,9 +498,11 @@ class Animator:
             first_window=first_window, context_motion=context_motion, context_audio=context_audio,
         )  # fmt: skip
 
-    def _portrait_context(self, portrait: Portrait, offset_6: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The first window's context for ``start="portrait"``: the portrait's motion (pose in the DiT's space:
-        ``portrait_pose − offset``) held over K frames of silence."""
+    def portrait_context(self, portrait: Portrait, offset_6: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(motion_M, audio_KxA)``, the first window's context for ``start="portrait"``: the portrait's motion
+        (pose in the DiT's space: ``portrait_pose − offset_6``, the offset being the pose mode's, zeros for
+        ``pose="absolute"``) to be held over K frames, and the features of K frames of silence. Pass them to
+        ``generate_motion(..., context_motion=, context_audio=)`` to reproduce the Animator's motion by hand."""
         from vasajax.motion.audio import frame_features
 
         lat = portrait.latent
@@ -612,7 +614,7 @@ class Animator:
             offset_6 = relative_pose_offset(portrait.latent.pose[0], self.motion_model.motion_mean.get_value())
         context_motion = context_audio = None
         if start == "portrait" and self.motion_cfg.context:
-            context_motion, context_audio = self._portrait_context(portrait, offset_6)
+            context_motion, context_audio = self.portrait_context(portrait, offset_6)
         stream = self._motion_stream(
             portrait, seed=seed, steps=steps, gaze=gaze, distance=distance, emotion=emotion,
             cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, first_window=first_window,

@@ -95,13 +95,28 @@ def with_motion(latent, motion_TxM: np.ndarray):
     )  # fmt: skip
 
 
-def retarget(motion_TxM: np.ndarray, portrait_pose_6: np.ndarray, motion_mean_M: np.ndarray) -> np.ndarray:
+def retarget(
+    motion_TxM: np.ndarray,
+    portrait_pose_6: np.ndarray,
+    motion_mean_M: np.ndarray,
+    *,
+    portrait_dyn=None,
+    reference_dyn=None,
+) -> np.ndarray:
     """Generated motion with its head pose moved around a portrait's own pose, as ``pipeline.Animator`` decodes
-    it: ``pose = portrait_pose + (generated_pose − motion_mean[:6])``; dynamics unchanged."""
+    it: ``pose = portrait_pose + (generated_pose − motion_mean[:6])``. Dynamics unchanged, or with
+    ``portrait_dyn`` and ``reference_dyn`` *relative*: ``dyn = portrait_dyn + (generated_dyn − reference_dyn)``
+    (``face.model.relative_motion``), for driving another face with motion generated from (primed with) the
+    reference's: what the generated z_dyn says about the reference face's layout cancels out."""
     from vasajax.pipeline import relative_pose_offset
 
     m = np.array(motion_TxM, np.float32)
     m[:, :6] += relative_pose_offset(portrait_pose_6, motion_mean_M)
+    if (portrait_dyn is None) != (reference_dyn is None):
+        raise ValueError("retarget: give both portrait_dyn and reference_dyn, or neither")
+    if portrait_dyn is not None:
+        shift = np.asarray(portrait_dyn, np.float32).reshape(-1) - np.asarray(reference_dyn, np.float32).reshape(-1)
+        m[:, 6:] += shift
     return m
 
 

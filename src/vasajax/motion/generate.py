@@ -225,14 +225,17 @@ def stream_motion(
     seed: int = 0,
     use_context: bool = True,
     first_window: int | None = None,
+    context_motion=None,
+    context_audio=None,
 ) -> Iterator[np.ndarray]:
     """Yield motion window by window (B×W×M; the first (``first_window``) and last ones may be shorter) for a
-    whole clip's audio features."""
+    whole clip's audio features. ``context_motion``/``context_audio``: prime the first window (``MotionStream``)."""
     a = np.asarray(audio_BxTxA, np.float32)
     a = a[None] if a.ndim == 2 else a
     stream = MotionStream(
         model, dcfg, batch=a.shape[0], gaze=gaze, distance=distance, emotion=emotion, seed=seed,
-        use_context=use_context, first_window=first_window,
+        use_context=use_context, first_window=first_window, context_motion=context_motion,
+        context_audio=context_audio,
     )  # fmt: skip
     W = model.cfg.window
     for start in range(0, a.shape[1], W):
@@ -251,13 +254,18 @@ def generate_motion(
     seed: int = 0,
     use_context: bool = True,
     first_window: int | None = None,
+    context_motion=None,
+    context_audio=None,
 ) -> np.ndarray:
-    """Motion B×T×M (raw latent space) for audio features B×T×A (or T×A → 1×T×M), T video frames."""
+    """Motion B×T×M (raw latent space) for audio features B×T×A (or T×A → 1×T×M), T video frames.
+    ``context_motion``/``context_audio``: prime the first window (``MotionStream``; the Animator's
+    ``portrait_context``)."""
     a = np.asarray(audio_BxTxA, np.float32)
     a = a[None] if a.ndim == 2 else a
     kw = dict(
-        gaze=gaze, distance=distance, emotion=emotion, seed=seed, use_context=use_context, first_window=first_window
-    )
+        gaze=gaze, distance=distance, emotion=emotion, seed=seed, use_context=use_context, first_window=first_window,
+        context_motion=context_motion, context_audio=context_audio,
+    )  # fmt: skip
     windows = list(stream_motion(model, a, dcfg, **kw))
     if not windows:
         return np.zeros((a.shape[0], 0, model.cfg.motion_dim), np.float32)

@@ -46,7 +46,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +397,48 @@ def make_optimizer(cfg: OptimConfig, total_steps: int, *, lr_scale: float = 1.0)
     parts = [] if cfg.clip_norm is None else [optax.clip_by_global_norm(cfg.clip_norm)]
     parts.append(optax.adamw(sched, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
     return optax.chain(*parts)
+
+
+def _part_prefixes(parts: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f"['{p}']" for p in parts)
+
+
+def keep_frozen(new: Any, old: Any, parts: Sequence[str]) -> Any:
+    """``new`` with the leaves under the top-level ``parts`` taken from ``old`` (e.g. an EMA that must not move
+    for frozen parts)."""
+    prefixes = _part_prefixes(parts)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, n, o: o if jax.tree_util.keystr(path).startswith(prefixes) else n, new, old
+    )
+
+
+def freeze_parts(tx: optax.GradientTransformation, parts: Sequence[str]) -> optax.GradientTransformation:
+    """``tx`` for every parameter except those under the top-level model ``parts`` (``nnx.State`` keys), which get
+    zero updates (no AdamW moments are kept for them, no weight decay). A part that names no parameter is a
+    ``UserError`` when the optimiser state is created. (Their EMA: ``keep_frozen``.)"""
+    prefixes = _part_prefixes(parts)
+
+    def labels(params):
+        found = {p: False for p in parts}
+
+        def label(path, _):
+            key = jax.tree_util.keystr(path)
+            for part, prefix in zip(parts, prefixes):
+                if key.startswith(prefix):
+                    found[part] = True
+                    return "frozen"
+            return "train"
+
+        out = jax.tree_util.tree_map_with_path(label, params)
+        missing = [p for p, hit in found.items() if not hit]
+        if missing:
+            top = sorted(
+                {jax.tree_util.keystr(path[:1]) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
+            )
+            raise UserError(f"--freeze {missing[0]}: no such model part (parts: {', '.join(t[2:-2] for t in top)})")
+        return out
+
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def split_microbatches(batch: Any, accum_steps: int) -> Any:

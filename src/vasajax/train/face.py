@@ -103,6 +103,10 @@ class FaceTrainConfig:
     init_skip: tuple[str, ...] = ()
     """Top-level model parts of ``init_from`` not carried over (e.g. ``("warp_to_canonical", "warp_to_driver")``
     to swap the convolutional warp generators for ``warp_keypoints``): they keep this run's fresh initialisation."""
+    freeze: tuple[str, ...] = ()
+    """Top-level model parts the optimiser leaves unchanged (``common.freeze_parts``). ``("motion_encoder",)``
+    fine-tunes the renderer of a trained run while its motion latents, and so a stage-2 model trained on them,
+    stay valid."""
 
     def __post_init__(self):
         if self.pairs.size not in (None, self.model.image_size):
@@ -147,6 +151,7 @@ class FaceTrainConfig:
             adversarial=d["adversarial"],
             init_from=d.get("init_from"),
             init_skip=tuple(d.get("init_skip", ())),
+            freeze=tuple(d.get("freeze", ())),
         )
 
     @classmethod
@@ -232,10 +237,10 @@ def make_graphs(cfg: FaceTrainConfig, critics: losses.FaceCritics) -> Graphs:
 
 def optimizers(cfg: FaceTrainConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     """(generator, discriminator) optimisers over the run's steps."""
-    return (
-        common.make_optimizer(cfg.optim, cfg.run.steps),
-        common.make_optimizer(cfg.disc_optim, cfg.run.steps),
-    )
+    gen = common.make_optimizer(cfg.optim, cfg.run.steps)
+    if cfg.freeze:
+        gen = common.freeze_parts(gen, cfg.freeze)
+    return gen, common.make_optimizer(cfg.disc_optim, cfg.run.steps)
 
 
 def init_state(cfg: FaceTrainConfig) -> dict:
@@ -294,7 +299,9 @@ def generator_step(
     params = optax.apply_updates(gen["params"], updates)
     new_gen = {"params": params, "opt": opt}
     if "ema" in gen:
-        new_gen["ema"] = common.ema_update(gen["ema"], params, cfg.optim.ema_decay)
+        ema = common.ema_update(gen["ema"], params, cfg.optim.ema_decay)
+        # frozen parts keep their average too: the EMA weights are what an export ships
+        new_gen["ema"] = common.keep_frozen(ema, gen["ema"], cfg.freeze) if cfg.freeze else ema
     return {**state, "step": state["step"] + 1, "gen": new_gen}, metrics, fakes
 
 
@@ -646,6 +653,7 @@ def build_config(args: argparse.Namespace) -> FaceTrainConfig:
         adversarial=not args.no_gan,
         init_from=args.init_from,
         init_skip=tuple(args.init_skip),
+        freeze=tuple(args.freeze),
     )
     if args.loss:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **parse_loss_overrides(args.loss, cfg.loss)))
@@ -750,6 +758,13 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="with --init-from: a model part not to carry over, e.g. warp_to_driver (repeatable; swapping a module)",
+    )
+    p.add_argument(
+        "--freeze",
+        metavar="PART",
+        action="append",
+        default=[],
+        help="a model part the optimiser leaves unchanged, e.g. motion_encoder (repeatable; motion latents stay valid)",
     )
     p.add_argument("--log-every", type=int)
     p.add_argument("--ckpt-every", type=int)
