@@ -17,8 +17,11 @@ def test_demo_checkpoint_is_intact_small_and_documented():
         assert key in manifest, key
     cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
     face = FaceConfig.from_dict(cfg["face"])
-    # the small sizes, with or without the pixel-warp decoder and its direct z_dyn path
-    assert dataclasses.replace(face, dtype="float32", pixel_warp=False, dyn_2d=False) == FaceConfig.small()
+    # the small sizes, with or without the pixel-warp decoder and its design options (checkpoints/README.md)
+    small = FaceConfig.small()
+    options = ("pixel_warp", "dyn_2d", "dyn_2d_gain", "glimpse_channels", "patch_channels", "warp_keypoints",
+               "fine_flow", "stretch_cue", "landmark_flow")  # fmt: skip
+    assert dataclasses.replace(face, dtype="float32", **{k: getattr(small, k) for k in options}) == small
     assert face.image_size >= 256
     motion = ce.config_from_dict(MotionConfig, cfg["motion"], "motion")
     small = MotionConfig.small(audio_dim=motion.audio_dim)
