@@ -275,7 +275,7 @@ def main() -> None:
             "write_crf": 18,
             "first_clip": args.first,
         },
-        "synthtalk": summarise(rows),
+        "synthtalk": summarise(rows) if rows else None,  # --clips 0: the demo row only
         "demo": demo_row,
         "per_clip": rows,
     }
@@ -284,11 +284,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=None, separators=(",", ":")))
     s = result["synthtalk"]
-    print(
-        f"\nSynthTalk: {s['clips']} clips, PSNR mean {s['psnr_db_mean']:.2f} dB (min {s['psnr_db_min']:.2f}), "
-        f"detect_video median {s['detect_s_median']:.2f} s per file"
-    )
-    print(table(s))
+    if s:
+        print(
+            f"\nSynthTalk: {s['clips']} clips, PSNR mean {s['psnr_db_mean']:.2f} dB (min {s['psnr_db_min']:.2f}), "
+            f"detect_video median {s['detect_s_median']:.2f} s per file"
+        )
+        print(table(s))
     if demo_row:
         n = len(rows_of())
         found = sum(demo_row[k]["marked"]["found"] for k in rows_of())
