@@ -79,11 +79,12 @@ def test_parity_with_torch_reference(pair):
     got_l, got_a = syncnet._embed(graphdef, state, lips.transpose(0, 2, 3, 4, 1), aud.transpose(0, 2, 3, 1))
     for got, want in ((np.asarray(got_l), want_l), (np.asarray(got_a), want_a)):
         assert got.shape == (2, 1024)
-        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
+        # measured (2-core CPU, JAX 0.10.2 vs torch 2.13): max |Δ| 1.3e-6 of a 1.37 maximum (lips), 1.2e-7 of 0.31
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
 
 
 def test_mfcc_matches_python_speech_features():
-    psf = pytest.importorskip("python_speech_features")
+    import python_speech_features as psf  # the test extra installs it
     wave = np.random.default_rng(1).normal(0, 3000, 16_000 + 123)
     np.testing.assert_allclose(syncnet.mfcc(wave), psf.mfcc(wave, 16_000), rtol=1e-6, atol=1e-6)
 
