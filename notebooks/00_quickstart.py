@@ -176,9 +176,7 @@ fig = nb.image_grid(
 feats = frame_features(wave, anim.audio_cfg)
 dcfg = anim.diffusion if STEPS is None else dataclasses.replace(anim.diffusion, steps=STEPS)
 distance = anim.export.conditions.get("distance", portrait.distance)  # what the Animator's "auto" picks
-mean_pose = np.asarray(anim.motion_model.motion_mean.get_value(), np.float32)[:6]
-offset = np.asarray(latent.pose[0], np.float32) - mean_pose  # z_photo − μ: the photo's pose in the DiT's space is μ
-context_motion, context_audio = anim.portrait_context(portrait, offset)  # [μ, z_dyn of the photo], silence
+context_motion, context_audio = anim.portrait_context(portrait)  # [μ (the photo's pose in the DiT's space), z_dyn]
 motion = generate_motion(
     anim.motion_model, feats, dcfg, gaze=(0.0, 0.0), distance=distance, seed=0,
     context_motion=context_motion, context_audio=context_audio,
@@ -221,9 +219,9 @@ fig.tight_layout()
 # the Animator's decode batch size), reproduces the video.
 
 # %%
-# z_photo − μ added to every generated pose, in this order, as the Animator does (float32 sums in another order
-# differ in bits)
-pose = motion[:, :6] + offset
+mean_pose = np.asarray(anim.motion_model.motion_mean.get_value(), np.float32)[:6]
+offset = np.asarray(latent.pose[0], np.float32) - mean_pose  # z_photo − μ, added to every generated pose
+pose = motion[:, :6] + offset  # in this order, as the Animator does: float32 sums in another order differ in bits
 idx = np.linspace(0, T - 1, 8).astype(int)
 # (the pixel-warp decoder of the demo model also reads the photo and where each voxel came from in it)
 frames = np.asarray(

@@ -124,7 +124,7 @@ speech = synthesize_speech("The parrot repeated every word the captain said.", s
 wave = speech.audio_16k[: int(nb.pick(smoke=2.0, full=4.0) * 16_000)]
 dcfg = dataclasses.replace(anim.diffusion, steps=nb.pick(smoke=10, full=anim.diffusion.steps))
 mean = np.asarray(anim.motion_model.motion_mean.get_value())
-context_motion, context_audio = anim.portrait_context(subjects["astronaut"], np.asarray(A.pose[0]) - mean[:6])
+context_motion, context_audio = anim.portrait_context(subjects["astronaut"])
 motion = generate_motion(
     anim.motion_model, frame_features(wave, anim.audio_cfg), dcfg, gaze=(0.0, 0.0), seed=0,
     context_motion=context_motion, context_audio=context_audio,

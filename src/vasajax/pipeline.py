@@ -498,15 +498,24 @@ class Animator:
             first_window=first_window, context_motion=context_motion, context_audio=context_audio,
         )  # fmt: skip
 
-    def portrait_context(self, portrait: Portrait, offset_6: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pose_offset(self, portrait: Portrait, pose: str = "relative") -> np.ndarray:
+        """What is added to every generated pose: ``relative_pose_offset`` for ``pose="relative"``, else zeros."""
+        if pose not in ("relative", "absolute"):
+            raise UserError(f"pose must be 'relative' or 'absolute', not {pose!r}")
+        if pose == "absolute":
+            return np.zeros(6, np.float32)
+        return relative_pose_offset(portrait.latent.pose[0], self.motion_model.motion_mean.get_value())
+
+    def portrait_context(self, portrait: Portrait, pose: str = "relative") -> tuple[np.ndarray, np.ndarray]:
         """``(motion_M, audio_KxA)``, the first window's context for ``start="portrait"``: the portrait's motion
-        (pose in the DiT's space: ``portrait_pose − offset_6``, the offset being the pose mode's, zeros for
-        ``pose="absolute"``) to be held over K frames, and the features of K frames of silence. Pass them to
-        ``generate_motion(..., context_motion=, context_audio=)`` to reproduce the Animator's motion by hand."""
+        (pose in the DiT's space, ``portrait_pose − pose_offset(portrait, pose)``) to be held over K frames, and the
+        features of K frames of silence. Pass them to ``generate_motion(..., context_motion=, context_audio=)`` to
+        reproduce the Animator's motion by hand."""
         from vasajax.motion.audio import frame_features
 
         lat = portrait.latent
-        motion_M = np.concatenate([np.asarray(lat.pose[0], np.float32) - offset_6, np.asarray(lat.dyn[0], np.float32)])
+        pose_M = np.asarray(lat.pose[0], np.float32) - self.pose_offset(portrait, pose)
+        motion_M = np.concatenate([pose_M, np.asarray(lat.dyn[0], np.float32)])
         K = self.motion_cfg.context
         silence = np.zeros(int(round(K * SAMPLE_RATE / self.fps)), np.float32)
         audio_KxA = frame_features(silence, self.audio_cfg)[:K]
@@ -605,16 +614,12 @@ class Animator:
         portrait"), ``"free"`` samples it with no context, like the DiT's own first windows in training."""
         from vasajax.motion.audio import LogMelStream, frame_features
 
-        if pose not in ("relative", "absolute"):
-            raise UserError(f"pose must be 'relative' or 'absolute', not {pose!r}")
+        offset_6 = self.pose_offset(portrait, pose)
         if start not in ("portrait", "free"):
             raise UserError(f"start must be 'portrait' or 'free', not {start!r}")
-        offset_6 = np.zeros(6, np.float32)
-        if pose == "relative":
-            offset_6 = relative_pose_offset(portrait.latent.pose[0], self.motion_model.motion_mean.get_value())
         context_motion = context_audio = None
         if start == "portrait" and self.motion_cfg.context:
-            context_motion, context_audio = self.portrait_context(portrait, offset_6)
+            context_motion, context_audio = self.portrait_context(portrait, pose)
         stream = self._motion_stream(
             portrait, seed=seed, steps=steps, gaze=gaze, distance=distance, emotion=emotion,
             cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, first_window=first_window,

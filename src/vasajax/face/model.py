@@ -199,11 +199,13 @@ class FaceLatentModel(nnx.Module):
         driver's change from its reference applied to the source's own motion (:func:`relative_motion`), so what
         the driver's codes say about its own face (a motion code that also carries identity) cancels out."""
         src = self.encode(source_BxHxWx3)
-        pose, dyn = self.motion_encoder(driver_BxHxWx3.astype(self.cfg.jnp_dtype))
-        if driver_ref_BxHxWx3 is not None:
-            ref_pose, ref_dyn = self.motion_encoder(driver_ref_BxHxWx3.astype(self.cfg.jnp_dtype))
-            pose, dyn = relative_motion(src.pose, src.dyn, pose, dyn, ref_pose, ref_dyn)
-        return self.decode_latent(src, pose, dyn)
+        if driver_ref_BxHxWx3 is None:
+            pose, dyn = self.motion_encoder(driver_BxHxWx3.astype(self.cfg.jnp_dtype))
+            return self.decode_latent(src, pose, dyn)
+        b = driver_BxHxWx3.shape[0]  # driver and reference frames through the motion encoder in one batch
+        both = jnp.concatenate([driver_BxHxWx3, driver_ref_BxHxWx3]).astype(self.cfg.jnp_dtype)
+        pose, dyn = self.motion_encoder(both)
+        return self.decode_latent(src, *relative_motion(src.pose, src.dyn, pose[:b], dyn[:b], pose[b:], dyn[b:]))
 
     def decode_latent(self, lat: FaceLatent, pose, dyn) -> jax.Array:
         """``decode`` with the appearance factors of ``lat`` and the given motion."""
