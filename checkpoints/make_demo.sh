@@ -81,6 +81,19 @@ if [ "$PRESET" = cpu ]; then
       --out "$W/face-j"
   face face-k face-j 600 460 2e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
     "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
+elif [ "$PRESET" = fast ]; then
+  MOTION_STEPS=${MOTION_STEPS:-3000}; MOTION_BATCH=${MOTION_BATCH:-8}
+  FACE_STEPS=${FACE_STEPS:-1600}
+  # 2. Stage 1 in one run: the final design and the CPU objective from step 0, then the landmark fit and a short
+  #    fine-tune of everything.
+  face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 50 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
+    "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
+  [ -d "$W/face-j" ] ||
+    $VJ fit-landmarks --face-run "$W/face-i" --data "$W/synthtalk/train" --eval-data "$W/synthtalk/heldout" \
+      --out "$W/face-j"
+  TUNE_STEPS=${TUNE_STEPS:-300}
+  face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 2e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
+    "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
 elif [ "$PRESET" = gpu ]; then
   MOTION_STEPS=${MOTION_STEPS:-6000}; MOTION_BATCH=${MOTION_BATCH:-64}
   GAN=()

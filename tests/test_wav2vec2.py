@@ -108,8 +108,8 @@ def test_task_model_prefix_and_old_weight_norm_keys(checkpoints, tmp_path):
     renamed["lm_head.weight"] = np.zeros((5, 32), np.float32)
     assert pos + "weight_g" in {k[len("wav2vec2.") :] for k in renamed}
     cfg = wav2vec2_params.read_config(d)
-    _, p1 = wav2vec2_params.convert(sd, cfg)
-    _, p2 = wav2vec2_params.convert(renamed, cfg)
+    p1 = nnx.state(wav2vec2_params.convert(sd, cfg))
+    p2 = nnx.state(wav2vec2_params.convert(renamed, cfg))
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # the folded positional conv weight: g·v/‖v‖ per kernel tap, i.e. each tap's O×I slice has norm |g|

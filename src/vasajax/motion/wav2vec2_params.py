@@ -15,66 +15,41 @@ Layouts: torch ``Conv1d`` weights ``O×I×K`` become channels-last kernels ``K×
 from __future__ import annotations
 
 import json
-import re
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from flax import nnx
 
+from vasajax import params
 from vasajax.errors import UserError
 from vasajax.motion.wav2vec2 import Wav2Vec2, Wav2Vec2Config
+from vasajax.params import Rule, conv, linear
 
-
-def _same(w: np.ndarray) -> np.ndarray:
-    return w
-
-
-def _linear(w: np.ndarray) -> np.ndarray:
-    return w.T
-
-
-def _conv(w: np.ndarray) -> np.ndarray:
-    return w.transpose(2, 1, 0)
-
-
-# (regex on our flattened param path, Hugging Face key template filled with the regex groups, transform)
-TABLE: tuple[tuple[str, str, Callable[[np.ndarray], np.ndarray]], ...] = (
-    (r"conv_layers\.(\d+)\.conv\.kernel", "feature_extractor.conv_layers.{0}.conv.weight", _conv),
-    (r"conv_layers\.(\d+)\.conv\.bias", "feature_extractor.conv_layers.{0}.conv.bias", _same),
-    (r"conv_layers\.(\d+)\.norm\.scale", "feature_extractor.conv_layers.{0}.layer_norm.weight", _same),
-    (r"conv_layers\.(\d+)\.norm\.bias", "feature_extractor.conv_layers.{0}.layer_norm.bias", _same),
-    (r"feature_norm\.scale", "feature_projection.layer_norm.weight", _same),
-    (r"feature_norm\.bias", "feature_projection.layer_norm.bias", _same),
-    (r"feature_proj\.kernel", "feature_projection.projection.weight", _linear),
-    (r"feature_proj\.bias", "feature_projection.projection.bias", _same),
-    (r"pos_conv\.kernel", "encoder.pos_conv_embed.conv.weight", _conv),  # after weight-norm folding
-    (r"pos_conv\.bias", "encoder.pos_conv_embed.conv.bias", _same),
-    (r"encoder_norm\.scale", "encoder.layer_norm.weight", _same),
-    (r"encoder_norm\.bias", "encoder.layer_norm.bias", _same),
-    (
-        r"layers\.(\d+)\.attention\.(q|k|v|out)_proj\.kernel",
-        "encoder.layers.{0}.attention.{1}_proj.weight",
-        _linear,
-    ),
-    (
-        r"layers\.(\d+)\.attention\.(q|k|v|out)_proj\.bias",
-        "encoder.layers.{0}.attention.{1}_proj.bias",
-        _same,
-    ),
-    (r"layers\.(\d+)\.(layer_norm|final_layer_norm)\.scale", "encoder.layers.{0}.{1}.weight", _same),
-    (r"layers\.(\d+)\.(layer_norm|final_layer_norm)\.bias", "encoder.layers.{0}.{1}.bias", _same),
-    (
+# our flattened param path → Hugging Face key (the regex groups fill the template) and layout transform
+TABLE: tuple[Rule, ...] = (
+    Rule(r"conv_layers\.(\d+)\.conv\.kernel", "feature_extractor.conv_layers.{0}.conv.weight", conv),
+    Rule(r"conv_layers\.(\d+)\.conv\.bias", "feature_extractor.conv_layers.{0}.conv.bias"),
+    Rule(r"conv_layers\.(\d+)\.norm\.scale", "feature_extractor.conv_layers.{0}.layer_norm.weight"),
+    Rule(r"conv_layers\.(\d+)\.norm\.bias", "feature_extractor.conv_layers.{0}.layer_norm.bias"),
+    Rule(r"feature_norm\.scale", "feature_projection.layer_norm.weight"),
+    Rule(r"feature_norm\.bias", "feature_projection.layer_norm.bias"),
+    Rule(r"feature_proj\.kernel", "feature_projection.projection.weight", linear),
+    Rule(r"feature_proj\.bias", "feature_projection.projection.bias"),
+    Rule(r"pos_conv\.kernel", "encoder.pos_conv_embed.conv.weight", conv),  # after weight-norm folding
+    Rule(r"pos_conv\.bias", "encoder.pos_conv_embed.conv.bias"),
+    Rule(r"encoder_norm\.scale", "encoder.layer_norm.weight"),
+    Rule(r"encoder_norm\.bias", "encoder.layer_norm.bias"),
+    Rule(r"layers\.(\d+)\.attention\.(q|k|v|out)_proj\.kernel", "encoder.layers.{0}.attention.{1}_proj.weight", linear),
+    Rule(r"layers\.(\d+)\.attention\.(q|k|v|out)_proj\.bias", "encoder.layers.{0}.attention.{1}_proj.bias"),
+    Rule(r"layers\.(\d+)\.(layer_norm|final_layer_norm)\.scale", "encoder.layers.{0}.{1}.weight"),
+    Rule(r"layers\.(\d+)\.(layer_norm|final_layer_norm)\.bias", "encoder.layers.{0}.{1}.bias"),
+    Rule(
         r"layers\.(\d+)\.(intermediate_dense|output_dense)\.kernel",
         "encoder.layers.{0}.feed_forward.{1}.weight",
-        _linear,
+        linear,
     ),
-    (
-        r"layers\.(\d+)\.(intermediate_dense|output_dense)\.bias",
-        "encoder.layers.{0}.feed_forward.{1}.bias",
-        _same,
-    ),
+    Rule(r"layers\.(\d+)\.(intermediate_dense|output_dense)\.bias", "encoder.layers.{0}.feed_forward.{1}.bias"),
 )
 
 # Hugging Face keys of the base model that have no counterpart here, on purpose.
@@ -106,68 +81,20 @@ def canonical_hf_state(hf: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _flatten(tree: Mapping, prefix: tuple = ()) -> dict[tuple, object]:
-    flat = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            flat.update(_flatten(v, (*prefix, k)))
-        else:
-            flat[(*prefix, k)] = v
-    return flat
-
-
-def _unflatten(flat: Mapping[tuple, object]) -> dict:
-    tree: dict = {}
-    for path, v in flat.items():
-        node = tree
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = v
-    return tree
-
-
-def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """The Hugging Face key and transform for our parameter ``name`` (first matching TABLE row)."""
-    for pattern, template, transform in TABLE:
-        m = re.fullmatch(pattern, name)
-        if m:
-            return template.format(*m.groups()), transform
-    raise UserError(f"internal: no conversion rule for parameter {name!r}; extend wav2vec2_params.TABLE")
-
-
-def convert(hf: Mapping[str, np.ndarray], cfg: Wav2Vec2Config) -> tuple[nnx.GraphDef, nnx.State]:
-    """Maps a Hugging Face state dict (numpy arrays) onto our model; returns ``(graphdef, params)``.
+def convert(hf: Mapping[str, np.ndarray], cfg: Wav2Vec2Config) -> Wav2Vec2:
+    """Our model with a Hugging Face state dict's weights (numpy arrays, float32).
 
     Raises ``UserError`` naming the key when a weight is missing or its shape does not match ``cfg``.
     Unused base-model keys (other than ``IGNORED``) produce a warning.
     """
-    hf = canonical_hf_state(hf)
-    abstract = nnx.eval_shape(lambda: Wav2Vec2(cfg, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    ours = _flatten(nnx.to_pure_dict(state))
-    used: set[str] = set()
-    new: dict[tuple, np.ndarray] = {}
-    for path, leaf in ours.items():
-        name = ".".join(str(p) for p in path)
-        key, transform = _rule(name)
-        if key not in hf:
-            raise UserError(
-                f"checkpoint lacks weight {key!r} needed for {name}; is it a wav2vec2/HuBERT checkpoint "
-                "matching its config.json?"
-            )
-        value = transform(np.asarray(hf[key], dtype=np.float32))
-        if tuple(value.shape) != tuple(leaf.shape):
-            raise UserError(
-                f"checkpoint weight {key!r} has shape {tuple(hf[key].shape)} but config.json implies "
-                f"{tuple(leaf.shape)} (after layout change); checkpoint and config.json disagree"
-            )
-        new[path] = value
-        used.add(key)
-    leftover = [k for k in hf if k not in used and not any(re.search(p, k) for p in IGNORED)]
-    if leftover:
-        warnings.warn(f"wav2vec2 checkpoint: {len(leftover)} unused weights, e.g. {leftover[:3]}", stacklevel=2)
-    nnx.replace_by_pure_dict(state, _unflatten(new))
-    return graphdef, state
+    return params.convert(
+        lambda: Wav2Vec2(cfg, rngs=nnx.Rngs(0)),
+        canonical_hf_state(hf),
+        TABLE,
+        model="wav2vec2/HuBERT",
+        ignored=IGNORED,
+        unused="warn",
+    )
 
 
 def read_config(checkpoint: str | Path) -> Wav2Vec2Config:
@@ -220,5 +147,4 @@ def read_safetensors(checkpoint: str | Path) -> dict[str, np.ndarray]:
 def load(checkpoint: str | Path) -> tuple[Wav2Vec2Config, Wav2Vec2]:
     """Config and ``Wav2Vec2`` model with the checkpoint's weights (float32)."""
     cfg = read_config(checkpoint)
-    graphdef, params = convert(read_safetensors(checkpoint), cfg)
-    return cfg, nnx.merge(graphdef, params)
+    return cfg, convert(read_safetensors(checkpoint), cfg)
