@@ -366,4 +366,6 @@ def test_import_vasajax_stays_light():
         "print(light, A.__name__, 'jax' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
-    assert out == ["True", "Animator", "False"]  # the pipeline module itself imports JAX only when used
+    # ``import vasajax`` (and so ``vasajax --help``) stays free of JAX; the Animator's module imports its stages
+    # (and with them JAX) at the top, where a reader sees them
+    assert out == ["True", "Animator", "True"]

@@ -37,7 +37,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -367,8 +367,9 @@ def _read_json(path: Path, what: str) -> dict:
     return d
 
 
-def verify_export(directory: str | os.PathLike) -> dict:
-    """Check every file against ``manifest.json`` (presence, size, sha256); returns the manifest."""
+def verify_export(directory: str | os.PathLike, required: Sequence[str] | None = None) -> dict:
+    """Check every file against ``manifest.json`` (presence, size, sha256); returns the manifest. ``required``:
+    the files the export must list (default: exactly VASA-1's three; other stages' exports name their own)."""
     d = Path(directory).expanduser()
     if not d.is_dir():
         raise UserError(f"checkpoint folder not found: {d}; pass --checkpoint DIR with an exported model")
@@ -378,7 +379,8 @@ def verify_export(directory: str | os.PathLike) -> dict:
     if manifest.get("format") != FORMAT:
         raise UserError(f"{d}: export format {manifest.get('format')!r} is not {FORMAT!r}; re-export the model")
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != {FACE_FILE, MOTION_FILE, CONFIG_FILE}:
+    need = set(required) if required is not None else {FACE_FILE, MOTION_FILE, CONFIG_FILE}
+    if not isinstance(files, dict) or not need <= set(files) or (required is None and set(files) != need):
         raise UserError(f"{d}/{MANIFEST_FILE} does not list the export's files; the checkpoint is damaged")
     for name, info in files.items():
         p = d / name

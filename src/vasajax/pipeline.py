@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import os
 import sys
 import tempfile
@@ -68,6 +67,8 @@ from pathlib import Path
 import numpy as np
 
 from vasajax.errors import UserError
+from vasajax.load import Stages, load_stages
+from vasajax.motion.emotion import BLENDSHAPE_EMOTIONS, emotion_vector  # noqa: F401 (re-exported)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
 """The shipped demo checkpoint (``$VASAJAX_CHECKPOINT`` overrides it)."""
@@ -77,15 +78,6 @@ CHUNK_S = 10.0
 """Seconds of audio read per chunk from a file (bounded memory)."""
 SILENT_DBFS = -60.0
 """Audio whose RMS level is under this (dB relative to full scale) is warned about as silent."""
-BLENDSHAPE_EMOTIONS: dict[str, dict[str, float]] = {
-    "happy": {"mouthSmileLeft": 0.6, "mouthSmileRight": 0.6, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3},
-    "sad": {"mouthFrownLeft": 0.5, "mouthFrownRight": 0.5, "browInnerUp": 0.5, "mouthPressLeft": 0.2},
-    "surprised": {"browInnerUp": 0.6, "browOuterUpLeft": 0.6, "browOuterUpRight": 0.6, "eyeWideLeft": 0.5,
-                  "eyeWideRight": 0.5, "jawOpen": 0.3},
-    "angry": {"browDownLeft": 0.6, "browDownRight": 0.6, "noseSneerLeft": 0.3, "noseSneerRight": 0.3,
-              "mouthPressLeft": 0.3, "mouthPressRight": 0.3},
-}  # fmt: skip
-"""Built-in emotion offsets as MediaPipe blendshape scores (unnamed ones 0); used when emotion_dim = 52."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -188,17 +180,6 @@ class FrameStream:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-@functools.cache
-def _jitted():
-    """(encode, decode): the face model's pure functions, jitted once per process with the graphdef static,
-    so every ``Animator`` of one config shares the compiled code."""
-    import jax
-
-    from vasajax.face.model import decode_fn, encode_fn
-
-    return jax.jit(encode_fn, static_argnums=0), jax.jit(decode_fn, static_argnums=0)
-
-
 def _provenance_tag() -> dict[str, str]:
     from vasajax import provenance
 
@@ -221,65 +202,6 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
                 "with an export made by vasajax.checkpoint_export.save_export"
             )
     return Path(path).expanduser()
-
-
-def emotion_vector(emotion, dim: int, presets: dict | None = None) -> np.ndarray | None:
-    """The emotion condition for ``emotion`` (see the module docstring); None = ∅ (the learned null)."""
-    from vasajax.facetrack import BLENDSHAPE_NAMES
-
-    presets = {k.lower(): v for k, v in (presets or {}).items()}
-    if emotion is None:
-        return None
-    if isinstance(emotion, str):
-        text = emotion.strip()
-        name = text.lower()
-        if name in presets:
-            return _check_emotion(np.asarray(presets[name], np.float32), dim, name)
-        if name == "neutral":
-            return None
-        if name in BLENDSHAPE_EMOTIONS:
-            if dim != len(BLENDSHAPE_NAMES):
-                raise UserError(f"emotion names need a 52-blendshape model; this one has {dim} emotion values")
-            vec = np.zeros(dim, np.float32)
-            for k, v in BLENDSHAPE_EMOTIONS[name].items():
-                vec[BLENDSHAPE_NAMES.index(k)] = v
-            return vec
-        if "=" in text:
-            if dim != len(BLENDSHAPE_NAMES):
-                raise UserError(f"name=value emotions need a 52-blendshape model; this one has {dim} values")
-            vec = np.zeros(dim, np.float32)
-            for part in filter(None, (p.strip() for p in text.split(","))):
-                key, _, value = part.partition("=")
-                if key.strip() not in BLENDSHAPE_NAMES:
-                    raise UserError(f"unknown blendshape {key.strip()!r} in --emotion; see facetrack.BLENDSHAPE_NAMES")
-                vec[BLENDSHAPE_NAMES.index(key.strip())] = _float(value, "--emotion")
-            return vec
-        if "," in text or _is_float(text):
-            return _check_emotion(np.array([_float(v, "--emotion") for v in text.split(",")], np.float32), dim, text)
-        known = sorted({"neutral", *BLENDSHAPE_EMOTIONS, *presets})
-        raise UserError(f"unknown emotion {text!r}; use one of {', '.join(known)} or {dim} comma-separated values")
-    return _check_emotion(np.asarray(emotion, np.float32).reshape(-1), dim, "emotion")
-
-
-def _check_emotion(vec: np.ndarray, dim: int, what: str) -> np.ndarray:
-    if vec.shape != (dim,) or not np.all(np.isfinite(vec)):
-        raise UserError(f"emotion {what!r} has {vec.size} values; this model needs {dim} finite values")
-    return vec
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _float(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"{what}: {text!r} is not a number") from None
 
 
 def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
@@ -343,10 +265,12 @@ def pad_to_frames(num_samples: int, fps: float) -> int:
     return max(num_samples, math.ceil(T * SAMPLE_RATE / fps - 1e-9))
 
 
-def relative_pose_offset(portrait_pose_6, motion_mean_M) -> np.ndarray:
+def relative_pose_offset(portrait_pose, mean_pose) -> np.ndarray:
     """What is added to every generated pose so the head moves around the portrait's own pose:
-    ``portrait_pose − motion_mean[:6]`` (see "Pose: relative to the portrait" above)."""
-    return np.asarray(portrait_pose_6, np.float32).reshape(6) - np.asarray(motion_mean_M, np.float32)[:6]
+    ``portrait_pose − mean_pose`` (see "Pose: relative to the portrait" above); ``mean_pose`` may be longer
+    (a whole motion mean): its first ``len(portrait_pose)`` values are used."""
+    p = np.asarray(portrait_pose, np.float32).reshape(-1)
+    return p - np.asarray(mean_pose, np.float32).reshape(-1)[: p.size]
 
 
 SOFT_FACE = 0.8
@@ -390,27 +314,44 @@ class Animator:
     ...     show(frames)
     """
 
-    def __init__(self, export, *, decode_batch: int = 8):
-        from flax import nnx
-
-        self.export = export
-        self.face_cfg, self.motion_cfg = export.face, export.motion
-        self.audio_cfg, self.crop_cfg, self.diffusion = export.audio, export.crop, export.diffusion
+    def __init__(self, stages: Stages, *, decode_batch: int = 8):
+        """``stages``: a renderer, a motion generator and an audio encoder (``vasajax.load.Stages``; any registered
+        entries whose motion spaces agree, ``vasajax.stages``)."""
+        self.stages = stages
+        self.renderer, self.generator, self.audio = stages.renderer, stages.generator, stages.audio
         if int(decode_batch) < 1:
             raise UserError(f"decode_batch must be ≥ 1, got {decode_batch}")
         self.decode_batch = int(decode_batch)
-        self._graphdef, self._params = nnx.split(export.face_model)
-        self.motion_model = export.motion_model
-        self.fps = float(export.audio.fps)
+        self.fps = float(self.audio.fps)
 
     @classmethod
     def from_pretrained(
         cls, path: str | os.PathLike | None = None, *, decode_batch: int = 8, expect: dict | None = None
     ) -> Animator:
-        """Load an export folder (``vasajax.checkpoint_export``); None = the shipped demo checkpoint."""
-        from vasajax.checkpoint_export import load_export
+        """Load an export folder (``vasajax.load``); None = the shipped demo checkpoint."""
+        return cls(load_stages(resolve_checkpoint(path), expect=expect), decode_batch=decode_batch)
 
-        return cls(load_export(resolve_checkpoint(path), expect=expect), decode_batch=decode_batch)
+    # VASA-1's parts, for notebooks and evaluation that look inside them (None for other stages)
+    @property
+    def export(self):
+        """The loaded VASA export (configs and both models), or None for other stages."""
+        return self.stages.export
+
+    @property
+    def face_cfg(self):
+        return getattr(self.renderer, "cfg", None)
+
+    @property
+    def motion_cfg(self):
+        return getattr(self.generator, "cfg", None)
+
+    @property
+    def motion_model(self):
+        return getattr(self.generator, "model", None)
+
+    @property
+    def audio_cfg(self):
+        return getattr(self.audio, "cfg", None)
 
     # -- the portrait -----------------------------------------------------------------------------------
     def prepare(self, image, *, crop: str | Sequence[float] | None = None, face: int = 0) -> Portrait:
@@ -418,8 +359,6 @@ class Animator:
         ``face`` picks one, 0 = the largest); ``"center"`` = the image's central square as is (an already cropped
         portrait; no face tracking); or (cx, cy, side). A face smaller than the model's resolution is used with a
         warning (the video will be soft)."""
-        import jax.numpy as jnp
-
         from vasajax import facetrack
 
         if isinstance(image, (str, os.PathLike)):
@@ -429,11 +368,11 @@ class Animator:
         distance = None
         if crop is None:
             obs = facetrack.track_image(img, face=face)
-            params = facetrack.crop_params(obs.landmarks, self.crop_cfg)
+            params = facetrack.crop_params(obs.landmarks, self.renderer.crop)
             distance = facetrack.head_distance(obs.landmarks, params)
-            if params[2] < SOFT_FACE * self.face_cfg.image_size:
+            if params[2] < SOFT_FACE * self.renderer.image_size:
                 warnings.warn(
-                    f"the face crop is {params[2]:.0f} px, well under the model's {self.face_cfg.image_size} px: "
+                    f"the face crop is {params[2]:.0f} px, well under the model's {self.renderer.image_size} px: "
                     "it is upscaled and the video will be soft",
                     stacklevel=2,
                 )
@@ -446,79 +385,39 @@ class Animator:
             params = np.asarray(crop, np.float64).reshape(-1)
             if params.shape != (3,) or not np.all(np.isfinite(params)) or params[2] <= 0:
                 raise UserError(f"crop must be (cx, cy, side) in photo pixels with side > 0, got {list(params)}")
-        S = self.face_cfg.image_size
-        crop_img = facetrack.apply_crop(img, params, size=S, border=self.crop_cfg.border)
-        encode, _ = _jitted()
-        latent = encode(self._graphdef, self._params, jnp.asarray(crop_img[None], jnp.float32) / 255.0)
+        S = self.renderer.image_size
+        crop_img = facetrack.apply_crop(img, params, size=S, border=self.renderer.crop.border)
+        latent = self.renderer.encode_portrait(crop_img[None])
         return Portrait(image=img, crop_params=params, crop=crop_img, latent=latent, distance=distance)
 
     # -- conditions --------------------------------------------------------------------------------------
-    def _motion_stream(
-        self,
-        portrait: Portrait,
-        *,
-        seed,
-        steps,
-        gaze,
-        distance,
-        emotion,
-        cfg_audio,
-        cfg_gaze,
-        first_window=None,
-        context_motion=None,
-        context_audio=None,
-    ):
-        from vasajax.motion.generate import MotionStream
-
-        mc, cond = self.motion_cfg, self.export.conditions
-        dcfg = self.diffusion
-        over = {}
-        if steps is not None:
-            if not 1 <= int(steps) <= dcfg.num_train_steps:
-                raise UserError(f"steps must be in 1..{dcfg.num_train_steps}, got {steps}")
-            over["steps"] = int(steps)
-        if cfg_audio is not None:
-            over["lambda_audio"] = float(cfg_audio)
-        if cfg_gaze is not None:
-            over["lambda_gaze"] = float(cfg_gaze)
-        dcfg = dataclasses.replace(dcfg, **over)
-        if gaze is not None:
-            gaze = np.asarray(gaze, np.float32).reshape(-1)
-            if gaze.shape != (mc.gaze_dim,) or not np.all(np.isfinite(gaze)):
-                raise UserError(f"gaze must be {mc.gaze_dim} finite angles in radians (θ, φ), got {gaze.tolist()}")
+    def _motion_stream(self, portrait: Portrait, *, seed, distance, **controls):
+        """The generator's stream; ``distance="auto"``: the generator's recorded training mean, else the portrait's
+        measured head distance."""
         if distance == "auto":
-            distance = cond.get("distance", portrait.distance)
-        if distance is not None:
-            distance = float(distance)
-            if not np.isfinite(distance) or distance <= 0:
-                raise UserError(f"distance must be a positive number (inter-ocular / crop side), got {distance}")
-        emo = emotion_vector(emotion, mc.emotion_dim, cond.get("emotions"))
-        return MotionStream(
-            self.motion_model, dcfg, gaze=gaze, distance=distance, emotion=emo, seed=int(seed),
-            first_window=first_window, context_motion=context_motion, context_audio=context_audio,
-        )  # fmt: skip
+            distance = self.generator.conditions.get("distance", portrait.distance)
+        return self.generator.stream(seed=int(seed), distance=distance, **controls)
 
     def pose_offset(self, portrait: Portrait, pose: str = "relative") -> np.ndarray:
         """What is added to every generated pose: ``relative_pose_offset`` for ``pose="relative"``, else zeros."""
         if pose not in ("relative", "absolute"):
             raise UserError(f"pose must be 'relative' or 'absolute', not {pose!r}")
+        k = self.renderer.pose_dim
         if pose == "absolute":
-            return np.zeros(6, np.float32)
-        return relative_pose_offset(portrait.latent.pose[0], self.motion_model.motion_mean.get_value())
+            return np.zeros(k, np.float32)
+        return relative_pose_offset(self.renderer.portrait_motion(portrait.latent)[:k], self.generator.mean_pose())
 
     def portrait_context(self, portrait: Portrait, pose: str = "relative") -> tuple[np.ndarray, np.ndarray]:
         """``(motion_M, audio_KxA)``, the first window's context for ``start="portrait"``: the portrait's motion
         (pose in the DiT's space, ``portrait_pose − pose_offset(portrait, pose)``) to be held over K frames, and the
         features of K frames of silence. Pass them to ``generate_motion(..., context_motion=, context_audio=)`` to
         reproduce the Animator's motion by hand."""
-        from vasajax.motion.audio import frame_features
-
-        lat = portrait.latent
-        pose_M = np.asarray(lat.pose[0], np.float32) - self.pose_offset(portrait, pose)
-        motion_M = np.concatenate([pose_M, np.asarray(lat.dyn[0], np.float32)])
-        K = self.motion_cfg.context
+        motion_M = np.array(self.renderer.portrait_motion(portrait.latent), np.float32)
+        k = self.renderer.pose_dim
+        motion_M[:k] -= self.pose_offset(portrait, pose)
+        K = self.generator.context
         silence = np.zeros(int(round(K * SAMPLE_RATE / self.fps)), np.float32)
-        audio_KxA = frame_features(silence, self.audio_cfg)[:K]
+        audio_KxA = self.audio.features(silence)[:K]
         if len(audio_KxA) < K:  # a rounding frame short: hold the last row
             audio_KxA = np.concatenate([audio_KxA, np.repeat(audio_KxA[-1:], K - len(audio_KxA), axis=0)])
         return motion_M, audio_KxA
@@ -529,7 +428,7 @@ class Animator:
         otherwise (None, None, output side of the square crop frames)."""
         import cv2
 
-        S = self.face_cfg.image_size
+        S = self.renderer.image_size
         if size is not None and (int(size) < 16 or int(size) % 2):
             raise UserError(f"size must be an even number of pixels ≥ 16, got {size}")
         if not paste_back:
@@ -548,28 +447,13 @@ class Animator:
 
     def _decode_window(self, portrait: Portrait, motion_TxM: np.ndarray) -> Iterator[np.ndarray]:
         """Float frames in [0, 1] for one window of motion, in fixed-size jitted batches."""
-        import jax.numpy as jnp
-
-        lat, B = portrait.latent, self.decode_batch
-        _, decode = _jitted()
+        B = self.decode_batch
         for i in range(0, len(motion_TxM), B):
             m = motion_TxM[i : i + B]
             n = len(m)
             if n < B:  # one jit shape: pad by repeating the last frame, drop the padding after
                 m = np.concatenate([m, np.repeat(m[-1:], B - n, axis=0)])
-            pose, dyn = jnp.asarray(m[:, :6]), jnp.asarray(m[:, 6:])
-            out = decode(
-                self._graphdef,
-                self._params,
-                lat.appearance,
-                lat.identity,
-                pose,
-                dyn,
-                lat.source,
-                lat.source_grid,
-                lat.source_points,
-            )
-            yield np.asarray(out)[:n]
+            yield self.renderer.render(portrait.latent, m)[:n]
 
     def _finish(self, frames_BxSxSx3: np.ndarray, bg, params, side) -> np.ndarray:
         """Float crops → uint8 output frames (resized or pasted back), watermarked."""
@@ -612,13 +496,12 @@ class Animator:
         whole window (``MotionStream``), so the first frame does not wait for W frames of speech. ``start``:
         ``"portrait"`` primes the first motion window with the portrait's own motion (see "Start: from the
         portrait"), ``"free"`` samples it with no context, like the DiT's own first windows in training."""
-        from vasajax.motion.audio import LogMelStream, frame_features
-
-        offset_6 = self.pose_offset(portrait, pose)
+        offset = self.pose_offset(portrait, pose)
+        k = len(offset)
         if start not in ("portrait", "free"):
             raise UserError(f"start must be 'portrait' or 'free', not {start!r}")
         context_motion = context_audio = None
-        if start == "portrait" and self.motion_cfg.context:
+        if start == "portrait" and self.generator.context:
             context_motion, context_audio = self.portrait_context(portrait, pose)
         stream = self._motion_stream(
             portrait, seed=seed, steps=steps, gaze=gaze, distance=distance, emotion=emotion,
@@ -626,30 +509,24 @@ class Animator:
             context_motion=context_motion, context_audio=context_audio,
         )  # fmt: skip
         bg, params, side = self._output_geometry(portrait, paste_back, size)
-        audio_cfg = self.audio_cfg
+        audio = self.audio
 
         def features(frame_stream: FrameStream) -> Iterator[np.ndarray]:
-            if audio_cfg.kind == "logmel":
-                fs = LogMelStream(audio_cfg)
-                for chunk in audio_chunks:
-                    if frame_stream.audio_t0 is None and np.size(chunk):
-                        frame_stream.audio_t0 = time.perf_counter()
-                    a = np.asarray(chunk, np.float32).reshape(-1)
-                    if not np.all(np.isfinite(a)):
-                        raise UserError("audio contains NaN or infinite samples")
-                    out = fs.push(a)
-                    if len(out):
-                        yield out
-                if fs.num_samples == 0:
-                    raise UserError("audio has no samples")
-                out = fs.finish()
+            fs = audio.stream()  # streaming-exact for log-mel; wav2vec2's takes the whole clip, then emits
+            for chunk in audio_chunks:
+                if frame_stream.audio_t0 is None and np.size(chunk):
+                    frame_stream.audio_t0 = time.perf_counter()
+                a = np.asarray(chunk, np.float32).reshape(-1)
+                if not np.all(np.isfinite(a)):
+                    raise UserError("audio contains NaN or infinite samples")
+                out = fs.push(a)
                 if len(out):
                     yield out
-            else:  # wav2vec2 attends over long spans: not streaming-exact, so take the whole clip
-                wave = np.concatenate([np.asarray(c, np.float32).reshape(-1) for c in audio_chunks] or [[]])
-                if wave.size == 0:
-                    raise UserError("audio has no samples")
-                yield frame_features(wave, audio_cfg)
+            if fs.num_samples == 0:
+                raise UserError("audio has no samples")
+            out = fs.finish()
+            if len(out):
+                yield out
 
         def generate(fs: FrameStream) -> Iterator[np.ndarray]:
             def windows():
@@ -659,7 +536,7 @@ class Animator:
 
             for motion_1xTxM in windows():
                 motion_TxM = np.array(motion_1xTxM[0], np.float32)
-                motion_TxM[:, :6] += offset_6
+                motion_TxM[:, :k] += offset
                 if fs.keep_motion:
                     fs.motion.append(motion_TxM)
                 for batch in self._decode_window(portrait, motion_TxM):
@@ -694,7 +571,7 @@ class Animator:
         fs = self.frames(portrait, _audio_chunks(wave), keep_motion=True, **controls)
         batches = list(fs)
         frames = np.concatenate(batches) if batches else np.zeros((0, 1, 1, 3), np.uint8)
-        motion = np.concatenate(fs.motion) if fs.motion else np.zeros((0, self.motion_cfg.motion_dim), np.float32)
+        motion = np.concatenate(fs.motion) if fs.motion else np.zeros((0, self.renderer.motion_dim), np.float32)
         return Video(frames=frames, fps=self.fps, audio=wave, motion=motion)
 
 

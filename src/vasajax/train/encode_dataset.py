@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 import time
@@ -42,12 +41,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from vasajax.data import clips
 from vasajax.errors import UserError
+from vasajax.face.stage import encode_motion_fn
 from vasajax.motion import audio as audio_lib
 
 SYNTH_DYN_NAMES = ("mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaze_theta", "gaze_phi", "smile")
@@ -80,18 +79,6 @@ class EncodeConfig:
 
 
 # ----------------------------------------------------------------------------------------------- motion
-
-
-@functools.partial(jax.jit, static_argnames="graphdef")
-def encode_motion_fn(graphdef: nnx.GraphDef, params: nnx.State, frames_BxSxSx3: jax.Array) -> jax.Array:
-    """Pure: uint8 frames → motion latents ``B×(6+dyn)`` with the stage-1 motion encoder."""
-    model = nnx.merge(graphdef, params)
-    x = frames_BxSxSx3.astype(jnp.float32) / 255.0
-    if x.shape[1] != model.cfg.image_size:
-        b, s = x.shape[0], model.cfg.image_size
-        x = jax.image.resize(x, (b, s, s, 3), "linear", antialias=True)
-    pose, dyn = model.encode_motion(x.astype(model.cfg.jnp_dtype))
-    return jnp.concatenate([pose, dyn], axis=-1).astype(jnp.float32)
 
 
 class _EncoderOnly(nnx.Module):
