@@ -14,7 +14,7 @@ from flax import nnx
 
 from vasajax import params
 from vasajax.errors import UserError
-from vasajax.zoo.liveportrait import LivePortraitConfig, convert_state_dicts, jitted, load_liveportrait
+from vasajax.zoo.liveportrait import LivePortrait, LivePortraitConfig, convert_state_dicts, jitted, load_liveportrait
 from vasajax.zoo.liveportrait import convert as lpc
 from vasajax.zoo.liveportrait import keypoints as kpt
 
@@ -101,7 +101,9 @@ def test_whole_chain_parity():
     info = fns.extract_motion(p, nhwc(inp["source"]))
     for k in ("pitch", "yaw", "roll", "kp", "exp", "t", "scale"):
         assert rel_err(info[k], out[f"source_{k}"]) < TOL, k
-    x_s = kpt.transform_keypoint(info["kp"], info["pitch"], info["yaw"], info["roll"], info["exp"], info["scale"], info["t"])
+    x_s = kpt.transform_keypoint(
+        info["kp"], info["pitch"], info["yaw"], info["roll"], info["exp"], info["scale"], info["t"]
+    )
     assert rel_err(x_s, out["kp_source"]) < TOL
     d = inp
     x_d = kpt.transform_keypoint(info["kp"], d["pitch"], d["yaw"], d["roll"], d["exp"], d["scale"], d["t"])
@@ -162,11 +164,9 @@ def test_full_size_key_tables(name):
 def test_full_size_shapes():
     cfg = LivePortraitConfig.full()
     assert (cfg.feature_size, cfg.output_size) == (64, 512)
-    model = nnx.eval_shape(lambda: __import__("vasajax.zoo.liveportrait", fromlist=["LivePortrait"]).LivePortrait(
-        cfg, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
-    vol = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s).extract_appearance(x), state,
-                         jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32))
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: LivePortrait(cfg, rngs=nnx.Rngs(0))))
+    image = jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32)
+    vol = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s).extract_appearance(x), state, image)
     assert vol.shape == (1, 16, 64, 64, 32)
     kp = jax.ShapeDtypeStruct((1, 21, 3), jnp.float32)
     img = jax.eval_shape(lambda s, v, a, b: nnx.merge(graphdef, s).render(v, a, b), state, vol, kp, kp)
