@@ -141,6 +141,10 @@ def test_transform_keypoint_identity_pose():
     got = kpt.transform_keypoint(kp, zero, zero, zero, jnp.zeros_like(kp), 2 * jnp.ones((2, 1)), t)
     want = 2 * kp + jnp.concatenate([t[:, None, :2], jnp.zeros((2, 1, 1))], -1)  # tz is not applied
     np.testing.assert_allclose(got, want, atol=1e-6)
+    # pose given as M's bin logits is turned into degrees first (uniform logits: 0°)
+    bins = jnp.zeros((2, 66))
+    got = kpt.transform_keypoint(kp, bins, bins, bins, jnp.zeros_like(kp), 2 * jnp.ones((2, 1)), t)
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ full size

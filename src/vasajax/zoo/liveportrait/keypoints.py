@@ -47,11 +47,18 @@ def refine_motion(raw: dict, num_kp: int) -> dict:
     return out
 
 
+def as_degrees(angle):
+    """Angles in degrees (``B`` or ``B×1``) pass through; bin logits (``B×66``) become degrees (as upstream)."""
+    angle = jnp.asarray(angle)
+    return headpose_to_degrees(angle) if angle.ndim > 1 and angle.shape[-1] > 1 else angle
+
+
 def transform_keypoint(kp_BxKx3, pitch, yaw, roll, exp_BxKx3, scale_Bx1, t_Bx3):
-    """Eq. 2: ``s · (x_c R + δ) + (tx, ty, 0)``; angles in degrees (``B`` or ``B×1``). Returns B×K×3."""
+    """Eq. 2: ``s · (x_c R + δ) + (tx, ty, 0)``. Angles in degrees (``B`` or ``B×1``) or as M's bin logits
+    (``B×66``); ``kp``/``exp`` as ``B×K×3`` or flat ``B×3K``. Returns B×K×3 (upstream ``transform_keypoint``)."""
     b = kp_BxKx3.shape[0]
     kp = kp_BxKx3.reshape(b, -1, 3)
-    rot = rotation_matrix(pitch, yaw, roll)
+    rot = rotation_matrix(as_degrees(pitch), as_degrees(yaw), as_degrees(roll))
     x = (jnp.einsum("bki,bij->bkj", kp, rot, precision="highest") + exp_BxKx3.reshape(b, -1, 3)) * jnp.reshape(
         scale_Bx1, (b, 1, 1)
     )
