@@ -3,6 +3,7 @@ keypoint algebra, full-size key tables, and loader errors. No torch needed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -163,6 +164,13 @@ def test_full_size_key_tables(name):
     assert plan.unused == []
     ignored = [k for k in theirs if k.endswith("num_batches_tracked")]
     assert len({k for k, _ in plan.sources.values()}) + len(ignored) == len(theirs)  # one-to-one
+
+
+def test_config_round_trip():
+    for cfg in (TINY, LivePortraitConfig.full()):
+        assert LivePortraitConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="max_features"):
+        dataclasses.replace(TINY, appearance=dataclasses.replace(TINY.appearance, max_features=100))
 
 
 def test_full_size_shapes():

@@ -154,6 +154,27 @@ class LivePortraitConfig:
         """Side of G's output image (512 for the released model: 64 · 4 · 2)."""
         return self.feature_size * 4 * (2 if self.generator.upscale > 1 else 1)
 
+    def to_dict(self) -> dict:
+        """Plain nested dict (JSON-able), e.g. for an export's metadata."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LivePortraitConfig:
+        """Inverse of :meth:`to_dict`."""
+        r = d["retargeting"]
+        mlps = {k: MLPConfig(**{**v, "hidden_sizes": tuple(v["hidden_sizes"])}) for k, v in r.items()}
+        w = dict(d["warping"])
+        return cls(
+            image_size=d["image_size"],
+            appearance=AppearanceConfig(**d["appearance"]),
+            motion=MotionConfig(
+                **{**d["motion"], "depths": tuple(d["motion"]["depths"]), "dims": tuple(d["motion"]["dims"])}
+            ),
+            warping=WarpingConfig(**{**w, "dense_motion": DenseMotionConfig(**w["dense_motion"])}),
+            generator=GeneratorConfig(**d["generator"]),
+            retargeting=RetargetingConfig(**mlps),
+        )
+
     @classmethod
     def full(cls) -> LivePortraitConfig:
         """The released model (``models.yaml``): 256² input, 32×16×64×64 volume, 21 keypoints, 512² output."""
