@@ -162,15 +162,18 @@ def variable_shapes(factory: Callable[[], nnx.Module]) -> dict[str, tuple[int, .
 
 
 def canonical_retargeting(checkpoint: Mapping) -> dict[str, np.ndarray]:
-    """The retargeting file's nested ``{retarget_*: state dict}`` → flat ``retarget_*.<key>`` with every
-    ``module.`` removed (as upstream ``remove_ddp_dumplicate_key``). Already-flat input passes through."""
+    """The retargeting file → flat ``retarget_*.<key>`` with every ``module.`` removed, as upstream ``load_model``
+    reads it: only the three sub-state-dicts ``retarget_shoulder``/``retarget_mouth``/``retarget_eye`` (anything
+    else at the top level is not read upstream either). Already-flat input (``retarget_*.<key>``) is accepted."""
     out: dict[str, np.ndarray] = {}
-    for k, v in checkpoint.items():
-        if isinstance(v, Mapping):
-            for kk, vv in v.items():
-                out[f"{k}.{kk.replace('module.', '')}"] = vv
-        else:
-            out[k.replace("module.", "")] = v
+    for prefix in _RETARGET_PREFIXES.values():
+        sub = checkpoint.get(prefix)
+        if isinstance(sub, Mapping):
+            items = sub.items()
+        else:  # flat
+            items = ((k[len(prefix) + 1 :], v) for k, v in checkpoint.items() if k.startswith(prefix + "."))
+        for k, v in items:
+            out[f"{prefix}.{k.replace('module.', '')}"] = v
     return out
 
 
@@ -214,8 +217,14 @@ def read_pth(path: str | Path) -> dict:
     if not isinstance(obj, Mapping):
         raise UserError(f"{p} does not hold a state dict (found {type(obj).__name__})")
 
-    def to_numpy(d):
-        return {k: to_numpy(v) if isinstance(v, Mapping) else v.detach().float().numpy() for k, v in d.items()}
+    def to_numpy(d):  # tensors and nested state dicts; other entries (an epoch counter, ...) are dropped
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, Mapping):
+                out[k] = to_numpy(v)
+            elif isinstance(v, torch.Tensor):
+                out[k] = v.detach().float().numpy()
+        return out
 
     return to_numpy(obj)
 
