@@ -100,9 +100,10 @@ class JoyVASAConfig:
 
     @classmethod
     def tiny(cls, **kw) -> JoyVASAConfig:
-        """Tests: the fixture's reduced widths (8 layers and 8 heads as upstream, width 32, 12 motion dims,
+        """Tests: the fixture's reduced sizes (8 heads as upstream, 2 layers, width 32, 12 motion dims,
         8 + 4 frames, 10 diffusion steps, a 32-wide audio encoder)."""
         base = dict(
+            num_layers=2,
             motion_dim=12,
             window=8,
             context=4,

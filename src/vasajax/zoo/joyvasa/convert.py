@@ -206,8 +206,12 @@ def read_pt(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         with torch.serialization.safe_globals(allowed):
             data = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (torch raises many types; all mean "not a loadable file")
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{p} is not a loadable {MODEL} checkpoint: {first}") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(e).__name__)
+        raise UserError(
+            f"{p} is not a loadable {MODEL} checkpoint ({why}); only tensors, argparse.Namespace and "
+            "pathlib.PosixPath are read"
+        ) from None
     if not isinstance(data, dict) or "model" not in data or "args" not in data:
         raise UserError(f"{p} is not a {MODEL} checkpoint (no 'args' and 'model' inside)")
     args = data["args"]

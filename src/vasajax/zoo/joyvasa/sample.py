@@ -147,6 +147,56 @@ def draw_noise(key: jax.Array, num_windows: int, num_steps: int, shape: tuple[in
     return x_T, zs
 
 
+class ClipGenerator:
+    """Upstream's clip loop with its jitted pieces traced once: ``gen(wave_N, key=...)`` → ``frames × M``.
+
+    ``stream`` yields each window's kept frames as soon as it is sampled (the last window without its
+    padding frames), for streaming; ``__call__`` concatenates them.
+    """
+
+    def __init__(
+        self,
+        dit: JoyVASADiT,
+        schedule: Schedule,
+        encoder: Wav2Vec2,
+        *,
+        cfg_scale: float | None = 2.8,
+        flexibility: float = 0.0,
+    ):
+        self.cfg, self.schedule = dit.cfg, schedule
+        enc_graph, self.enc_params = nnx.split(encoder)
+        graphdef, self.params = nnx.split(dit)
+        self.encode = jax.jit(encode_fn(enc_graph, self.cfg.window, self.cfg.fps))
+        self.sample = jax.jit(
+            make_window_sampler(
+                graphdef, schedule, cfg_scale=cfg_scale, target=self.cfg.target, flexibility=flexibility
+            )
+        )
+        self.map_audio = jax.jit(lambda p, h: nnx.merge(graphdef, p).audio_features(h))
+        self.start = dit.start_context(1)
+
+    def stream(self, wave_N: np.ndarray, *, key: jax.Array | None = None, noise=None):
+        cfg = self.cfg
+        plan = plan_clip(wave_N, cfg.window, cfg.fps, cfg.sample_rate, cfg.pad_mode)
+        if noise is None:
+            if key is None:
+                raise UserError("JoyVASA generation needs a PRNG key or explicit noise")
+            noise = draw_noise(key, plan.num_windows, self.schedule.num_steps, (1, cfg.window, cfg.motion_dim))
+        x_T, zs = noise
+        if len(zs) < plan.num_windows:
+            raise UserError(f"JoyVASA generation: noise for {len(zs)} windows, the clip needs {plan.num_windows}")
+        prev_motion, prev_audio = self.start
+        for w in range(plan.num_windows):
+            audio = self.map_audio(self.params, self.encode(self.enc_params, jnp.asarray(plan.wave[w : w + 1])))
+            motion = self.sample(self.params, audio, prev_motion, prev_audio, x_T, zs[w])
+            prev_motion, prev_audio = motion[:, -cfg.context :], audio[:, -cfg.context :]
+            keep = plan.num_frames - w * cfg.window
+            yield np.asarray(motion[0, :keep])
+
+    def __call__(self, wave_N: np.ndarray, *, key: jax.Array | None = None, noise=None) -> np.ndarray:
+        return np.concatenate(list(self.stream(wave_N, key=key, noise=noise)))
+
+
 def generate(
     dit: JoyVASADiT,
     schedule: Schedule,
@@ -158,29 +208,9 @@ def generate(
     cfg_scale: float | None = 2.8,
     flexibility: float = 0.0,
 ) -> np.ndarray:
-    """A clip's motion coefficients ``frames × motion_dim`` (normalised; see ``template``) from 16 kHz audio."""
-    cfg = dit.cfg
-    plan = plan_clip(wave_N, cfg.window, cfg.fps, cfg.sample_rate, cfg.pad_mode)
-    shape = (1, cfg.window, cfg.motion_dim)
-    if noise is None:
-        if key is None:
-            raise UserError("JoyVASA generate needs a PRNG key or explicit noise")
-        noise = draw_noise(key, plan.num_windows, schedule.num_steps, shape)
-    x_T, zs = noise
-    if len(zs) < plan.num_windows:
-        raise UserError(f"JoyVASA generate: noise for {len(zs)} windows, the clip needs {plan.num_windows}")
-    enc_graph, enc_params = nnx.split(encoder)
-    encode = jax.jit(encode_fn(enc_graph, cfg.window, cfg.fps))
-    graphdef, params = nnx.split(dit)
-    sample = jax.jit(
-        make_window_sampler(graphdef, schedule, cfg_scale=cfg_scale, target=cfg.target, flexibility=flexibility)
-    )
-    map_audio = jax.jit(lambda p, h: nnx.merge(graphdef, p).audio_features(h))
-    prev_motion, prev_audio = dit.start_context(1)
-    out = []
-    for w in range(plan.num_windows):
-        audio = map_audio(params, encode(enc_params, jnp.asarray(plan.wave[w : w + 1])))
-        motion = sample(params, audio, prev_motion, prev_audio, x_T, zs[w])
-        prev_motion, prev_audio = motion[:, -cfg.context :], audio[:, -cfg.context :]
-        out.append(np.asarray(motion[0]))
-    return np.concatenate(out)[: plan.num_frames]
+    """A clip's motion coefficients ``frames × motion_dim`` (normalised; see ``template``) from 16 kHz audio.
+
+    One-shot convenience; reuse a ``ClipGenerator`` to avoid tracing again for every clip.
+    """
+    gen = ClipGenerator(dit, schedule, encoder, cfg_scale=cfg_scale, flexibility=flexibility)
+    return gen(wave_N, key=key, noise=noise)
