@@ -78,7 +78,9 @@ def _generator(fx, encoder, pe_form) -> sample.ClipGenerator:
 def encoder(fx):
     sd, _, _, meta = fx
     cfg = Wav2Vec2Config.from_hf(json.loads(meta["hubert_config"]))
-    return wav2vec2_params.convert(convert.audio_encoder_state(sd), cfg)
+    model, source = convert.convert_audio_encoder(cfg, sd)  # the checkpoint holds a complete encoder
+    assert source == "motion-generator checkpoint"
+    return model
 
 
 def test_config_from_args_is_the_tiny_preset(fx):
@@ -187,7 +189,7 @@ def test_full_size_key_coverage():
     assert schedule.BUFFERS and all(theirs[f"diffusion_sched.{b}"] == (51,) for b in schedule.BUFFERS)
     # the audio encoder inside the checkpoint: every tensor maps onto our hubert-base encoder
     enc = {
-        k[len("audio_encoder.") :]: np.broadcast_to(np.float32(0), v)
+        k[len("audio_encoder.") :]: np.broadcast_to(np.float32(1), v)
         for k, v in theirs.items()
         if k.startswith("audio_encoder.")
     }
@@ -237,3 +239,21 @@ def test_pad_audio_gives_whole_frames():
         frames = (padded.shape[-1] - 400) // 320 + 1
         assert frames == (n + 80) // 320, (n, padded.shape)
     assert audio.pad_audio(jnp.zeros((1, 64300))).shape == (1, 64300)  # long enough: left alone, as upstream
+
+
+def test_audio_encoder_sources(fx, tmp_path):
+    """Folder weights, overridden by the checkpoint's ``audio_encoder.*`` tensors (upstream loads those last)."""
+    sd, ins, outs, meta = fx
+    enc_sd = convert.audio_encoder_state(sd)
+    (tmp_path / "config.json").write_text(meta["hubert_config"])
+    with pytest.raises(UserError, match="no model.safetensors"):
+        convert.load_audio_encoder(tmp_path, {})
+    folder = {k: (v + 1.0 if k == "feature_projection.projection.bias" else v) for k, v in enc_sd.items()}
+    params.write_safetensors(tmp_path / "model.safetensors", folder)
+    one = {"audio_encoder.feature_projection.projection.bias": enc_sd["feature_projection.projection.bias"]}
+    _, enc, source = convert.load_audio_encoder(tmp_path, one)
+    assert source == "folder + checkpoint overrides"
+    hidden = audio.encode_window(enc, jnp.asarray(ins["wave"]), frames=8)
+    assert rel_err(hidden, outs["audio_hidden"], "audio hidden, folder + override") <= TOL
+    _, _, source = convert.load_audio_encoder(tmp_path, None)
+    assert source == "folder"

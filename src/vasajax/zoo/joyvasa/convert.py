@@ -224,15 +224,38 @@ def read_pt(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return state, args
 
 
+def convert_audio_encoder(
+    cfg: Wav2Vec2Config,
+    checkpoint_state: Mapping[str, np.ndarray] | None = None,
+    folder_state: Mapping[str, np.ndarray] | None = None,
+) -> tuple[Wav2Vec2, str]:
+    """``(encoder, where its weights came from)``: the motion generator's ``audio_encoder.*`` tensors override
+    the Hugging Face folder's (upstream loads them last); if they are complete, the folder's are not needed."""
+    override = wav2vec2_params.canonical_hf_state(audio_encoder_state(checkpoint_state or {}))
+    if override:
+        try:
+            return wav2vec2_params.convert(override, cfg), "motion-generator checkpoint"
+        except UserError:
+            if folder_state is None:
+                raise
+    if folder_state is None:
+        raise UserError("JoyVASA audio encoder: no weights (the checkpoint holds none; give the encoder folder)")
+    merged = {**wav2vec2_params.canonical_hf_state(folder_state), **override}
+    return wav2vec2_params.convert(merged, cfg), "folder" + (" + checkpoint overrides" if override else "")
+
+
 def load_audio_encoder(
     folder: str | Path, checkpoint_state: Mapping[str, np.ndarray] | None = None
-) -> tuple[Wav2Vec2Config, Wav2Vec2]:
-    """The audio encoder: architecture from ``folder/config.json``; weights from the folder, overridden by the
-    motion generator's ``audio_encoder.*`` tensors when given (upstream loads those last)."""
+) -> tuple[Wav2Vec2Config, Wav2Vec2, str]:
+    """The audio encoder: architecture from ``folder/config.json``; weights from the motion generator's
+    checkpoint when it holds them all, else from the folder's ``model.safetensors`` (with the checkpoint's
+    tensors overriding). Returns ``(config, encoder, weight source)``."""
     cfg = wav2vec2_params.read_config(folder)
-    hf = wav2vec2_params.read_safetensors(folder)
-    override = audio_encoder_state(checkpoint_state or {})
-    return cfg, wav2vec2_params.convert({**hf, **override}, cfg)
+    try:
+        model, source = convert_audio_encoder(cfg, checkpoint_state)
+    except UserError:
+        model, source = convert_audio_encoder(cfg, checkpoint_state, wav2vec2_params.read_safetensors(folder))
+    return cfg, model, source
 
 
 def load(
@@ -250,11 +273,11 @@ def load(
     pt = root / "motion_generator" / generator
     state, args = read_pt(pt)
     cfg, dit, sched, prov = convert_motion_generator(state, args, pe_form=pe_form, source=str(pt))
-    enc_cfg, encoder = load_audio_encoder(audio_dir, state)
+    enc_cfg, encoder, enc_source = load_audio_encoder(audio_dir, state)
     if enc_cfg.hidden_size != cfg.audio_dim:
         raise UserError(f"audio encoder in {audio_dir} has width {enc_cfg.hidden_size}; JoyVASA needs {cfg.audio_dim}")
     template = read_template(root / "motion_template" / "motion_template.pkl")
-    prov["audio_encoder"] = str(audio_dir)
+    prov["audio_encoder"] = {"folder": str(audio_dir), "weights": enc_source}
     return dict(
         config=cfg, dit=dit, schedule=sched, encoder_config=enc_cfg, encoder=encoder, template=template, provenance=prov
     )
