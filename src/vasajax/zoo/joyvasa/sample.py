@@ -23,6 +23,11 @@ audio at k / 25 s.
 
 Deterministic: give a PRNG ``key`` (x_T from ``key``, window w's step noises from ``fold_in(key, w + 1)``),
 or explicit ``noise`` (x_T and each window's ``(T − 1) × B × L × M`` step noises, t = T … 2).
+
+Use: ``gen = ClipGenerator(dit, schedule, encoder)`` traces the encoder, the audio map and the window sampler
+once; ``gen(wave_N, key=key)`` returns the clip's ``frames × 70`` coefficients, ``gen.stream(...)`` yields
+them window by window (4 s of motion per window; the first after one encoder pass and T × 2 DiT passes).
+``template.to_keypoint_params`` turns them into LivePortrait's pitch/yaw/roll, exp, t, scale.
 """
 
 from __future__ import annotations
