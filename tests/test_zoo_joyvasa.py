@@ -257,3 +257,18 @@ def test_audio_encoder_sources(fx, tmp_path):
     assert rel_err(hidden, outs["audio_hidden"], "audio hidden, folder + override") <= TOL
     _, _, source = convert.load_audio_encoder(tmp_path, None)
     assert source == "folder"
+
+
+def test_released_size_window_shapes():
+    """The released sizes build and a full window (CFG, 50 steps) traces to 100 × 70 (abstractly: no compute)."""
+    cfg = JoyVASAConfig.released()
+    dit = nnx.eval_shape(lambda: JoyVASADiT(cfg, rngs=nnx.Rngs(0)))
+    graphdef, p = nnx.split(dit)
+    n_params = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(p))
+    assert 30e6 < n_params < 40e6, n_params
+    run = sample.make_window_sampler(graphdef, schedule.make_schedule(cfg.num_diffusion_steps))
+    f32 = lambda *s: jax.ShapeDtypeStruct(s, jnp.float32)  # noqa: E731
+    out = jax.eval_shape(
+        run, p, f32(1, 100, 512), f32(1, 25, 70), f32(1, 25, 512), f32(1, 100, 70), f32(49, 1, 100, 70)
+    )
+    assert out.shape == (1, 100, 70)
