@@ -310,7 +310,14 @@ class Wav2Vec2(nnx.Module):
         return x_BxTxC
 
     def __call__(self, wave_BxN: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        x_BxTxC = self.features(wave_BxN)
+        return self.encode(self.features(wave_BxN))
+
+    def encode(self, x_BxTxC: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        """Everything after the conv feature encoder: ``B×T×conv_dim[-1]`` features → ``__call__``'s outputs.
+
+        Split from ``__call__`` so that a caller can resample the 50 Hz conv features first (JoyVASA's and
+        FaceFormer's encoders interpolate them to the video frame rate before the transformer).
+        """
         if self.feature_norm is not None:
             x_BxTxC = self.feature_norm(x_BxTxC)
         x_BxTxD = self.feature_proj(x_BxTxC)
