@@ -8,9 +8,8 @@ Training checkpoints (orbax, with optimiser state and data-iterator position) ar
     config.json          {"format", "face", "motion", "audio", "crop", "diffusion", "conditions"}
     manifest.json        {"format", "files": {name: {"sha256", "bytes"}}, ...manifest_extra}
 
-Weights are stored in the safetensors layout (8-byte little-endian header length, a JSON header of
-``{name: {"dtype", "shape", "data_offsets"}}``, raw little-endian bytes), written and read here with numpy
-alone: no pickle, no extra dependency, and the ``safetensors`` library reads the files too. Tensor names
+Weights are safetensors files (no pickle), written and read with the ``safetensors`` library through
+``vasajax.params`` (the one codec for exports and converted foreign weights). Tensor names
 are the model's ``nnx`` state paths joined with ``/`` (``g2d/blocks/0/conv1/kernel``). Parameters are
 saved in bfloat16 (half the bytes; inference computes in the config's dtype after a cast back to float32);
 the DiT's normalisation statistics stay float32 because they de-normalise every generated frame.
@@ -35,7 +34,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import struct
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,6 +51,7 @@ from vasajax.facetrack import CropConfig
 from vasajax.motion.audio import AudioConfig
 from vasajax.motion.diffusion import DiffusionConfig
 from vasajax.motion.dit import MotionConfig, MotionDiT
+from vasajax.params import read_safetensors, write_safetensors
 
 FORMAT = "vasajax-export/1"
 """Format tag in ``config.json``, ``manifest.json`` and each weight file's metadata."""
@@ -70,9 +69,6 @@ CONFIG_CLASSES: dict[str, type] = {
     "diffusion": DiffusionConfig,
 }
 """config.json sections and the dataclass each one rebuilds."""
-
-_ST_DTYPES = {"F32": np.float32, "BF16": ml_dtypes.bfloat16, "F16": np.float16, "I32": np.int32}
-_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -102,49 +98,6 @@ class Export:
 
 
 # ------------------------------------------------------------------------------------------ safetensors
-
-
-def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: dict | None = None):
-    """Write ``tensors`` (name → array, float32/bfloat16/float16/int32) in the safetensors layout."""
-    header: dict[str, Any] = {"__metadata__": {k: str(v) for k, v in (metadata or {}).items()}}
-    offset, blobs = 0, []
-    for name in sorted(tensors):
-        a = np.asarray(tensors[name])
-        a = np.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes a 0-d array 1-d: keep scalars 0-d
-        if a.dtype not in _ST_NAMES:
-            raise ValueError(f"{name}: dtype {a.dtype} is not storable (use float32, bfloat16, float16, int32)")
-        raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        span = [offset, offset + len(raw)]
-        header[name] = {"dtype": _ST_NAMES[a.dtype], "shape": list(a.shape), "data_offsets": span}
-        offset += len(raw)
-        blobs.append(raw)
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)  # align the data to 8 bytes, as the reference writer does
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(head)))
-        f.write(head)
-        for raw in blobs:
-            f.write(raw)
-
-
-def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file; a malformed file raises ``UserError``."""
-    p = Path(path)
-    data = p.read_bytes()
-    try:
-        (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
-        meta = header.pop("__metadata__", {}) or {}
-        base, out = 8 + n, {}
-        for name, info in header.items():
-            a, b = info["data_offsets"]
-            dt = np.dtype(_ST_DTYPES[info["dtype"]]).newbyteorder("<")
-            if not 0 <= a <= b <= len(data) - base:
-                raise ValueError("offsets past the end")
-            out[name] = np.frombuffer(data, dt, count=(b - a) // dt.itemsize, offset=base + a).reshape(info["shape"])
-    except (struct.error, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{p} is not a readable safetensors file ({e}); re-export or re-download it") from None
-    return out, meta
 
 
 # ------------------------------------------------------------------------------------------ state ⇄ flat
