@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -191,22 +192,45 @@ def convert(
         if unused == "error":
             raise UserError(msg + "; is it the right model or variant?")
         warnings.warn(msg, stacklevel=2)
-    # Materialise the concrete model only now (abstract checks first), then overwrite its leaves.
-    model_ = make()
-    graphdef, state = nnx.split(model_)
+    # Every variable converted: fill the abstract model (no initialisers run). Otherwise materialise the concrete
+    # model only now (the checks above are abstract) so the variables no rule names keep their initial values.
+    if len(p.sources) < len(flat):
+        graphdef, state = nnx.split(make())
     new = {}
     for path, leaf in flatten(nnx.to_pure_dict(state)).items():
         name = dotted(path)
         if name in p.sources:
             key, transform = p.sources[name]
-            new[path] = np.ascontiguousarray(transform(np.asarray(theirs[key]).astype(dtype)))
+            new[path] = jnp.asarray(np.ascontiguousarray(transform(np.asarray(theirs[key]).astype(dtype))))
         else:
             new[path] = leaf
     nnx.replace_by_pure_dict(state, unflatten(new))
     return nnx.merge(graphdef, state)
 
 
-# ------------------------------------------------------------------------------------------ safetensors
+# ------------------------------------------------------------------------------------------ files
+
+
+def read_state_dict(path: str | os.PathLike, *, what: str) -> dict[str, np.ndarray]:
+    """A torch state dict file (``.pth``/``.pt``/``.model``, read with ``torch.load(weights_only=True)``: no
+    arbitrary pickles; torch is imported only here) or a ``.safetensors`` file, as float32 numpy arrays. ``what``
+    names the weights in the one-line ``UserError`` for a missing or unreadable file."""
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise UserError(f"{what} weights {p!r} not found")
+    if p.endswith(".safetensors"):
+        return {k: np.asarray(v, np.float32) for k, v in read_safetensors(p)[0].items()}
+    try:
+        import torch
+    except ImportError:
+        raise UserError(f"reading {p!r} needs torch (pip install 'vasajax[convert]'), or a .safetensors copy") from None
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to fix
+        raise UserError(f"cannot read {what} weights {p!r} as a torch state dict ({type(e).__name__})") from None
+    if not isinstance(sd, Mapping):
+        raise UserError(f"{p!r} holds a {type(sd).__name__}, not a state dict; save model.state_dict() instead")
+    return {k: v.detach().float().cpu().numpy() for k, v in sd.items() if hasattr(v, "detach")}
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -29,7 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vasajax import params
 from vasajax.errors import UserError
+from vasajax.params import Rule, conv, linear
 
 VSHIFT = 15
 CROP = 224
@@ -58,23 +60,24 @@ CONV_INDICES = (0, 4, 8, 11, 14, 18)
 _BN = (("scale", "weight"), ("bias", "bias"), ("mean", "running_mean"), ("var", "running_var"))
 
 
-def _table() -> tuple[tuple[str, str, str], ...]:
+def _table() -> tuple[Rule, ...]:
     rows = []
     for ours, theirs in (("audio", "netcnnaud"), ("lip", "netcnnlip")):
         for k, t in enumerate(CONV_INDICES):
-            rows += [(f"{ours}.convs.{k}.kernel", f"{theirs}.{t}.weight", "conv")]
-            rows += [(f"{ours}.convs.{k}.bias", f"{theirs}.{t}.bias", "same")]
-            rows += [(f"{ours}.norms.{k}.{a}", f"{theirs}.{t + 1}.{b}", "same") for a, b in _BN]
+            rows += [Rule(rf"{ours}\.convs\.{k}\.kernel", f"{theirs}.{t}.weight", conv)]
+            rows += [Rule(rf"{ours}\.convs\.{k}\.bias", f"{theirs}.{t}.bias")]
+            rows += [Rule(rf"{ours}\.norms\.{k}\.{a}", f"{theirs}.{t + 1}.{b}") for a, b in _BN]
     for ours, theirs in (("audio", "netfcaud"), ("lip", "netfclip")):
         for name, t in (("fc1", 0), ("fc2", 3)):
-            rows += [(f"{ours}.{name}.kernel", f"{theirs}.{t}.weight", "linear")]
-            rows += [(f"{ours}.{name}.bias", f"{theirs}.{t}.bias", "same")]
-        rows += [(f"{ours}.fc_norm.{a}", f"{theirs}.1.{b}", "same") for a, b in _BN]
+            rows += [Rule(rf"{ours}\.{name}\.kernel", f"{theirs}.{t}.weight", linear)]
+            rows += [Rule(rf"{ours}\.{name}\.bias", f"{theirs}.{t}.bias")]
+        rows += [Rule(rf"{ours}\.fc_norm\.{a}", f"{theirs}.1.{b}") for a, b in _BN]
     return tuple(rows)
 
 
-TABLE: tuple[tuple[str, str, str], ...] = _table()
-"""(our parameter path, syncnet_python state-dict key, transform)."""
+TABLE: tuple[Rule, ...] = _table()
+"""Our variable path → syncnet_python state-dict key (``vasajax.params`` rules; BatchNorm statistics included)."""
+IGNORED = (r"num_batches_tracked$",)
 
 
 class Tower(nnx.Module):
@@ -121,63 +124,21 @@ class SyncNet(nnx.Module):
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """syncnet_python weights (``syncnet_v2.model``: a torch state dict; or ``.safetensors``) as numpy arrays."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"SyncNet weights {path!r} not found; pass a local syncnet_v2.model (syncnet_python)")
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
-        return {k: np.asarray(v, np.float32) for k, v in load_file(path).items()}
-    try:
-        import torch
-    except ImportError as e:
-        raise UserError("reading a .model/.pth SyncNet file needs torch; or convert it to .safetensors") from e
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read SyncNet weights {path!r} as a torch state dict ({type(e).__name__})") from e
-    if not isinstance(sd, Mapping):
-        raise UserError(f"{path!r} holds a {type(sd).__name__}, not a state dict; save model.state_dict() instead")
-    return {k: v.detach().float().cpu().numpy() for k, v in sd.items() if hasattr(v, "detach")}
+    return params.read_state_dict(path, what="SyncNet (syncnet_python syncnet_v2.model)")
 
 
-def convert(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """syncnet_python ``S`` state dict → ``{our param path: array}`` via :data:`TABLE`."""
+def convert(state_dict: Mapping[str, np.ndarray]) -> SyncNet:
+    """A :class:`SyncNet` with the weights of a syncnet_python ``S`` state dict (via :data:`TABLE`)."""
     sd = {k.removeprefix("__S__."): v for k, v in state_dict.items()}  # SyncNetInstance saves with a prefix
-    missing = [theirs for _, theirs, _ in TABLE if theirs not in sd]
-    if missing:
-        raise UserError(f"SyncNet weights lack {missing[0]!r} (+{len(missing) - 1} more); expected syncnet_v2.model")
-    out = {}
-    for ours, theirs, how in TABLE:
-        w = np.asarray(sd[theirs], np.float32)
-        if how == "conv":  # O×I×k… → k…×I×O
-            w = np.moveaxis(w, (0, 1), (-1, -2))
-        elif how == "linear":
-            w = w.T
-        out[ours] = w
-    return out
-
-
-def load_params(model: SyncNet, params: Mapping[str, np.ndarray]) -> SyncNet:
-    """Write converted arrays into ``model`` (may be abstract, from ``nnx.eval_shape``); shapes are checked."""
-    for path, value in params.items():
-        *mods, leaf = path.split(".")
-        obj = model
-        for m in mods:
-            obj = obj[int(m)] if m.isdigit() else getattr(obj, m)
-        var = getattr(obj, leaf)
-        if tuple(var.shape) != tuple(value.shape):
-            raise UserError(f"SyncNet weight {path} has shape {value.shape}, expected {tuple(var.shape)}")
-        var.set_value(jnp.asarray(value, var.dtype))
-    return model
+    if "netfcaud.3.bias" not in sd:
+        raise UserError("SyncNet weights lack 'netfcaud.3.bias'; expected syncnet_python's syncnet_v2.model")
+    embed = int(np.shape(sd["netfcaud.3.bias"])[0])
+    return params.convert(lambda: SyncNet(embed=embed, rngs=nnx.Rngs(0)), sd, TABLE, model="SyncNet", ignored=IGNORED)
 
 
 def load_syncnet(path: str | os.PathLike) -> SyncNet:
     """A :class:`SyncNet` with the weights of a local syncnet_python state dict file."""
-    params = convert(read_state_dict(path))
-    embed = params["audio.fc2.bias"].shape[0]
-    model = nnx.eval_shape(lambda: SyncNet(embed=embed, rngs=nnx.Rngs(0)))
-    return load_params(model, params)
+    return convert(read_state_dict(path))
 
 
 # ------------------------------------------------------------------------------------------ features

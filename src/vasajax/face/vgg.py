@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vasajax.errors import UserError
+from vasajax import params
+from vasajax.params import Rule, conv
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,15 +42,17 @@ TORCH_CONV_INDICES: tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 2
 FEATURE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 _FEATURE_AFTER_CONV = {0: "relu1_1", 2: "relu2_1", 4: "relu3_1", 8: "relu4_1", 12: "relu5_1"}
 
-# (our param path, torchvision key, transform): torch conv weights are O×I×kh×kw, ours kh×kw×I×O.
-TABLE: tuple[tuple[str, str, str], ...] = tuple(
-    row
+# our param path → torchvision key (``vasajax.params`` rules): torch conv weights are O×I×kh×kw, ours kh×kw×I×O.
+TABLE: tuple[Rule, ...] = tuple(
+    rule
     for k, t in enumerate(TORCH_CONV_INDICES)
-    for row in (
-        (f"convs.{k}.kernel", f"features.{t}.weight", "oihw->hwio"),
-        (f"convs.{k}.bias", f"features.{t}.bias", "same"),
+    for rule in (
+        Rule(rf"convs\.{k}\.kernel", f"features.{t}.weight", conv),
+        Rule(rf"convs\.{k}\.bias", f"features.{t}.bias"),
     )
 )
+IGNORED = (r"^classifier\.", r"^features\.(30|32|34)\.")
+"""torchvision keys we do not need: the classifier and the convolutions after relu5_1."""
 
 
 class VGG19(nnx.Module):
@@ -86,61 +89,18 @@ class VGG19(nnx.Module):
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Tensors of a torchvision state dict file: ``.pth``/``.pt`` (``torch.load(weights_only=True)``) or
-    ``.safetensors``, as float32 numpy arrays."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(
-            f"VGG19 weights {path!r} not found; pass a local torchvision vgg19 state dict (.pth or .safetensors)"
-        )
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
-        return {k: np.asarray(v, np.float32) for k, v in load_file(path).items()}
-    import torch
-
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to fix
-        raise UserError(f"cannot read VGG19 weights {path!r} as a torch state dict ({type(e).__name__}: {e})") from e
-    if not isinstance(sd, Mapping):
-        raise UserError(f"{path!r} holds a {type(sd).__name__}, not a state dict; save model.state_dict() instead")
-    return {k: v.detach().float().cpu().numpy() for k, v in sd.items() if hasattr(v, "detach")}
+    """Tensors of a torchvision state dict file (``.pth``/``.pt`` or ``.safetensors``) as float32 numpy arrays."""
+    return params.read_state_dict(path, what="VGG19")
 
 
-def convert(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """torchvision ``vgg19`` (or ``vgg19.features``) state dict → ``{our param path: array}`` via :data:`TABLE`."""
+def convert(state_dict: Mapping[str, np.ndarray], *, dtype=jnp.float32) -> VGG19:
+    """A :class:`VGG19` with the weights of a torchvision ``vgg19`` (or ``vgg19.features``) state dict."""
     sd = dict(state_dict)
     if not any(k.startswith("features.") for k in sd):  # a bare `features` Sequential's state dict
         sd = {f"features.{k}": v for k, v in sd.items()}
-    out = {}
-    for ours, theirs, how in TABLE:
-        if theirs not in sd:
-            raise UserError(f"VGG19 weights lack {theirs!r}; expected a torchvision vgg19 state dict")
-        w = np.asarray(sd[theirs], np.float32)
-        out[ours] = w.transpose(2, 3, 1, 0) if how == "oihw->hwio" else w
-    return out
-
-
-def load_params(vgg: VGG19, params: Mapping[str, np.ndarray]) -> VGG19:
-    """Write converted arrays (from :func:`convert`) into ``vgg`` in place; shapes are checked.
-
-    ``vgg`` may be abstract (``nnx.eval_shape``): every parameter is replaced, none is read.
-    """
-    for path, value in params.items():
-        *mods, leaf = path.split(".")
-        obj = vgg
-        for m in mods:
-            obj = obj[int(m)] if m.isdigit() else getattr(obj, m)
-        var = getattr(obj, leaf)
-        if tuple(var.shape) != tuple(value.shape):
-            raise UserError(f"VGG19 weight {path} has shape {value.shape}, expected {var.shape}")
-        var.set_value(jnp.asarray(value, var.dtype))
-    return vgg
+    return params.convert(lambda: VGG19(rngs=nnx.Rngs(0), dtype=dtype), sd, TABLE, model="VGG19", ignored=IGNORED)
 
 
 def load_torchvision(path: str | os.PathLike, *, dtype=jnp.float32) -> VGG19:
     """A :class:`VGG19` with the weights of a local torchvision ``vgg19`` state dict file."""
-    params = convert(read_state_dict(path))  # has every key of TABLE, or raised
-    vgg = nnx.eval_shape(lambda: VGG19(rngs=nnx.Rngs(0), dtype=dtype))  # no random init of 20M weights
-    return load_params(vgg, params)
+    return convert(read_state_dict(path), dtype=dtype)
