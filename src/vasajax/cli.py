@@ -1,6 +1,7 @@
 """The ``vasajax`` command line.
 
-Each subcommand lives beside the code it drives and exposes ``cli_main(argv) -> int``; this file only routes.
+Each subcommand lives beside the code it drives and exposes ``cli_main(argv) -> int`` (raising ``UserError`` for bad
+input); this file routes, and :func:`run` maps errors to exit codes for every entry point.
 Imports are lazy so ``vasajax --help`` is instant. A :class:`vasajax.errors.UserError` (bad input, missing model
 file, ...) is printed as one ``error:`` line with exit status 2, never a traceback; Ctrl-C exits with 130.
 """
@@ -26,8 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vasajax.train.export", "a face run + a motion run -> an inference export (checkpoints/...)"),
     "train-capp": ("vasajax.eval.capp_train", "train the CAPP audio-pose contrastive scorer used by eval"),
     "eval": ("vasajax.eval.cli", "lip-sync, pose, gaze, identity (and optional FVD/Sync/CAPP) metrics"),
+    "heldout": ("vasajax.eval.heldout", "an export on held-out SynthTalk clips: Table 1 and the CFG ablation"),
+    "face-recon": ("vasajax.eval.face_recon", "stage-1 self-reenactment PSNR and a cross-identity grid"),
     "app": ("vasajax.app", "a local web page: drop a photo, record speech, watch it talk (pip install 'vasajax[app]')"),
     "detect": ("vasajax.provenance", "is this a vasajax video? (watermark + metadata tag)"),
+    "models": ("vasajax.modelfiles", "fetch (or locate) the MediaPipe face-landmarker model file"),
     "info": ("vasajax.cli", "print versions, devices and model sizes of the config presets"),
 }
 
@@ -67,11 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command '{name}'\n{_usage()}", file=sys.stderr)
         return 2
+    if name == "info":
+        return run(_info, rest)
+    module = importlib.import_module(COMMANDS[name][0])
+    return run(getattr(module, "cli_main", None) or module.main, rest)
+
+
+def run(cli_main, argv: Sequence[str] | None = None) -> int:
+    """The one place a command's errors become exit codes: ``UserError`` → its message on one ``error:`` line and
+    exit status 2; Ctrl-C → 130. Every ``vasajax`` subcommand and every ``python -m vasajax....`` entry runs here."""
     try:
-        if name == "info":
-            return _info(rest)
-        module = importlib.import_module(COMMANDS[name][0])
-        return int(module.cli_main(rest) or 0)
+        return int(cli_main(sys.argv[1:] if argv is None else list(argv)) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

