@@ -156,7 +156,10 @@ class Registry:
         return self.get(name).load(Path(directory), manifest)
 
 
-RENDERERS = Registry("renderer", {"vasa": "vasajax.face.stage:VasaRenderer"})
+RENDERERS = Registry(
+    "renderer",
+    {"vasa": "vasajax.face.stage:VasaRenderer", "liveportrait": "vasajax.zoo.liveportrait.stage:LivePortraitRenderer"},
+)
 MOTION_GENERATORS = Registry("motion generator", {"vasa": "vasajax.motion.stage:VasaMotionGenerator"})
 AUDIO_ENCODERS = Registry(
     "audio encoder",
