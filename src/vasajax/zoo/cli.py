@@ -71,11 +71,12 @@ def _provenance(**extra) -> dict:
     return {"converted_by": f"vasajax {vasajax.__version__}", "converted_at": time.strftime("%Y-%m-%d"), **extra}
 
 
-def convert_liveportrait(src: Path, out: Path, *, retargeting: bool = True) -> Path:
+def convert_liveportrait(src: Path, out: Path, *, retargeting: bool = True, cfg=None) -> Path:
+    """``cfg``: the network sizes (default the released ``LivePortraitConfig.full()``; tests pass ``tiny()``)."""
     from vasajax.zoo import export
     from vasajax.zoo.liveportrait import convert as lpc
 
-    cfg, model = lpc.load_liveportrait(src, retargeting=retargeting)
+    cfg, model = lpc.load_liveportrait(src, cfg, retargeting=retargeting)
     root = lpc._root(src)
     files = [_rel(root / lpc.FILES[n], src) for n in (*lpc.MODULES, *([lpc.RETARGETING] if retargeting else []))]
     prov = _provenance(liveportrait={"upstream": f"KwaiVGI/LivePortrait@{LIVEPORTRAIT_COMMIT}", "files": files})
@@ -96,7 +97,16 @@ def _generator_file(folder: Path, name: str | None) -> Path:
     raise UserError(f"{folder} holds several generators ({', '.join(p.name for p in pts)}); pick one with --generator")
 
 
-def convert_joyvasa(src: Path, out: Path, *, audio_encoder: str | None = None, generator: str | None = None) -> Path:
+def convert_joyvasa(
+    src: Path,
+    out: Path,
+    *,
+    audio_encoder: str | None = None,
+    generator: str | None = None,
+    lp_cfg=None,
+    **overrides,
+) -> Path:
+    """``lp_cfg``/``overrides``: LivePortrait sizes and JoyVASA config fields not in the checkpoint's args (tests)."""
     from vasajax.zoo import export
     from vasajax.zoo.joyvasa import convert as jvc
     from vasajax.zoo.joyvasa.template import read_template
@@ -109,7 +119,7 @@ def convert_joyvasa(src: Path, out: Path, *, audio_encoder: str | None = None, g
     tpl_path = jv_root / "motion_template" / "motion_template.pkl"
     template = read_template(tpl_path)  # cheap checks before the big reads
     state, args = jvc.read_pt(pt)
-    cfg, dit, sched, jv_prov = jvc.convert_motion_generator(state, args, source=_rel(pt, src))
+    cfg, dit, sched, jv_prov = jvc.convert_motion_generator(state, args, source=_rel(pt, src), **overrides)
     if audio_encoder:
         audio_dir = Path(audio_encoder).expanduser()
     else:
@@ -119,7 +129,7 @@ def convert_joyvasa(src: Path, out: Path, *, audio_encoder: str | None = None, g
     enc_cfg, encoder, enc_source = jvc.load_audio_encoder(audio_dir, state)
     if enc_cfg.hidden_size != cfg.audio_dim:
         raise UserError(f"audio encoder in {audio_dir} has width {enc_cfg.hidden_size}; JoyVASA needs {cfg.audio_dim}")
-    lp_cfg, lp_model = lpc.load_liveportrait(src / "liveportrait")
+    lp_cfg, lp_model = lpc.load_liveportrait(src / "liveportrait", lp_cfg)
     if cfg.motion_dim != 3 * lp_cfg.motion.num_kp + 7:
         raise UserError(
             f"{pt.name} makes {cfg.motion_dim}-dim motion; LivePortrait's needs {3 * lp_cfg.motion.num_kp + 7}"
