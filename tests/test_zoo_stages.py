@@ -176,3 +176,14 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(UserError, match="pretrained_weights"):
         zoo_cli.cli_main(["joyvasa", str(tmp_path), str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("cfg", [JV, JoyVASAConfig.released()], ids=["tiny", "released"])
+def test_shown_rows_are_the_video_frames(cfg):
+    """Every clip length gives exactly num_video_frames(N) shown rows, contiguous from the third row on."""
+    for n in (1, 639, 640, 641, 3000, cfg.window_samples - 1920, cfg.window_samples - 1281, cfg.window_samples,
+              cfg.window_samples + 1, 5 * cfg.window_samples + 123):  # fmt: skip
+        shown = shown_rows(n, cfg)
+        idx = np.flatnonzero(shown)
+        assert len(shown) % cfg.window == 0 and len(idx) == num_video_frames(n, cfg.fps, cfg.sample_rate), n
+        assert idx[0] == 2 and np.all(np.diff(idx) == 1), n
