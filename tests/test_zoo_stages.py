@@ -126,7 +126,9 @@ def test_native_size_and_absolute_pose(anim, wave):
 
 def test_motion_matches_upstream_clip_loop(anim, video0, wave):
     """The generator through the stage interface = ``sample.ClipGenerator`` (upstream's loop) on the same seed,
-    mapped by the template with EMA, minus the two lead-in frames, plus the Animator's relative-pose offset."""
+    mapped by the template with EMA, minus the two lead-in frames, plus the Animator's relative-pose offset
+    (``start="free"``: absolute expression and scale); ``start="portrait"`` (video0) moves expression and scale
+    relative to the portrait's."""
     gen: JoyVASAGenerator = anim.generator
     clip = sample.ClipGenerator(gen.dit, gen.schedule, anim.audio.encoder, cfg_scale=2.8)
     coef = clip(wave, key=jax.random.key(0))
@@ -135,7 +137,13 @@ def test_motion_matches_upstream_clip_loop(anim, video0, wave):
     expect = motion[keep]
     portrait = anim.prepare(ASTRONAUT, crop="center")
     expect[:, :6] += anim.pose_offset(portrait)
-    np.testing.assert_allclose(video0.motion, expect, rtol=1e-4, atol=1e-4)
+    free = anim.animate(portrait, wave, seed=0, start="free").motion
+    np.testing.assert_allclose(free, expect, rtol=1e-4, atol=1e-4)
+    own = anim.renderer.portrait_motion(portrait.latent)
+    np.testing.assert_allclose(video0.motion[:, :6], free[:, :6], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(video0.motion[:, 7:] - free[:, 7:], np.broadcast_to(
+        own[7:] - gen.template_mean("exp"), free[:, 7:].shape), atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(video0.motion[:, 6] / free[:, 6], own[6] / gen.template_mean("scale")[0], rtol=1e-4)
 
 
 def test_controls_without_counterpart_are_user_errors(anim, wave):

@@ -7,7 +7,7 @@ concatenates the windows' hidden states, so its rows are the ones upstream's DiT
 frames. Upstream's frame ``k + 2`` lines up with the audio at ``k / fps`` (the two frames of front padding), and the
 last window's padding frames are dropped; here the shown rows are ``2 … 2 + T − 1`` with ``T =
 num_video_frames(N)``, so frame ``k`` of the video is the motion of the audio at ``k / fps`` (upstream's clip is
-those frames plus two lead-in frames and one trailing frame). The encoder is not streaming: ``stream()`` is a
+these frames, two lead-in frames before them and about one after). The encoder is not streaming: ``stream()`` is a
 ``WholeClipStream`` (all rows at the end of the audio).
 
 **Motion.** The generator samples each window as ``sample.ClipGenerator`` does (same noise from the seed: x_T
@@ -18,17 +18,22 @@ scale, exp (3K)]`` (``vasajax.zoo.liveportrait.stage``), and smooths scale, t an
 (alpha 0.01, ``is_smooth_motion``) carried across windows, over every frame upstream keeps (lead-in included), so
 the smoothing is upstream's; the expression is not smoothed (as upstream).
 
-**Pose.** ``mean_pose()`` is the template's mean pitch, yaw, roll and t (``mean_*``; the middle of min/max where a
-template lacks them). The Animator's ``pose="relative"`` then drives ``portrait pose + generated − mean``. Upstream
-instead drives relative to the *first generated frame* (LivePortrait's relative mode: ``R_d,i R_d,0ᵀ R_s``, ``t_s
-+ t_d,i − t_d,0``, and likewise for the expression and a ratio for the scale). Differences: here the head moves
-around the portrait's pose by the generated deviation from the data mean, not from a random first frame;
-expression and scale are absolute (the template's space), not relative to the portrait's; ``pose="absolute"``
-gives the generated pose as is.
+**Pose, expression, scale: relative to the portrait.** ``mean_pose()`` is the template's mean pitch, yaw, roll and
+t (``mean_*``; the middle of min/max where a template lacks them), so the Animator's ``pose="relative"`` drives
+``portrait pose + generated − mean``. Expression and scale follow the same rule when the generator is given the
+portrait's motion (``context_motion``: the Animator's default ``start="portrait"``): ``exp = portrait exp +
+generated exp − mean_exp`` and ``scale = portrait scale · generated scale / mean_scale``; with ``start="free"``
+they are absolute (the template's space). Upstream (LivePortrait's relative mode, JoyVASA's default
+``flag_relative_motion``) is relative to the *first generated frame* instead: ``R_d,i R_d,0ᵀ R_s``, ``t_s + t_d,i −
+t_d,0``, ``exp_s + exp_d,i − exp_d,0``, ``scale_s · scale_d,i / scale_d,0``. Here the face moves around the
+portrait by the generated deviation from the data mean, not from a random first frame (which would make the
+portrait's own pose and expression depend on the seed), and rotations add as angles (pitch/yaw/roll), not as
+rotation matrices.
 
-**Context.** ``context = 0``: JoyVASA's first window starts from its learned start context (what upstream does);
-priming it with the portrait's motion would feed the DiT a context it never saw in training (a still face over
-silence), so the Animator's ``start="portrait"`` changes nothing for this generator.
+**Context.** ``context = 1``, used only to receive the portrait's motion (above): the DiT itself is not primed
+with it. JoyVASA's first window starts from its learned start context, as upstream; feeding the DiT a still face
+over silence would be a context it never saw in training. (The Animator also computes features of one frame of
+silence for that context, one encoder pass, which are ignored.)
 
 **Controls.** ``seed`` (deterministic), ``cfg_audio`` → the CFG scale (default 2.8, upstream's), ``steps``: only
 the schedule's own count (JoyVASA samples every step of its DDPM schedule). ``gaze``, ``cfg_gaze``, ``distance``,
@@ -58,8 +63,6 @@ from vasajax.zoo.joyvasa.dit import JoyVASADiT
 from vasajax.zoo.joyvasa.schedule import BUFFERS, Schedule
 from vasajax.zoo.liveportrait.stage import MOTION_SPACE, POSE_DIM
 
-LEAD_FRAMES = sample.FRONT_PAD * 25 // 16000
-"""Frames of front padding upstream generates before the audio starts (2 at 25 fps)."""
 DEFAULT_CFG = 2.8
 """Upstream's ``ArgumentConfig.cfg_scale``."""
 
@@ -126,7 +129,8 @@ class JoyVASAGenerator:
     name = "joyvasa"
     motion_space = MOTION_SPACE
     pose_dim = POSE_DIM
-    context = 0
+    context = 1
+    """Only to receive the portrait's motion (relative expression and scale); see the module docstring."""
 
     def __init__(self, dit: JoyVASADiT, schedule: Schedule, tpl: dict[str, np.ndarray], num_kp: int = 21):
         self.dit, self.cfg, self.schedule, self.template = dit, dit.cfg, schedule, dict(tpl)
@@ -160,17 +164,16 @@ class JoyVASAGenerator:
         tpl = {k[9:]: v for k, v in tensors.items() if k.startswith("template.")}
         return cls(dit, sched, tpl, int(meta.get("num_kp", 21)))
 
-    def mean_pose(self) -> np.ndarray:
+    def template_mean(self, name: str) -> np.ndarray:
+        """The template's ``mean_<name>``, or the middle of its min and max where it has no mean."""
         t = self.template
+        if f"mean_{name}" in t:
+            return np.asarray(t[f"mean_{name}"], np.float32).reshape(-1)
+        lo, hi = np.asarray(t[f"min_{name}"], np.float32), np.asarray(t[f"max_{name}"], np.float32)
+        return (0.5 * (lo + hi)).reshape(-1)
 
-        def mean(name):
-            if f"mean_{name}" in t:
-                return np.asarray(t[f"mean_{name}"], np.float32).reshape(-1)
-            return 0.5 * (np.asarray(t[f"min_{name}"], np.float32) + np.asarray(t[f"max_{name}"], np.float32)).reshape(
-                -1
-            )
-
-        return np.concatenate([mean("pitch"), mean("yaw"), mean("roll"), mean("t")]).astype(np.float32)
+    def mean_pose(self) -> np.ndarray:
+        return np.concatenate([self.template_mean(k) for k in ("pitch", "yaw", "roll", "t")]).astype(np.float32)
 
     def sampler(self, cfg_scale: float):
         if cfg_scale not in self._samplers:
@@ -222,13 +225,18 @@ class JoyVASAGenerator:
         scale = DEFAULT_CFG if cfg_audio is None else float(cfg_audio)
         if not math.isfinite(scale) or scale < 0:
             raise UserError(f"cfg_audio must be a finite number ≥ 0, got {cfg_audio}")
-        return JoyVASAStream(self, int(seed), scale)
+        portrait = None
+        if context_motion is not None:
+            portrait = np.asarray(context_motion, np.float32).reshape(-1)
+            if portrait.shape != (self.motion_dim,) or not np.all(np.isfinite(portrait)):
+                raise UserError(f"context_motion must be the portrait's {self.motion_dim} motion values")
+        return JoyVASAStream(self, int(seed), scale, portrait)
 
 
 class JoyVASAStream:
     """One clip: ``push`` the audio entry's rows; a window is sampled for every L rows (see the module doc)."""
 
-    def __init__(self, gen: JoyVASAGenerator, seed: int, cfg_scale: float):
+    def __init__(self, gen: JoyVASAGenerator, seed: int, cfg_scale: float, portrait: np.ndarray | None = None):
         cfg = gen.cfg
         self.gen, self.sample = gen, gen.sampler(cfg_scale)
         self.key = jax.random.key(seed)
@@ -237,6 +245,10 @@ class JoyVASAStream:
         self.buf = np.zeros((0, gen.audio_dim), np.float32)
         self.w = 0
         self.ema: np.ndarray | None = None
+        self.exp_offset = self.scale_ratio = None
+        if portrait is not None:  # relative expression and scale (module docstring)
+            self.exp_offset = portrait[7:] - gen.template_mean("exp")
+            self.scale_ratio = portrait[6] / max(float(gen.template_mean("scale")[0]), 1e-6)
 
     def push(self, audio_TxA: np.ndarray) -> list[np.ndarray]:
         a = np.asarray(audio_TxA, np.float32)
@@ -271,4 +283,8 @@ class JoyVASAStream:
         # the EMA runs over every row in order from the clip's first (as upstream's over the frames it keeps; the
         # last window's padding rows come after every shown row, so smoothing over them changes nothing shown)
         motion, self.ema = gen.to_motion(np.asarray(coef[0], np.float32), self.ema)
-        return motion[shown]
+        motion = motion[shown]
+        if self.exp_offset is not None:
+            motion[:, 7:] += self.exp_offset
+            motion[:, 6] *= self.scale_ratio
+        return motion
