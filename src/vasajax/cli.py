@@ -27,10 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-capp": ("vasajax.eval.capp_train", "train the CAPP audio-pose contrastive scorer used by eval"),
     "eval": ("vasajax.eval.cli", "lip-sync, pose, gaze, identity (and optional FVD/Sync/CAPP) metrics"),
     "app": ("vasajax.app", "a local web page: drop a photo, record speech, watch it talk (pip install 'vasajax[app]')"),
-    "convert": (
-        "vasajax.zoo.cli",
-        "released LivePortrait / JoyVASA weights -> an export (vasajax animate --checkpoint)",
-    ),
+    "convert": ("vasajax.zoo.cli", "released LivePortrait / JoyVASA weights -> an export for animate --checkpoint"),
     "detect": ("vasajax.provenance", "is this a vasajax video? (watermark + metadata tag)"),
     "info": ("vasajax.cli", "print versions, devices and model sizes of the config presets"),
 }
