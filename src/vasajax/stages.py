@@ -156,11 +156,21 @@ class Registry:
         return self.get(name).load(Path(directory), manifest)
 
 
-RENDERERS = Registry("renderer", {"vasa": "vasajax.face.stage:VasaRenderer"})
-MOTION_GENERATORS = Registry("motion generator", {"vasa": "vasajax.motion.stage:VasaMotionGenerator"})
+RENDERERS = Registry(
+    "renderer",
+    {"vasa": "vasajax.face.stage:VasaRenderer", "liveportrait": "vasajax.zoo.liveportrait.stage:LivePortraitRenderer"},
+)
+MOTION_GENERATORS = Registry(
+    "motion generator",
+    {"vasa": "vasajax.motion.stage:VasaMotionGenerator", "joyvasa": "vasajax.zoo.joyvasa.stage:JoyVASAGenerator"},
+)
 AUDIO_ENCODERS = Registry(
     "audio encoder",
-    {"logmel": "vasajax.motion.stage:LogMelEncoder", "wav2vec2": "vasajax.motion.stage:Wav2Vec2Encoder"},
+    {
+        "logmel": "vasajax.motion.stage:LogMelEncoder",
+        "wav2vec2": "vasajax.motion.stage:Wav2Vec2Encoder",
+        "joyvasa-hubert": "vasajax.zoo.joyvasa.stage:JoyVASAAudioEncoder",
+    },
 )
 
 

@@ -2,5 +2,6 @@
 
 ``config`` (sizes), ``dit`` (the diffusion transformer), ``schedule`` (its noise schedule), ``audio`` (its
 HuBERT/wav2vec2 front end on ``vasajax.motion.wav2vec2``), ``sample`` (guided sampling, windowed generation),
-``template`` (generated motion → LivePortrait keypoint parameters) and ``convert`` (released weights).
+``template`` (generated motion → LivePortrait keypoint parameters), ``convert`` (released weights) and ``stage``
+(the ``"joyvasa"`` motion generator and ``"joyvasa-hubert"`` audio encoder entries).
 """

@@ -98,29 +98,36 @@ def ema(x_TxC: np.ndarray, alpha: float = SMOOTH_ALPHA) -> np.ndarray:
 
 
 def to_keypoint_params(
-    motion_TxM: np.ndarray, template: dict[str, np.ndarray], *, smooth: bool = True, alpha: float = SMOOTH_ALPHA
+    motion_TxM: np.ndarray,
+    template: dict[str, np.ndarray],
+    *,
+    smooth: bool = True,
+    alpha: float = SMOOTH_ALPHA,
+    num_kp: int = 21,
 ) -> dict[str, np.ndarray]:
     """Generated coefficients → LivePortrait keypoint parameters per frame.
 
-    Returns ``exp`` ``T×21×3``, ``scale`` ``T×1``, ``t`` ``T×3``, ``pitch``/``yaw``/``roll`` ``T×1`` (degrees)
-    and ``R`` ``T×3×3``, all float32, as upstream's motion dict (stacked over frames).
+    Columns are ``[exp (3K), scale, t (3), pitch, yaw, roll]`` (K = ``num_kp``: 21 upstream, 70 columns; other K
+    for small test models). Returns ``exp`` ``T×K×3``, ``scale`` ``T×1``, ``t`` ``T×3``, ``pitch``/``yaw``/``roll``
+    ``T×1`` (degrees) and ``R`` ``T×3×3``, all float32, as upstream's motion dict (stacked over frames).
     """
     c = np.asarray(motion_TxM, np.float32)
-    if c.ndim != 2 or c.shape[1] < 70:
-        raise UserError(f"JoyVASA motion must be frames × 70 (or more), got shape {c.shape}")
+    e = 3 * int(num_kp)
+    if c.ndim != 2 or c.shape[1] < e + 7:
+        raise UserError(f"JoyVASA motion must be frames × {e + 7} (or more), got shape {c.shape}")
 
     def minmax(cols: slice, name: str) -> np.ndarray:
         lo, hi = template[f"min_{name}"].reshape(-1), template[f"max_{name}"].reshape(-1)
         return c[:, cols] * (hi - lo) + lo
 
-    exp = c[:, 0:63] * template["std_exp"].reshape(-1) + template["mean_exp"].reshape(-1)
+    exp = c[:, 0:e] * template["std_exp"].reshape(-1) + template["mean_exp"].reshape(-1)
     pose = np.concatenate(
         [
-            minmax(slice(63, 64), "scale"),
-            minmax(slice(64, 67), "t"),
-            minmax(slice(67, 68), "pitch"),
-            minmax(slice(68, 69), "yaw"),
-            minmax(slice(69, 70), "roll"),
+            minmax(slice(e, e + 1), "scale"),
+            minmax(slice(e + 1, e + 4), "t"),
+            minmax(slice(e + 4, e + 5), "pitch"),
+            minmax(slice(e + 5, e + 6), "yaw"),
+            minmax(slice(e + 6, e + 7), "roll"),
         ],
         axis=1,
     ).astype(np.float32)
@@ -128,7 +135,7 @@ def to_keypoint_params(
         pose = ema(pose, alpha)
     scale, t, pitch, yaw, roll = pose[:, 0:1], pose[:, 1:4], pose[:, 4:5], pose[:, 5:6], pose[:, 6:7]
     return {
-        "exp": exp.reshape(-1, 21, 3).astype(np.float32),
+        "exp": exp.reshape(-1, int(num_kp), 3).astype(np.float32),
         "scale": scale,
         "t": t,
         "pitch": pitch,

@@ -13,6 +13,7 @@ retargeting MLPs S, with a converter for the released PyTorch weights.
 | ``keypoints.py`` | bins → degrees, rotation, ``transform_keypoint``, stitching / retargeting updates |
 | ``model.py`` | ``LivePortrait`` and pure jitted ``extract_appearance`` / ``extract_motion`` / ``render`` |
 | ``convert.py`` | key tables and ``load_liveportrait`` for the released ``.pth`` files |
+| ``stage.py`` | ``LivePortraitRenderer``: the ``"liveportrait"`` renderer entry (motion layout, crop, sizes) |
 """
 
 from vasajax.zoo.liveportrait.config import LivePortraitConfig
