@@ -169,9 +169,10 @@ def measure(
     """Time ``fn()`` until ``repeats`` clean samples are in or ``max_tries`` (default ``2 × repeats``) were taken.
 
     ``block(result)`` waits for the result (``jax.block_until_ready`` for asynchronous dispatch) inside the timed
-    interval. ``warmup`` untimed calls run first (compilation, caches); the last one's duration sets ``inner``,
-    the calls per sample, so that a sample lasts at least ``min_sample_s`` (0: one call per sample). ``probe`` is
-    the counter source (tests pass a fake one). See :class:`Timing` for what is reported.
+    interval. ``warmup`` untimed calls run first (compilation, caches), then, when the last one took less than
+    ``min_sample_s``, one calibration call whose duration sets ``inner``, the calls per sample, so that a sample
+    lasts at least ``min_sample_s`` (0: no calibration, one call per sample). ``probe`` is the counter source
+    (tests pass a fake one). See :class:`Timing` for what is reported.
     """
     max_tries = max(repeats, 2 * repeats if max_tries is None else max_tries)
     if probe is None:
@@ -183,13 +184,18 @@ def measure(
         if block is not None:
             block(r)
 
-    inner, t_call = 1, None
+    t_call = 0.0
     for _ in range(warmup):
         t0 = time.perf_counter()
         run_once()
         t_call = time.perf_counter() - t0
-    if min_sample_s > 0 and t_call is not None and t_call < min_sample_s:
-        inner = min(10_000, math.ceil(min_sample_s / max(t_call, 1e-6)))
+    inner = 1
+    if 0 < min_sample_s and t_call < min_sample_s:  # calibrate on one more call (a warm-up call can be slow)
+        t0 = time.perf_counter()
+        run_once()
+        t_call = time.perf_counter() - t0
+        if t_call < min_sample_s:
+            inner = min(10_000, math.ceil(min_sample_s / max(t_call, 1e-6)))
     load0 = _loadavg()
     calls: list[Call] = []
     measured = True
@@ -303,3 +309,25 @@ def load_snapshot(window_s: float = 0.25, top: int = 3) -> dict[str, Any]:
             dict(pid=p, name=name, cpu_percent=round(100 * d / hz / call.wall_s)) for d, p, name in use[:top] if d > 0
         ]
     return snap
+
+
+def clean(row: dict[str, Any]) -> bool:
+    """Whether a results row was measured and found uncontended (rows from before this module: False)."""
+    c = row.get("contention") or {}
+    return bool(c.get("measured")) and not c.get("contended")
+
+
+def merge_rows(old: list[dict], new: list[dict], key: Callable[[dict], Any]) -> list[dict]:
+    """Same-day rows: earlier rows are kept unless re-measured now, and a clean earlier row is not replaced by a
+    contended new one (the new one is dropped, with a printed note)."""
+    old_by_key = {key(r): r for r in old}
+    kept_new = []
+    for r in new:
+        o = old_by_key.get(key(r))
+        if o is not None and clean(o) and not clean(r):
+            why = marker(r.get("contention"))
+            print(f"[timing] kept the earlier clean row for {key(r)}: this run's was contended ({why})")
+            continue
+        kept_new.append(r)
+    seen = {key(r) for r in kept_new}
+    return [r for r in old if key(r) not in seen] + kept_new
