@@ -61,11 +61,20 @@ def peak_memory_gib() -> float | None:
     return None
 
 
-def timeit(fn, *args, iters: int, max_tries: int | None = None, threshold: float = CONTENDED_SHARE) -> Timing:
+def timed(fn, *args, iters: int, max_tries: int | None = None, threshold: float = CONTENDED_SHARE) -> Timing:
     """One warm-up call, then the median of ``iters`` clean calls (``benchmarks/timing.py``: a call during which
     other processes used more than ``threshold`` of the CPUs is retried, up to ``max_tries``, and left out)."""
     return measure(lambda: fn(*args), repeats=iters, max_tries=max_tries, block=jax.block_until_ready,
                    threshold=threshold)  # fmt: skip
+
+
+def timeit(fn, *args, iters: int) -> float:
+    """Seconds per call, as :func:`timed` measures them, for callers that keep a plain number
+    (``train_face.py``); a contended result is printed, since the number cannot say so."""
+    t = timed(fn, *args, iters=iters)
+    if t.contended or t.discarded:
+        print(f"[timeit] {getattr(fn, '__name__', 'call')}: {marker(t.contention())}, {t.discarded} discarded")
+    return t.median_s
 
 
 def bench_config(
@@ -109,10 +118,10 @@ def bench_config(
         model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
         _, params = nnx.split(model)
         x = jax.random.uniform(jax.random.key(0), (batch, s, s, 3))
-        enc_timing = timeit(enc_c, params, x, iters=iters, max_tries=max_tries, threshold=threshold)
+        enc_timing = timed(enc_c, params, x, iters=iters, max_tries=max_tries, threshold=threshold)
         latv = enc_c(params, x)
         a1, i1 = latv.appearance[:1], latv.identity[:1]
-        dec_timing = timeit(
+        dec_timing = timed(
             dec_c, params, a1, i1, latv.pose, latv.dyn, iters=iters, max_tries=max_tries, threshold=threshold
         )
         enc_t, dec_t = enc_timing.median_s, dec_timing.median_s

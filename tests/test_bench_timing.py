@@ -104,7 +104,9 @@ def test_busy_child_makes_the_call_contended(timing):
     # The child's CPU time is "others'" (it was not reaped during the call): at least most of it must show up,
     # whatever else the machine was doing (on a loaded box others_cpu_s is larger still).
     assert c.others_cpu_s >= 0.6 * child_cpu, (c, child_cpu)
-    assert c.contended and t.contended and c.others_share > 0.1
+    assert c.contended == (c.others_share > 0.1) and t.contended == c.contended
+    if len(os.sched_getaffinity(0)) <= 4:  # the child alone is ≥ 0.3 CPU s over ~0.3 s on ≤ 4 cores: share > 0.1
+        assert c.contended, (c, child_cpu)
 
 
 @pytest.mark.skipif(not LINUX, reason="needs /proc/stat")
