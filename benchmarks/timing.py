@@ -1,7 +1,7 @@
 """Timing that knows when the machine was busy: wall time per call, and the CPU time other processes took meanwhile.
 
 A wall-clock benchmark on a shared machine measures the machine as much as the code: the paper motion window
-(10 steps) was recorded at 4,838 ms on the shared 2-core CPU at load average ~11 and takes ~1.0 s on an idle one.
+(10 steps) was recorded at 4,838 ms on the shared 2-core CPU at load average ~11; on an idle one it takes ~1.0 s.
 This module times each call and measures the contention over the same interval, so that contended calls are
 retried or discarded and every result says how clean it was.
 
@@ -17,10 +17,11 @@ children it reaped) is the CPU time *other* processes used: ``others_cpu_s``. Di
 give, ``others_share = others_cpu_s / (wall_s × cores)``: 0 on an idle machine, 1 when others kept every core
 busy the whole time.
 
-A call is *contended* when ``others_share`` exceeds :data:`CONTENDED_SHARE` (0.1). Why 0.1: an idle 2-core box
-shows ~0.00–0.03 (daemons, the kernel, tick-accounting error), and one other process spinning a core shows
-~0.5; a tenth of the machine taken by others already costs a multi-threaded XLA computation ~10 % or more
-(it waits at its barriers for the slowest thread), which is more than the noise between clean repeats.
+A call is *contended* when ``others_share`` exceeds :data:`CONTENDED_SHARE` (0.1). Why 0.1: an idle box should
+show only a few hundredths (daemons, the kernel, tick-accounting error; not yet checked on this project's 2-core
+machine, which was busy when this was written), while one other process spinning one of two cores shows ~0.5.
+A tenth of the CPUs taken by others can slow a multi-threaded XLA computation by about as much or more (its
+threads wait at barriers for the slowest one), i.e. beyond the usual spread between clean repeats.
 Change it per call with ``threshold=``.
 
 The counters tick at 1/``SC_CLK_TCK`` s (10 ms) and are sampled per tick, so a share over a short interval is
@@ -28,6 +29,12 @@ mostly quantisation error: :func:`measure` therefore times samples of at least `
 running a short ``fn`` ``inner`` times per sample (like ``timeit``'s autorange) and reporting time per call.
 
 Other systems (no ``/proc/stat``): only the load average is recorded, and ``measured`` is False.
+
+API: :func:`measure` (repeated calls → :class:`Timing`, whose ``contention()`` is a row's ``contention`` field),
+:class:`Watch` (one unrepeated run, e.g. a whole clip: recorded and flagged, not retried), :func:`combine` (one
+row's field from several timed parts), :func:`load_snapshot` (a results header: load average, cores, others'
+share and the busiest other processes over a short window), :func:`marker` (text for printed tables) and
+:func:`merge_rows` (same-day rows: a clean earlier row is not replaced by a contended one).
 """
 
 from __future__ import annotations
