@@ -18,6 +18,9 @@ export with ``--checkpoint`` (speed does not depend on training). Each setting r
   from the first audio sample's arrival to the first frame (VASA-1: 0.17 s; this project's goal ≤ 0.3 s on the
   2-core CPU for tiny/small), ``live_steady_fps`` and whether generation kept up with the speech,
 * ``encode_s``: the portrait (crop + encode), ``peak_rss_gib``: the process's peak resident memory,
+* ``contention``: the share of the CPUs other processes used during the offline, streaming and live runs
+  (``benchmarks/timing.py``; ``parts`` per run); whole clips are not repeated, so a run during which others took
+  more than 0.1 of the CPUs is kept but flagged ``contended: true`` (re-run it on an idle machine),
 * with ``--long-seconds``: resident memory at each tenth of a long streamed clip (frames dropped as they come,
   like ``vasajax animate`` writing them): flat memory means ``rss_growth_after_first_tenth_gib`` ≈ 0.
 
@@ -56,6 +59,9 @@ from vasajax.motion.diffusion import DiffusionConfig  # noqa: E402
 from vasajax.motion.dit import MotionConfig  # noqa: E402
 from vasajax.pipeline import Animator  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import Watch, combine, load_snapshot, marker  # noqa: E402
+
 SR = 16_000
 
 
@@ -91,18 +97,22 @@ def bench(anim: Animator, seconds: float, decode_batch: int) -> dict:
     np.asarray(portrait.latent.appearance)
     encode_s = time.perf_counter() - t
     t, c = time.perf_counter(), time.process_time()
-    video = anim.animate(portrait, wave, seed=0)
+    with Watch() as w_offline:  # whole-clip runs are not repeated: contention is recorded and flagged, not retried
+        video = anim.animate(portrait, wave, seed=0)
     offline_s, cpu_s = time.perf_counter() - t, time.process_time() - c
     chunks = [wave[i : i + SR // 10] for i in range(0, wave.size, SR // 10)]  # 100 ms chunks, like a microphone
-    fs = anim.stream(portrait, chunks, seed=0)
-    n = sum(len(b) for b in fs)
+    with Watch() as w_stream:
+        fs = anim.stream(portrait, chunks, seed=0)
+        n = sum(len(b) for b in fs)
     assert n == len(video.frames)
+    with Watch() as w_live:
+        live = bench_live(anim, portrait)
     return {
         "seconds_audio": seconds,
         "frames": int(n),
         "frame_size": list(video.frames.shape[1:3]),
         "decode_batch": decode_batch,
-        "steps": anim.diffusion.steps,
+        "steps": anim.generator.diffusion.steps,  # the Animator talks to stages (bf67e78); VASA's generator
         "window": anim.motion_cfg.window,
         "encode_s": round(encode_s, 4),
         "offline_s": round(offline_s, 3),
@@ -113,7 +123,10 @@ def bench(anim: Animator, seconds: float, decode_batch: int) -> dict:
         "steady_fps": round(fs.steady_fps, 2),
         "stream_s_per_audio_s": round(fs.elapsed_s / seconds, 3),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-        **bench_live(anim, portrait),
+        **live,
+        "contention": combine(
+            {"offline": w_offline.contention(), "stream": w_stream.contention(), "live": w_live.contention()}
+        ),
     }
 
 
@@ -182,7 +195,7 @@ def main(argv=None) -> int:
     p.add_argument("--long-seconds", type=float, default=0, help="also stream this much audio, recording RSS")
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load_snapshot()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         targets = []
@@ -203,12 +216,17 @@ def main(argv=None) -> int:
             row["total_bench_s"] = round(time.perf_counter() - t, 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            print(f"[{name}] contention: {marker(row['contention'])}", flush=True)
     if not args.no_save:
         dev = device_name()
         out = ROOT / "benchmarks" / "results" / f"animate-{dev}-{datetime.date.today()}.json"
         meta = {"benchmark": "animate", "device": dev, "jax": jax.__version__}
         meta["date"] = datetime.datetime.now().isoformat(timespec="seconds")
-        meta["note"] = f"load average at start {load_at_start:.1f} on {os.cpu_count()} cores (shared machine)"
+        la = load_at_start["loadavg"]
+        meta["note"] = (
+            f"load average at start {la[0]:.1f} on {os.cpu_count()} cores (shared machine)" if la else "shared machine"
+        )
+        meta["load_at_start"] = load_at_start
         out.write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
         print(f"wrote {out}")
     return 0

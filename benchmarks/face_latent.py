@@ -4,8 +4,11 @@
     python benchmarks/face_latent.py --configs paper --dtype bfloat16 --batch 32   # on a GPU
 
 Prints a table and writes ``benchmarks/results/face_latent-<device>-<date>.json``. FLOPs come from XLA's cost
-analysis of the compiled function (per frame = total / batch); timings are the median of ``--iters`` runs
-after a warm-up, with ``block_until_ready``.
+analysis of the compiled function (per frame = total / batch); timings are the median of ``--iters`` clean runs
+after a warm-up, with ``block_until_ready``: a run during which other processes used more than
+``--contended-share`` (0.1) of the CPUs is retried and left out (``benchmarks/timing.py``; calls shorter than 0.5 s
+are timed in runs of ``inner`` and divided). Each timed row records ``contention`` (encode and decode parts,
+others' share, calls discarded, load average); ``contended: true`` means no clean call was possible.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from vasajax.face.config import PRESETS  # noqa: E402
 from vasajax.face.model import FaceLatentModel, count_params, decode_fn, encode_fn  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from timing import CONTENDED_SHARE, Timing, combine, load_snapshot, marker, measure  # noqa: E402
 
 
 def device_name() -> str:
@@ -56,17 +61,26 @@ def peak_memory_gib() -> float | None:
     return None
 
 
+def timed(fn, *args, iters: int, max_tries: int | None = None, threshold: float = CONTENDED_SHARE) -> Timing:
+    """One warm-up call, then the median of ``iters`` clean calls (``benchmarks/timing.py``: a call during which
+    other processes used more than ``threshold`` of the CPUs is retried, up to ``max_tries``, and left out)."""
+    return measure(lambda: fn(*args), repeats=iters, max_tries=max_tries, block=jax.block_until_ready,
+                   threshold=threshold)  # fmt: skip
+
+
 def timeit(fn, *args, iters: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Seconds per call, as :func:`timed` measures them, for callers that keep a plain number
+    (``train_face.py``); a contended result is printed, since the number cannot say so."""
+    t = timed(fn, *args, iters=iters)
+    if t.contended or t.discarded:
+        print(f"[timeit] {getattr(fn, '__name__', 'call')}: {marker(t.contention())}, {t.discarded} discarded")
+    return t.median_s
 
 
-def bench_config(name: str, dtype: str, batch: int, iters: int, run: bool) -> dict:
+def bench_config(
+    name: str, dtype: str, batch: int, iters: int, run: bool, max_tries: int | None = None,
+    threshold: float = CONTENDED_SHARE,
+) -> dict:  # fmt: skip
     cfg = PRESETS[name](dtype=dtype)
     abstract_model = nnx.eval_shape(lambda: FaceLatentModel(cfg, rngs=nnx.Rngs(0)))
     graphdef, abstract_params = nnx.split(abstract_model)
@@ -104,16 +118,20 @@ def bench_config(name: str, dtype: str, batch: int, iters: int, run: bool) -> di
         model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
         _, params = nnx.split(model)
         x = jax.random.uniform(jax.random.key(0), (batch, s, s, 3))
-        enc_t = timeit(enc_c, params, x, iters=iters)
+        enc_timing = timed(enc_c, params, x, iters=iters, max_tries=max_tries, threshold=threshold)
         latv = enc_c(params, x)
         a1, i1 = latv.appearance[:1], latv.identity[:1]
-        dec_t = timeit(dec_c, params, a1, i1, latv.pose, latv.dyn, iters=iters)
+        dec_timing = timed(
+            dec_c, params, a1, i1, latv.pose, latv.dyn, iters=iters, max_tries=max_tries, threshold=threshold
+        )
+        enc_t, dec_t = enc_timing.median_s, dec_timing.median_s
         row.update(
             encode_ms_per_frame=1e3 * enc_t / batch,
             decode_ms_per_frame=1e3 * dec_t / batch,
             decode_fps=batch / dec_t,
             decode_tflops_achieved=row["decode_gflops_per_frame"] * batch / dec_t / 1e3,
             peak_memory_gib=peak_memory_gib(),
+            contention=combine({"encode": enc_timing.contention(), "decode": dec_timing.contention()}),
         )
     return row
 
@@ -123,7 +141,11 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=["tiny", "small", "paper"])
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--batch", type=int, default=None, help="frames per call (default: 1 on CPU, 32 on GPU)")
-    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=5, help="timed calls per setting (median of the clean ones)")
+    ap.add_argument("--max-tries", type=int, default=None, help="timed calls at most per setting (default 2 × iters)")
+    ap.add_argument("--contended-share", type=float, default=CONTENDED_SHARE,
+                    help="a call is contended (retried, discarded) when other processes used more than this share "
+                         "of the CPUs meanwhile (benchmarks/timing.py)")  # fmt: skip
     ap.add_argument(
         "--no-run",
         nargs="*",
@@ -137,13 +159,19 @@ def main(argv=None) -> int:
     batch = args.batch or (1 if on_cpu else 32)
     no_run = set(args.no_run if args.no_run is not None else (["paper"] if on_cpu else []))
     print(f"device: {dev} ({jax.devices()[0].device_kind}), jax {jax.__version__}, batch {batch}, {args.dtype}")
+    load_at_start = load_snapshot()
+    print(f"load at start: {load_at_start}")
     rows = []
     for name in args.configs:
-        row = bench_config(name, args.dtype, batch, args.iters, run=name not in no_run)
+        row = bench_config(
+            name, args.dtype, batch, args.iters, run=name not in no_run, max_tries=args.max_tries,
+            threshold=args.contended_share,
+        )  # fmt: skip
         rows.append(row)
         timing = (
             f"encode {row['encode_ms_per_frame']:8.1f} ms/frame  decode {row['decode_ms_per_frame']:8.2f} "
-            f"ms/frame ({row['decode_fps']:.1f} fps, {row['decode_tflops_achieved']:.2f} TFLOP/s)"
+            f"ms/frame ({row['decode_fps']:.1f} fps, {row['decode_tflops_achieved']:.2f} TFLOP/s)  "
+            f"[{marker(row['contention'])}, {row['contention']['discarded']} discarded]"
             if "decode_fps" in row
             else "(sized only)"
         )
@@ -165,6 +193,7 @@ def main(argv=None) -> int:
                 device_kind=jax.devices()[0].device_kind,
                 jax=jax.__version__,
                 date=datetime.datetime.now().isoformat(timespec="seconds"),
+                load_at_start=load_at_start,
                 rows=rows,
             ),
             indent=2,

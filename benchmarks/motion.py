@@ -13,6 +13,12 @@ device are kept unless this run measured the same setting). GFLOPs per window: c
 shapes (``analytic_flops_per_forward`` × CFG branches × batch × N), and as XLA's cost analysis reports
 them (``xla_gflops_per_window``: one guided call × N, because XLA counts a ``lax.scan`` body once; on
 GPUs it misses most of the cuBLAS matmuls, on CPU it agrees with the count within a few per cent).
+
+Timing goes through ``benchmarks/timing.py``: a window during which other processes used more than
+``--contended-share`` (0.1) of the CPUs is retried (up to ``--max-tries``) and left out; ``ms_per_window`` is the
+median of the clean windows (windows shorter than 0.5 s are timed in runs of ``contention.inner`` and divided).
+Every row records ``contention`` (others' share of the CPUs, windows discarded, load average before/after);
+``contention.contended: true`` means no clean window was possible and the numbers were taken under load.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 import pathlib
 import platform
 import re
-import statistics
 import sys
 import time
 
@@ -39,6 +45,9 @@ from flax import nnx  # noqa: E402
 from vasajax.motion.diffusion import DiffusionConfig, guided_x0  # noqa: E402
 from vasajax.motion.dit import Conditions, CondNull, MotionConfig, MotionDiT, count_params  # noqa: E402
 from vasajax.motion.generate import sample_window  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import CONTENDED_SHARE, load_snapshot, marker, measure, merge_rows  # noqa: E402
 
 FPS = 25.0  # video frame rate of the motion
 
@@ -78,7 +87,10 @@ def _memory_analysis(compiled) -> int | None:
         return None
 
 
-def bench_one(name: str, steps: int, batch: int, dtype: str, repeats: int) -> dict:
+def bench_one(
+    name: str, steps: int, batch: int, dtype: str, repeats: int, max_tries: int | None = None,
+    threshold: float = CONTENDED_SHARE,
+) -> dict:  # fmt: skip
     cfg = dataclasses.replace(getattr(MotionConfig, name)(), dtype=dtype)
     dcfg = DiffusionConfig.paper(steps=steps)
     graphdef, state = nnx.split(nnx.eval_shape(lambda: MotionDiT(cfg, rngs=nnx.Rngs(0))))
@@ -99,14 +111,13 @@ def bench_one(name: str, steps: int, batch: int, dtype: str, repeats: int) -> di
     compiled = sample_window.lower(graphdef, state, cond, rng, dcfg).compile()
     compile_s = time.perf_counter() - t0
     mem_static = _memory_analysis(compiled)
-    jax.block_until_ready(sample_window(graphdef, state, cond, rng, dcfg))  # warm-up (and jit cache fill)
-    times, cpu0 = [], time.process_time()
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(sample_window(graphdef, state, cond, jax.random.fold_in(rng, i), dcfg))
-        times.append(time.perf_counter() - t0)
-    cpu_s = (time.process_time() - cpu0) / repeats  # CPU seconds per window (all threads of this process)
-    ms = 1000 * statistics.median(times)
+    calls = itertools.count()
+    timed = measure(  # one warm-up call (jit cache fill), then `repeats` clean windows (see benchmarks/timing.py)
+        lambda: sample_window(graphdef, state, cond, jax.random.fold_in(rng, next(calls)), dcfg),
+        repeats=repeats, max_tries=max_tries, block=jax.block_until_ready, threshold=threshold,
+    )  # fmt: skip
+    cpu_s = timed.self_cpu_s  # CPU seconds per window (all threads of this process), over the windows reported
+    ms = 1000 * timed.median_s
     frames = batch * cfg.window
     stats = jax.devices()[0].memory_stats() or {}
     return dict(
@@ -115,10 +126,11 @@ def bench_one(name: str, steps: int, batch: int, dtype: str, repeats: int) -> di
         cfg_branches=branches, params=n_params, params_M=n_params / 1e6,
         gflops_per_step=flops_step / 1e9, gflops_per_window=steps * flops_step / 1e9,
         gflops_per_frame=steps * flops_step / 1e9 / frames, xla_gflops_per_window=steps * xla_flops_step / 1e9,
-        ms_per_window=ms, ms_per_window_min=1000 * min(times), compile_s=compile_s, process_cpu_s_per_window=cpu_s,
+        ms_per_window=ms, ms_per_window_min=1000 * timed.min_s, compile_s=compile_s, process_cpu_s_per_window=cpu_s,
         motion_fps=frames / (ms / 1000), realtime_factor=frames / (ms / 1000) / FPS,
         achieved_tflops=steps * flops_step / (ms / 1000) / 1e12,
         compiled_memory_bytes=mem_static, peak_bytes_in_use=stats.get("peak_bytes_in_use"),
+        contention=timed.contention(),
     )  # fmt: skip
 
 
@@ -128,7 +140,13 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", nargs="+", type=int, default=[10, 50])
     ap.add_argument("--batch", nargs="+", type=int, default=[1], help="clips sampled together per window")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--repeats", type=int, default=5, help="timed windows per setting (median reported)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed windows per setting (median of the clean ones)")
+    ap.add_argument(
+        "--max-tries", type=int, default=None, help="timed windows at most per setting (default 2 × repeats)"
+    )
+    ap.add_argument("--contended-share", type=float, default=CONTENDED_SHARE,
+                    help="a window is contended (retried, discarded) when other processes used more than this share "
+                         "of the CPUs meanwhile (benchmarks/timing.py)")  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for the JSON result")
     args = ap.parse_args(argv)
 
@@ -136,24 +154,26 @@ def main(argv=None) -> None:
     info = dict(
         device_kind=dev.device_kind, platform=dev.platform, num_devices=jax.device_count(),
         cpu_count=os.cpu_count(), jax=jax.__version__, python=platform.python_version(),
-        date=datetime.date.today().isoformat(), command=" ".join(sys.argv),
+        date=datetime.date.today().isoformat(), command=" ".join(sys.argv), load_at_start=load_snapshot(),
     )  # fmt: skip
     print(f"device: {dev.device_kind} ({dev.platform}), jax {jax.__version__}, {os.cpu_count()} CPUs")
+    print(f"load at start: {info['load_at_start']}")
     rows = []
     head = (
         f"{'config':6} {'steps':>5} {'B':>3} {'dtype':8} {'W':>3} {'params':>8} {'GFLOP/win':>10} "
-        f"{'ms/win':>9} {'frames/s':>9} {'×realtime':>9} {'TFLOP/s':>8} {'compile s':>9}"
+        f"{'ms/win':>9} {'frames/s':>9} {'×realtime':>9} {'TFLOP/s':>8} {'compile s':>9}  contention"
     )
     print(head)
     for name in args.configs:
         for steps in args.steps:
             for batch in args.batch:
-                r = bench_one(name, steps, batch, args.dtype, args.repeats)
+                r = bench_one(name, steps, batch, args.dtype, args.repeats, args.max_tries, args.contended_share)
                 rows.append(r)
                 print(
                     f"{name:6} {steps:>5} {batch:>3} {args.dtype:8} {r['window']:>3} {r['params_M']:>7.2f}M "
                     f"{r['gflops_per_window']:>10.1f} {r['ms_per_window']:>9.1f} {r['motion_fps']:>9.0f} "
-                    f"{r['realtime_factor']:>9.1f} {r['achieved_tflops']:>8.2f} {r['compile_s']:>9.1f}",
+                    f"{r['realtime_factor']:>9.1f} {r['achieved_tflops']:>8.2f} {r['compile_s']:>9.1f}  "
+                    f"{marker(r['contention'])}, {r['contention']['discarded']} discarded",
                     flush=True,
                 )
     out = pathlib.Path(args.out)
@@ -164,9 +184,8 @@ def main(argv=None) -> None:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", dev.device_kind).strip("-").lower()
     path = out / f"motion-{slug}-{info['date']}.json"
     key = lambda r: (r["config"], r["steps"], r["batch"], r["dtype"])  # noqa: E731
-    if path.exists():  # keep earlier rows of the same day unless re-measured now
-        seen = {key(r) for r in rows}
-        rows = [r for r in json.loads(path.read_text())["results"] if key(r) not in seen] + rows
+    if path.exists():  # keep earlier rows of the same day unless re-measured now (and not clean → contended)
+        rows = merge_rows(json.loads(path.read_text())["results"], rows, key)
     path.write_text(json.dumps(dict(info=info, results=rows), indent=2) + "\n")
     print(f"wrote {path}")
 

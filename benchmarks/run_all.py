@@ -177,6 +177,21 @@ def _f(x: Any, nd: int = 3) -> str:
     return f"{x:.{nd}g}"
 
 
+def _load(r: dict[str, Any], part: str | None = None) -> str:
+    """A marker for a result taken under load (a row's ``contention``, written by ``benchmarks/timing.py``, or
+    added by hand to an older row; ``part``: one of its ``parts``, e.g. decode): empty for a clean or unknown row."""
+    c = r.get("contention")
+    if isinstance(c, dict) and part and isinstance((c.get("parts") or {}).get(part), dict):
+        c = c["parts"][part]
+    if not isinstance(c, dict) or not c.get("contended"):
+        return ""
+    if c.get("measured") and c.get("others_share") is not None:
+        text = f" ⚠ contended: other processes used {100 * c['others_share']:.0f}% of the CPUs"
+    else:
+        text = " ⚠ recorded under load"
+    return text + (f" ({c['note']})" if c.get("note") else "")
+
+
 def _rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     rows = doc.get("rows") if isinstance(doc.get("rows"), list) else doc.get("results")
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
@@ -236,10 +251,10 @@ def _face_latent(t: Tables, doc, dev, src):
                f"decode {_f(r.get('decode_gflops_per_frame'))}, encode {_f(r.get('encode_gflops_per_frame'))}",
                f"{r.get('image_size')}² frames", src)  # fmt: skip
         if r.get("decode_fps") is not None:
-            res = f"{_f(r['decode_fps'])} fps ({_f(r.get('decode_ms_per_frame'))} ms/frame)"
+            res = f"{_f(r['decode_fps'])} fps ({_f(r.get('decode_ms_per_frame'))} ms/frame){_load(r, 'decode')}"
             t.add("infer", what="face decode", result=res, **{"peak mem (GiB)": _gib(r)}, **_base(r, dev, src))
         if r.get("encode_ms_per_frame") is not None:
-            res = f"{_f(r['encode_ms_per_frame'])} ms/frame"
+            res = f"{_f(r['encode_ms_per_frame'])} ms/frame{_load(r, 'encode')}"
             t.add("infer", what="face encode", result=res, **{"peak mem (GiB)": None}, **_base(r, dev, src))
         t.roofline("face decode", r, dev, src, r.get("decode_gflops_per_frame"), r.get("decode_tflops_achieved"))
 
@@ -253,7 +268,7 @@ def _motion(t: Tables, doc, dev, src):
                    f"W={r.get('window')}+K={r.get('context')}, {r.get('layers')} layers × {r.get('width')}, "
                    "3 CFG branches per step", src)  # fmt: skip
         res = (f"{_f(r.get('motion_fps'))} motion frames/s ({_f(r.get('ms_per_window'))} ms/window, "
-               f"{_f(r.get('realtime_factor'))}× real time)")  # fmt: skip
+               f"{_f(r.get('realtime_factor'))}× real time){_load(r)}")  # fmt: skip
         what = f"motion window, {r.get('steps')} steps"
         t.add("infer", what=what, result=res, **{"peak mem (GiB)": _gib(r)}, **_base(r, dev, src))
         t.roofline(f"motion window, {r.get('steps')} steps", r, dev, src, r.get("gflops_per_window"),
@@ -264,7 +279,7 @@ def _animate(t: Tables, doc, dev, src):
     for r in _rows(doc):
         res = (f"{_f(r.get('fps'))} fps offline ({_f(r.get('s_per_audio_s'))} s per s of audio); streaming: first "
                f"frame {_f(1000 * r['first_frame_s'] if r.get('first_frame_s') is not None else None)} ms, then "
-               f"{_f(r.get('steady_fps'))} fps")  # fmt: skip
+               f"{_f(r.get('steady_fps'))} fps{_load(r)}")  # fmt: skip
         size = "×".join(map(str, r.get("frame_size") or [])) or "?"
         row = {**_base(r, dev, src), "batch": r.get("decode_batch")}
         t.add("infer", what=f"animate end to end ({size}, {r.get('steps')} steps)", result=res,
@@ -400,6 +415,15 @@ def summary_markdown(t: Tables) -> str:
         'do not edit by hand. Every number names the device that produced it ("2-core CPU" = the shared '
         '2-core x86-64 development machine, usually busy with other jobs). Rows marked "(quick)" come from '
         "`run_all.py`'s short settings and are noisier than the per-benchmark runs.",
+        "",
+        "Rows marked ⚠ were timed under load. The CPU-timed benchmarks (`motion.py`, `face_latent.py`, `animate.py`) "
+        "time through `benchmarks/timing.py`: during each timed call it measures the CPU time other processes used "
+        "(`/proc/stat` busy time of the CPUs this process may run on, minus its own), and `others_share` = that / "
+        "(wall × cores). A call with `others_share` > 0.1 is contended: retried (up to `--max-tries`) and left out "
+        "of the median; whole clips (`animate.py`) are not repeated but flagged. Each row's `contention` records "
+        "`others_share`, the calls discarded, the load average before/after and `measured` (false where "
+        "`/proc/stat` is missing: load average only); `contended: true` means no clean call was possible. Rows "
+        "from before this (no `contention` field) were not checked.",
         "",
         "## Model sizes and FLOPs (device-independent)",
         "",

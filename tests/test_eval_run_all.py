@@ -34,6 +34,11 @@ def test_summary_from_synthetic_results(run_all, tmp_path):
     quick = {"benchmark": "run_all", "device": "cpu-2core-x86_64", "runs": [], "results": results}
     (tmp_path / "run_all-cpu-2core-x86_64-2026-01-02.json").write_text(json.dumps(quick))
     (tmp_path / "weird-cpu-2026-01-01.json").write_text(json.dumps({"device": "cpu", "rows": [{"x": 1}]}))
+    busy = {"measured": True, "contended": True, "others_share": 0.62, "discarded": 5}
+    motion = [{"config": "tiny", "steps": 10, "batch": 1, "dtype": "float32", "ms_per_window": 9.0, "contention": busy},
+              {"config": "small", "steps": 10, "batch": 1, "dtype": "float32", "ms_per_window": 90.0,
+               "contention": dict(busy, contended=False, others_share=0.02)}]  # fmt: skip
+    (tmp_path / "motion-cpu-2core-x86_64-2026-01-03.json").write_text(json.dumps({"results": motion}))
     t = run_all.collect(tmp_path)
     (roof,) = t.rows["roofline"]
     assert roof["device"] == "NVIDIA H100 80GB HBM3" and roof["fraction of peak"] == pytest.approx(363 / 989)
@@ -44,6 +49,8 @@ def test_summary_from_synthetic_results(run_all, tmp_path):
     assert stream["first frame (ms)"] == pytest.approx(143.5) and stream["device"] == "2-core CPU"
     assert "36.7%" in md and "682 fps" in md and "first frame 144 ms" in md
     assert all(r["device"] for rows in t.rows.values() for r in rows if "device" in r)
+    marks = {r["config"]: r["result"] for r in t.rows["infer"] if r["what"].startswith("motion window")}
+    assert "⚠ contended: other processes used 62% of the CPUs" in marks["tiny"] and "⚠" not in marks["small"]
 
 
 def test_summary_only_reads_the_committed_results(run_all, tmp_path):
