@@ -5,7 +5,7 @@ protocol of its ``SyncNetInstance.evaluate`` (also what Wav2Lip's LSE-C / LSE-D 
 
 - lip tower: 5 consecutive 224×224 BGR face crops (pixel values 0–255, no normalisation) → 3D convs → 1024-d;
 - audio tower: 13 MFCCs × 20 steps (0.2 s at 100 Hz; ``python_speech_features.mfcc`` of int16-scaled 16 kHz
-  audio, reimplemented in :func:`mfcc`) → 2D convs → 1024-d;
+  audio, reimplemented in ``vasajax.eval.mfcc``) → 2D convs → 1024-d;
 - for every frame v: distances between the lip embedding of frames [v, v+5) and the audio embeddings of
   frames v−15 … v+15; mean over frames per offset; **Sync-D** = the minimum mean distance, **Sync-C** =
   median − minimum, offset = 15 − argmin (> 0: the video lags the audio).
@@ -31,6 +31,7 @@ from flax import nnx
 
 from vasajax import params
 from vasajax.errors import UserError
+from vasajax.eval.mfcc import mfcc
 from vasajax.params import Rule, conv, linear
 
 VSHIFT = 15
@@ -142,51 +143,6 @@ def load_syncnet(path: str | os.PathLike) -> SyncNet:
 
 
 # ------------------------------------------------------------------------------------------ features
-
-
-def _hz2mel(hz):
-    return 2595 * np.log10(1 + np.asarray(hz, np.float64) / 700.0)
-
-
-def _mel2hz(mel):
-    return 700 * (10 ** (np.asarray(mel, np.float64) / 2595.0) - 1)
-
-
-@functools.cache
-def _filterbank(nfilt: int, nfft: int, sr: int) -> np.ndarray:
-    bins = np.floor((nfft + 1) * _mel2hz(np.linspace(_hz2mel(0), _hz2mel(sr / 2), nfilt + 2)) / sr)
-    fb = np.zeros((nfilt, nfft // 2 + 1))
-    for j in range(nfilt):
-        for i in range(int(bins[j]), int(bins[j + 1])):
-            fb[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
-        for i in range(int(bins[j + 1]), int(bins[j + 2])):
-            fb[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
-    return fb
-
-
-def mfcc(signal: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
-    """``python_speech_features.mfcc(signal, sample_rate)`` with its defaults (25 ms rectangular frames every
-    10 ms, pre-emphasis 0.97, 26 mel filters, 512-point FFT, 13 cepstra, lifter 22, log energy as c0): T×13."""
-    import scipy.fft
-
-    sig = np.asarray(signal, np.float64)
-    sig = np.append(sig[:1], sig[1:] - 0.97 * sig[:-1])
-    flen, step = int(np.floor(0.025 * sample_rate + 0.5)), int(np.floor(0.01 * sample_rate + 0.5))
-    n = 1 if len(sig) <= flen else 1 + int(np.ceil((len(sig) - flen) / step))
-    sig = np.concatenate([sig, np.zeros((n - 1) * step + flen - len(sig))])
-    frames = sig[np.arange(flen)[None, :] + step * np.arange(n)[:, None]]
-    nfft = 1
-    while nfft < flen:
-        nfft *= 2
-    pspec = np.abs(np.fft.rfft(frames, nfft)) ** 2 / nfft
-    energy = pspec.sum(1)
-    energy = np.where(energy == 0, np.finfo(float).eps, energy)
-    feat = pspec @ _filterbank(26, nfft, sample_rate).T
-    feat = np.where(feat == 0, np.finfo(float).eps, feat)
-    cep = scipy.fft.dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :13]
-    cep *= 1 + 11.0 * np.sin(np.pi * np.arange(13) / 22)
-    cep[:, 0] = np.log(energy)
-    return cep
 
 
 def face_crops(frames_TxHxWx3: np.ndarray, landmarks_Tx478xC: np.ndarray, crop_scale: float = 0.4) -> np.ndarray:
