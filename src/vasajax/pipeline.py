@@ -353,6 +353,15 @@ class Animator:
     def audio_cfg(self):
         return getattr(self.audio, "cfg", None)
 
+    @property
+    def diffusion(self):
+        """The generator's sampling defaults (``DiffusionConfig``) where it has them."""
+        return getattr(self.generator, "diffusion", None)
+
+    @property
+    def crop_cfg(self):
+        return self.renderer.crop
+
     # -- the portrait -----------------------------------------------------------------------------------
     def prepare(self, image, *, crop: str | Sequence[float] | None = None, face: int = 0) -> Portrait:
         """Load, crop and encode the portrait. ``crop``: None = find the face (MediaPipe, ``facetrack.find_faces``;
