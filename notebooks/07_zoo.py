@@ -200,9 +200,10 @@ speech = speech[: int(nb.pick(smoke=2.0, full=4.0) * 16_000)]
 portrait = nb.asset("grace_hopper.jpg")
 vasa = Animator.from_pretrained(nb.demo_checkpoint())
 mixed = Animator.from_pretrained(mixed_dir)
+SIZE = vasa.renderer.image_size  # both videos at the demo's crop size (LivePortrait's frames are resized)
 videos = {}
 for label, anim in (("VASA demo", vasa), ("VASA DiT → LivePortrait", mixed)):
-    videos[label] = anim.animate(portrait, speech, seed=0, steps=10)
+    videos[label] = anim.animate(portrait, speech, seed=0, steps=10, size=SIZE)
     print(f"{label:24s} {stages.describe((anim.renderer, anim.generator, anim.audio))}: "
           f"{videos[label].frames.shape[0]} frames of {videos[label].frames.shape[1]}², "
           f"{videos[label].motion.shape[1]}-dim motion")  # fmt: skip
@@ -212,6 +213,7 @@ n = len(videos["VASA demo"].frames)
 idx = np.linspace(0, n - 1, 5).astype(int)
 fig = nb.image_grid([[v.frames[i] for i in idx] for v in videos.values()], row_titles=list(videos),
                     col_titles=[f"{i / 25:.2f} s" for i in idx], title="one speech, two renderers")  # fmt: skip
+fig.savefig(OUT / "two_renderers.png", dpi=80)
 
 # %% [markdown]
 # The motion each generator produced: VASA's pose is in radians (`yaw, pitch, roll, …`), LivePortrait's in degrees

@@ -143,3 +143,18 @@ def test_export_space_mismatch(tmp_path, lp_export, mixed_export, motion_dir):
     runs = [p for p in motion_dir.parent.parent.rglob("motion-run*") if (p / "config.json").exists()]
     with pytest.raises(UserError, match="encode-dataset --renderer"):
         ex.export_with_renderer(lp_export, runs[0], other, tmp_path / "x")
+
+
+def test_vasa_export_as_renderer(tmp_path, clip_dir):
+    """The VASA renderer is an entry like any other: its export drives encode-dataset through the registry."""
+    from test_pipeline import make_export
+
+    vasa = make_export(tmp_path / "vasa")
+    renderer = ed.load_renderer(vasa)
+    cfg = ed.EncodeConfig(motion_source="renderer", audio=ed.audio_lib.AudioConfig.tiny(), frames_per_batch=16)
+    m = ed.encode_dataset(clip_dir[0], tmp_path / "m", cfg, renderer=ed.RendererMotion(renderer, 16, vasa))
+    assert m["motion_space"] == "vasa" and m["config"]["renderer"]["name"] == "vasa"
+    assert m["motion_names"][:6] == list(ed.POSE_NAMES) and len(m["motion_names"]) == renderer.motion_dim
+    mrec = next(clips.read_records(m, tmp_path / "m"))
+    want = renderer.encode_motion(clip_dir[1][0].frames_TxSxSx3)
+    np.testing.assert_allclose(mrec.motion_TxM, want, rtol=1e-4, atol=1e-4)
