@@ -19,6 +19,10 @@ the DiT's normalisation statistics stay float32 because they de-normalise every 
 ``diffusion`` (``DiffusionConfig``: the sampling defaults: steps, CFG scales) and ``conditions`` (optional
 defaults for the control signals, e.g. ``{"distance": 0.21, "emotions": {"happy": [...52...]}}``).
 
+A motion DiT can also ship beside another renderer (``vasajax export --renderer-export``): such an export has
+the renderer's own files, ``motion.safetensors`` and a ``config.json`` with only ``motion``/``audio``/``diffusion``/
+``conditions``; ``load_motion_part`` reads just that part (``VasaMotionGenerator.load``).
+
 ``save_export`` writes one from trained models; ``random_export`` writes one with random weights for any
 configs without building the models (tests, speed benchmarks). ``load_export`` checks, and explains in one
 line (``UserError``): a missing file, a file whose sha256 or size differs from the manifest (damaged or
@@ -347,6 +351,69 @@ def verify_export(directory: str | os.PathLike, required: Sequence[str] | None =
     return manifest
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MotionPart:
+    """The stage-2 half of an export: the motion DiT and the configs it samples with (``load_motion_part``)."""
+
+    motion_model: MotionDiT
+    motion: MotionConfig
+    audio: AudioConfig
+    diffusion: DiffusionConfig
+    conditions: dict
+    manifest: dict
+    path: Path
+
+
+MOTION_SECTIONS = ("motion", "audio", "diffusion")
+"""The config.json sections a motion part needs (a mixed export has no ``face`` / ``crop``: its renderer's own)."""
+
+
+def _check_audio(d: Path, audio_cfg: AudioConfig, motion_cfg: MotionConfig) -> None:
+    if audio_cfg.kind == "logmel" and 2 * audio_cfg.n_mels != motion_cfg.audio_dim:
+        raise UserError(
+            f"checkpoint {d}: audio features have {2 * audio_cfg.n_mels} dims, the motion DiT expects "
+            f"motion.audio_dim={motion_cfg.audio_dim}; the audio config does not belong to this model"
+        )
+
+
+def load_motion_part(directory: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> MotionPart:
+    """Only the motion DiT of an export: ``motion.safetensors`` and config.json's ``motion``/``audio``/
+    ``diffusion``/``conditions``, for exports that pair VASA's DiT with another renderer (no ``face.safetensors``).
+    ``manifest``: the already verified manifest (else every listed file is checked here)."""
+    d = Path(directory).expanduser()
+    if manifest is None:
+        manifest = verify_export(d, required=(MOTION_FILE, CONFIG_FILE))
+    raw = _read_json(d / CONFIG_FILE, "checkpoint config")
+    missing = [s for s in MOTION_SECTIONS if s not in raw]
+    if missing:
+        raise UserError(f"{d}/{CONFIG_FILE} has no '{missing[0]}' section; the checkpoint is damaged")
+    cfgs = {s: config_from_dict(CONFIG_CLASSES[s], raw[s], s) for s in MOTION_SECTIONS}
+    motion_cfg, audio_cfg = cfgs["motion"], cfgs["audio"]
+    _check_audio(d, audio_cfg, motion_cfg)
+    if not (d / MOTION_FILE).is_file():
+        raise UserError(f"checkpoint file missing: {d / MOTION_FILE}; re-download or re-export the checkpoint")
+    motion_t, _ = read_safetensors(d / MOTION_FILE)
+    motion_model = _load_model(lambda: MotionDiT(motion_cfg, rngs=nnx.Rngs(0)), motion_t, f"{d}/{MOTION_FILE}")
+    return MotionPart(
+        motion_model=motion_model, motion=motion_cfg, audio=audio_cfg, diffusion=cfgs["diffusion"],
+        conditions=dict(raw.get("conditions") or {}), manifest=dict(manifest), path=d,
+    )  # fmt: skip
+
+
+def motion_part_files(motion_model: MotionDiT, configs: Mapping[str, Any]) -> dict[str, Any]:
+    """``motion.safetensors`` (tensors, metadata) and ``config.json`` (dict) of a motion part, in the layout
+    ``zoo.export.write_export`` writes; ``configs``: ``audio``, ``diffusion`` (default paper), ``conditions``."""
+    cfg_json = {
+        "format": FORMAT,
+        "motion": config_to_dict(motion_model.cfg),
+        "audio": config_to_dict(configs["audio"]),
+        "diffusion": config_to_dict(configs.get("diffusion") or DiffusionConfig.paper()),
+        "conditions": dict(configs.get("conditions") or {}),
+    }
+    _check_audio(Path("<new export>"), configs["audio"], motion_model.cfg)
+    return {MOTION_FILE: (model_tensors(motion_model), {"model": "motion"}), CONFIG_FILE: cfg_json}
+
+
 def load_export(directory: str | os.PathLike, *, expect: Mapping[str, Any] | None = None) -> Export:
     """Load and check an export folder (see the module docstring for every check).
 
@@ -372,11 +439,7 @@ def load_export(directory: str | os.PathLike, *, expect: Mapping[str, Any] | Non
             f"checkpoint {d}: face motion latent has {face_cfg.motion_dim} dims, the motion DiT "
             f"{motion_cfg.motion_dim}; its two stages do not belong together"
         )
-    if audio_cfg.kind == "logmel" and 2 * audio_cfg.n_mels != motion_cfg.audio_dim:
-        raise UserError(
-            f"checkpoint {d}: audio features have {2 * audio_cfg.n_mels} dims, the motion DiT expects "
-            f"motion.audio_dim={motion_cfg.audio_dim}; the audio config does not belong to this model"
-        )
+    _check_audio(d, audio_cfg, motion_cfg)
     face_t, _ = read_safetensors(d / FACE_FILE)
     motion_t, _ = read_safetensors(d / MOTION_FILE)
     face_model = _load_model(lambda: FaceLatentModel(face_cfg, rngs=nnx.Rngs(0)), face_t, f"{d}/{FACE_FILE}")

@@ -42,9 +42,11 @@ class VasaMotionGenerator:
 
     @classmethod
     def load(cls, directory: Path, manifest: dict) -> VasaMotionGenerator:
-        from vasajax.checkpoint_export import load_export
+        """Only its own part of the export (``checkpoint_export.load_motion_part``: ``motion.safetensors`` and the
+        motion/audio/diffusion configs), so it loads beside any renderer, with or without ``face.safetensors``."""
+        from vasajax.checkpoint_export import load_motion_part
 
-        return cls.from_export(load_export(directory))
+        return cls.from_export(load_motion_part(directory, manifest))
 
     def mean_pose(self) -> np.ndarray:
         return np.asarray(self.model.motion_mean.get_value(), np.float32)[: self.pose_dim]

@@ -7,6 +7,7 @@ stage-2 trainer never touches a frame::
 
     vasajax encode-dataset --face-checkpoint runs/face --data data/clips --out data/motion
     vasajax encode-dataset --motion-source labels --data data/synthtalk --out data/motion-labels
+    vasajax encode-dataset --renderer checkpoints/liveportrait --data data/clips --out data/motion-lp
 
 Per clip record (``vasajax.data.clips.ClipRecord``) it writes one ``MotionRecord``:
 
@@ -17,6 +18,12 @@ Per clip record (``vasajax.data.clips.ClipRecord``) it writes one ``MotionRecord
   ground truth, ``[mouth_open, jaw, lip_spread, lip_round, blink, gaze θ, gaze φ, smile]`` (8 named
   dynamics), else the 52 MediaPipe blendshapes. The dimension names go into the manifest
   (``motion_names``) so evaluation can find e.g. the mouth opening.
+  ``--renderer EXPORT`` (``--motion-source renderer``): any renderer's ``encode_motion`` (``vasajax.stages``),
+  loaded through the registry from an export folder (e.g. a LivePortrait from ``vasajax convert``, whose motion
+  is its 70-dim ``[pitch, yaw, roll, tx, ty, tz, scale, exp]``), in fixed batches like the encoder. The
+  renderer's name, motion space and export folder go into the manifest (``config.renderer``, ``motion_space``),
+  so a motion DiT trained on these shards can be exported with that renderer (``vasajax export
+  --renderer-export``).
 * ``audio_feat_UxF``: ``vasajax.motion.audio.frame_features`` of the clip's 16 kHz audio, stored as its two
   50 Hz slots per frame (``feats_per_frame = 2``, ``F = n_mels`` or the wav2vec2 width), which is exactly
   the per-frame vector ``frame_features`` returns, split in half.
@@ -63,7 +70,8 @@ class EncodeConfig:
     """What ``encode_dataset`` extracts and how."""
 
     motion_source: str = "encoder"
-    """"encoder" (stage-1 motion encoder, VASA-1) or "labels" (pose + ground-truth/blendshape dynamics)."""
+    """"encoder" (stage-1 motion encoder, VASA-1), "labels" (pose + ground-truth/blendshape dynamics) or
+    "renderer" (any renderer's ``encode_motion``)."""
     audio: audio_lib.AudioConfig = dataclasses.field(default_factory=audio_lib.AudioConfig)
     """Audio feature extraction (default: 80-bin log-mel, two slots per video frame)."""
     frames_per_batch: int = 32
@@ -72,8 +80,8 @@ class EncodeConfig:
     """Start a new ArrayRecord file past this size."""
 
     def __post_init__(self):
-        if self.motion_source not in ("encoder", "labels"):
-            raise UserError(f"motion source must be 'encoder' or 'labels', not {self.motion_source!r}")
+        if self.motion_source not in ("encoder", "labels", "renderer"):
+            raise UserError(f"motion source must be 'encoder', 'labels' or 'renderer', not {self.motion_source!r}")
         if self.frames_per_batch < 1:
             raise UserError(f"frames per batch must be at least 1, got {self.frames_per_batch}")
 
@@ -128,6 +136,59 @@ class MotionEncoder:
     def names(self) -> list[str]:
         """Names of the motion dimensions."""
         return list(POSE_NAMES) + [f"dyn{i}" for i in range(self.cfg.dyn_dim)]
+
+
+class RendererMotion:
+    """A renderer's ``encode_motion`` (``vasajax.stages.Renderer``) over whole clips, in fixed batches."""
+
+    def __init__(self, renderer, frames_per_batch: int = 32, export: str | Path | None = None):
+        if not callable(getattr(renderer, "encode_motion", None)):
+            raise UserError(f"the renderer {getattr(renderer, 'name', renderer)!r} cannot encode frames to motion")
+        self.renderer = renderer
+        self.batch = frames_per_batch
+        self.export = None if export is None else str(export)
+
+    def __call__(self, frames_TxSxSx3: np.ndarray) -> np.ndarray:
+        T, B = len(frames_TxSxSx3), self.batch
+        out = []
+        for s in range(0, T, B):
+            chunk = frames_TxSxSx3[s : s + B]
+            n = len(chunk)
+            if n < B:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], B - n, axis=0)])
+            out.append(np.asarray(self.renderer.encode_motion(chunk), np.float32)[:n])
+        m = np.concatenate(out)
+        if m.shape[1] != self.renderer.motion_dim:
+            raise UserError(
+                f"renderer {self.renderer.name} gave {m.shape[1]}-dim motion, not {self.renderer.motion_dim}"
+            )
+        return m
+
+    @property
+    def names(self) -> list[str]:
+        """The renderer's ``motion_names`` when it has them, else the pose names then ``m6``, ``m7``, ..."""
+        r = self.renderer
+        names = getattr(r, "motion_names", None)
+        if names is not None:
+            return list(names)
+        return list(POSE_NAMES[: r.pose_dim]) + [f"m{i}" for i in range(r.pose_dim, r.motion_dim)]
+
+    def describe(self) -> dict[str, Any]:
+        r = self.renderer
+        return {"name": r.name, "motion_space": r.motion_space, "motion_dim": int(r.motion_dim),
+                "pose_dim": int(r.pose_dim), "image_size": int(r.image_size), "export": self.export}  # fmt: skip
+
+
+def load_renderer(export: str | Path):
+    """The renderer entry of an export folder (``manifest.json``'s ``stages.renderer``, VASA's by default),
+    loaded through ``vasajax.stages.RENDERERS`` after every listed file is checked against its sha256."""
+    from vasajax import checkpoint_export as ce
+    from vasajax.load import stage_names
+    from vasajax.stages import RENDERERS
+
+    d = Path(export).expanduser()
+    manifest = ce.verify_export(d, required=())
+    return RENDERERS.load(stage_names(manifest)["renderer"], d, manifest)
 
 
 def _synth_truth(rec: clips.ClipRecord) -> dict[str, np.ndarray] | None:
@@ -208,19 +269,24 @@ def encode_dataset(
     cfg: EncodeConfig,
     *,
     face_model=None,
+    renderer: RendererMotion | None = None,
     progress: bool = False,
     extra_manifest: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Encode every clip record under ``data`` into motion records under ``out``; returns the manifest.
 
-    ``face_model`` (a ``FaceLatentModel``) is required for ``motion_source == "encoder"``.
+    ``face_model`` (a ``FaceLatentModel``) is required for ``motion_source == "encoder"``, ``renderer`` (a
+    ``RendererMotion``) for ``"renderer"``.
     """
     src_manifest = clips.read_manifest(data)
     if src_manifest["kind"] != "clip":
         raise UserError(f"{data} holds {src_manifest['kind']} records; encode-dataset needs clip records (prep)")
     if cfg.motion_source == "encoder" and face_model is None:
         raise UserError("the encoder motion source needs a stage-1 model: pass --face-checkpoint or --face-config")
-    encoder = MotionEncoder(face_model, cfg.frames_per_batch) if cfg.motion_source == "encoder" else None
+    if cfg.motion_source == "renderer" and renderer is None:
+        raise UserError("the renderer motion source needs a renderer: pass --renderer EXPORT")
+    encoder = {"encoder": lambda: MotionEncoder(face_model, cfg.frames_per_batch), "renderer": lambda: renderer,
+               "labels": lambda: None}[cfg.motion_source]()  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dropped: dict[str, int] = {}
@@ -254,12 +320,16 @@ def encode_dataset(
     config = {
         "motion_source": cfg.motion_source,
         "audio": dataclasses.asdict(cfg.audio),
-        "face_config": face_model.cfg.to_dict() if encoder is not None else None,
+        "face_config": face_model.cfg.to_dict() if cfg.motion_source == "encoder" else None,
         "clip_data": str(data),
     }
-    manifest = clips.make_manifest(
-        "motion", writer.shards, dropped=dropped, config=config, motion_names=names, **(extra_manifest or {})
-    )
+    extra = dict(extra_manifest or {})
+    if cfg.motion_source == "renderer":
+        config["renderer"] = renderer.describe()
+        extra.setdefault("motion_space", renderer.renderer.motion_space)
+    elif cfg.motion_source == "encoder":
+        extra.setdefault("motion_space", "vasa")
+    manifest = clips.make_manifest("motion", writer.shards, dropped=dropped, config=config, motion_names=names, **extra)
     clips.write_manifest(out / "manifest.json", manifest)
     manifest["seconds_taken"] = round(time.perf_counter() - t0, 3)
     return manifest
@@ -287,9 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--face-config", choices=("tiny", "small", "paper"), help="randomly initialised stage-1 model (smoke tests)"
     )
+    src.add_argument(
+        "--renderer",
+        metavar="EXPORT",
+        help="an export folder whose renderer encodes frames to motion (e.g. vasajax convert liveportrait ...): "
+        "its motion space becomes the shards' (implies --motion-source renderer)",
+    )
     p.add_argument(
         "--motion-source",
-        choices=("encoder", "labels"),
+        choices=("encoder", "labels", "renderer"),
         default="encoder",
         help="encoder: stage-1 motion latents (default); labels: pose + ground-truth dynamics, no stage 1",
     )
@@ -308,9 +384,18 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         audio_cfg = audio_lib.AudioConfig.paper(checkpoint=args.wav2vec2)
     else:
         audio_cfg = audio_lib.AudioConfig.tiny() if args.audio_config == "tiny" else audio_lib.AudioConfig.small()
-    cfg = EncodeConfig(motion_source=args.motion_source, audio=audio_cfg, frames_per_batch=args.frames_per_batch)
-    face_model = None
-    if args.motion_source == "encoder":
+    source = args.motion_source
+    if args.renderer:
+        if source == "labels":
+            raise UserError("--renderer and --motion-source labels exclude each other")
+        source = "renderer"
+    elif source == "renderer":
+        raise UserError("--motion-source renderer needs --renderer EXPORT")
+    cfg = EncodeConfig(motion_source=source, audio=audio_cfg, frames_per_batch=args.frames_per_batch)
+    face_model = renderer = None
+    if source == "renderer":
+        renderer = RendererMotion(load_renderer(args.renderer), args.frames_per_batch, export=args.renderer)
+    elif source == "encoder":
         if args.face_checkpoint:
             face_model = load_face_model(args.face_checkpoint)
         elif args.face_config:
@@ -320,7 +405,9 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: randomly initialised {args.face_config} stage-1 encoder (latents are meaningless)")
         else:
             raise UserError("pass --face-checkpoint RUN (or --face-config for a smoke test, or --motion-source labels)")
-    m = encode_dataset(args.data, args.out, cfg, face_model=face_model, progress=not args.no_progress)
+    m = encode_dataset(
+        args.data, args.out, cfg, face_model=face_model, renderer=renderer, progress=not args.no_progress
+    )
     t = m["totals"]
     print(
         f"wrote {t['records']} motion records ({t['frames']} frames, motion dim {len(m['motion_names'])}, "

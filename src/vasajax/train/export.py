@@ -7,6 +7,16 @@ described in :mod:`vasajax.checkpoint_export` (bf16 params, every config, a sha2
     vasajax export --face-run runs/face --motion-run runs/motion --motion-data data/motion/train \\
         --out checkpoints/demo [--steps 25] [--note "..."]
 
+A motion run trained on another renderer's motion (``encode-dataset --renderer EXPORT``: JoyVASA's recipe, VASA's
+DiT on LivePortrait's 70-dim motion) is exported beside that renderer instead of a face run::
+
+    vasajax export --renderer-export checkpoints/liveportrait --motion-run runs/motion-lp \
+        --motion-data data/motion-lp --out checkpoints/vasa-on-liveportrait
+
+which copies the renderer export's files and adds ``motion.safetensors`` + ``config.json`` (motion, audio,
+diffusion, conditions); its manifest names ``{"renderer": "liveportrait", "motion": "vasa", "audio": "logmel",
+"motion_space": "liveportrait"}`` and ``vasajax animate --checkpoint`` loads it entry by entry.
+
 It records in ``manifest.json`` where the weights came from: both runs' configs, final step and last logged
 metrics, the motion data's audio features and dimension names, and the training data each run read. The audio
 feature config is taken from the motion data's manifest (the DiT only understands the features it was trained
@@ -177,9 +187,103 @@ def export_runs(
     )
 
 
+def _motion_data(motion_data: Path, motion_model):
+    """(manifest, AudioConfig) of a motion run's shards, checked against its DiT."""
+    from vasajax import checkpoint_export as ce
+    from vasajax.data import clips
+    from vasajax.motion.audio import AudioConfig, feature_dim
+
+    manifest = clips.read_manifest(motion_data)
+    if manifest.get("kind") != "motion":
+        kind = manifest.get("kind")
+        raise UserError(f"{motion_data} holds {kind} records; --motion-data needs encode-dataset output")
+    audio = ce.config_from_dict(AudioConfig, (manifest.get("config") or {}).get("audio") or {}, "motion data audio")
+    if feature_dim(audio) != motion_model.cfg.audio_dim:
+        raise UserError(
+            f"{motion_data}'s audio features have {feature_dim(audio)} values per frame, the motion run's DiT "
+            f"expects {motion_model.cfg.audio_dim}: pass the motion data the motion run trained on"
+        )
+    return manifest, audio
+
+
+def export_with_renderer(
+    renderer_export: str | Path,
+    motion_run: str | Path,
+    motion_data: str | Path,
+    out: str | Path,
+    *,
+    sampling_steps: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """A motion run (EMA weights, latest checkpoint) trained on ``renderer_export``'s motion, written with that
+    renderer's files into one export (see the module docstring). The motion data must come from
+    ``encode-dataset --renderer`` with a renderer of the same motion space and size."""
+    from vasajax import checkpoint_export as ce
+    from vasajax import params
+    from vasajax.load import stage_names
+    from vasajax.train import encode_dataset as ed
+    from vasajax.train import motion as motion_train
+    from vasajax.zoo import export as zoo_export
+
+    renderer_export, motion_run, motion_data = Path(renderer_export), Path(motion_run), Path(motion_data)
+    renderer = ed.load_renderer(renderer_export)
+    r_manifest = ce.verify_export(renderer_export, required=())
+    motion_model = motion_train.load_model(motion_run)
+    manifest, audio = _motion_data(motion_data, motion_model)
+    space = manifest.get("motion_space") or "vasa"
+    if space != renderer.motion_space or motion_model.cfg.motion_dim != renderer.motion_dim:
+        raise UserError(
+            f"the motion run's DiT makes {motion_model.cfg.motion_dim}-dim motion in space {space!r} "
+            f"({motion_data}), the renderer {renderer.name} reads {renderer.motion_dim}-dim "
+            f"{renderer.motion_space!r}: encode the clips with encode-dataset --renderer {renderer_export}"
+        )
+    diffusion = motion_train.load_config(motion_run).diffusion
+    if sampling_steps is not None:
+        diffusion = dataclasses.replace(diffusion, steps=int(sampling_steps))
+    conditions: dict[str, Any] = {}
+    dist = _mean_distance(motion_data)
+    if dist is not None:
+        conditions["distance"] = round(dist, 5)
+    files: dict[str, Any] = {}
+    for name in r_manifest["files"]:
+        if name in (ce.MOTION_FILE, ce.CONFIG_FILE, ce.FACE_FILE):
+            raise UserError(f"{renderer_export} already holds {name}: pass a renderer-only export (vasajax convert)")
+        if name.endswith(".safetensors"):
+            tensors, meta = params.read_safetensors(renderer_export / name)
+            files[name] = (tensors, {k: v for k, v in meta.items() if k != "format"})
+        else:
+            files[name] = zoo_export.read_json(renderer_export, name)
+    files |= ce.motion_part_files(motion_model, {"audio": audio, "diffusion": diffusion, "conditions": conditions})
+    portable = _portable_paths(renderer_export, motion_run, motion_data)
+    stages = {"renderer": stage_names(r_manifest)["renderer"], "motion": "vasa", "audio": audio.kind,
+              "motion_space": renderer.motion_space}  # fmt: skip
+    provenance = {
+        "renderer_export": {"path": portable(renderer_export), "provenance": r_manifest.get("provenance")},
+        "motion_run": {
+            "workdir": portable(motion_run),
+            "config": json.loads((motion_run / "config.json").read_text()),
+            "last_metrics": _last_metrics(motion_run),
+        },  # fmt: skip
+        "motion_data": {
+            "path": portable(motion_data),
+            "motion_names": manifest.get("motion_names"),
+            "totals": manifest.get("totals"),
+        },  # fmt: skip
+        **dict(extra or {}),
+    }
+    return zoo_export.write_export(out, files, stages, provenance)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vasajax export", description=__doc__.split("\n")[0])
-    p.add_argument("--face-run", required=True, help="train-face run folder")
+    face = p.add_mutually_exclusive_group(required=True)
+    face.add_argument("--face-run", help="train-face run folder")
+    face.add_argument(
+        "--renderer-export",
+        metavar="EXPORT",
+        help="instead of a face run: a renderer-only export (vasajax convert liveportrait) whose motion the motion "
+        "run was trained on (encode-dataset --renderer)",
+    )
     p.add_argument("--motion-run", required=True, help="train-motion run folder")
     p.add_argument("--motion-data", required=True, help="the motion shards the motion run trained on")
     p.add_argument("--out", required=True, help="export folder to write (replaced atomically if it exists)")
@@ -199,9 +303,14 @@ def cli_main(argv: list[str] | None = None) -> int:
             extra.update(json.loads(Path(args.facts).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"--facts {args.facts}: {e}") from None
-    out = export_runs(
-        args.face_run, args.motion_run, args.motion_data, args.out, sampling_steps=args.steps, extra=extra
-    )
+    if args.renderer_export:
+        out = export_with_renderer(
+            args.renderer_export, args.motion_run, args.motion_data, args.out, sampling_steps=args.steps, extra=extra
+        )
+    else:
+        out = export_runs(
+            args.face_run, args.motion_run, args.motion_data, args.out, sampling_steps=args.steps, extra=extra
+        )
     files = json.loads((out / "manifest.json").read_text())["files"]
     total = sum(f["bytes"] for f in files.values())
     print(f"wrote {out} ({total / 1e6:.1f} MB: {', '.join(sorted(files))})")

@@ -58,6 +58,13 @@ def to_vector(info: dict) -> jax.Array:
     return jnp.concatenate([jnp.reshape(p, (b, -1)).astype(jnp.float32) for p in parts], axis=1)
 
 
+def motion_names(num_kp: int) -> list[str]:
+    """Names of the ``7 + 3K`` motion dimensions (``exp3_y``: keypoint 3's y offset)."""
+    return ["pitch", "yaw", "roll", "tx", "ty", "tz", "scale"] + [
+        f"exp{k}_{c}" for k in range(int(num_kp)) for c in "xyz"
+    ]
+
+
 def from_vector(m_BxM: jax.Array) -> dict:
     """Inverse of :func:`to_vector`."""
     b = m_BxM.shape[0]
@@ -134,6 +141,7 @@ class LivePortraitRenderer:
         self.output_size = int(self.cfg.output_size)
         self.num_kp = int(self.cfg.motion.num_kp)
         self.motion_dim = motion_dim(self.num_kp)
+        self.motion_names = motion_names(self.num_kp)
         self.stitching = model.retargeting is not None
         self.graphdef, self.params = nnx.split(model)
 
