@@ -16,6 +16,7 @@ atomic (a temporary file renamed into place), so a full disk never leaves half a
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tempfile
@@ -252,9 +253,11 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
     from safetensors.numpy import save
 
     p = Path(path)
-    blob = save(
-        {k: np.ascontiguousarray(np.asarray(v)).reshape(np.shape(v)) for k, v in tensors.items()},
-        metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+    blob = _canonical_header(
+        save(
+            {k: np.ascontiguousarray(np.asarray(v)).reshape(np.shape(v)) for k, v in tensors.items()},
+            metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+        )
     )
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
@@ -264,3 +267,13 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _canonical_header(blob: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted: the library writes ``__metadata__`` from a hash map, in an
+    order that changes from process to process, and an export must be byte-identical for the same weights."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    text += b" " * (-(8 + len(text)) % 8)  # the data stays 8-byte aligned, as the library writes it
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
