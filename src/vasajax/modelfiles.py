@@ -317,7 +317,7 @@ def canonical_mesh(path: str | os.PathLike | None = None) -> CanonicalMesh:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``vasajax models fetch|path`` (or ``python -m vasajax.modelfiles ...``): set up (or locate) the model files; prints one line."""
+    """``vasajax models fetch|path`` (or ``python -m vasajax.modelfiles``): set up (or locate) the model files."""
     ap = argparse.ArgumentParser(prog="vasajax models", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["fetch", "path"], help="fetch: download+verify+cache; path: print it")
     ap.add_argument("--force", action="store_true", help="fetch again even if cached")

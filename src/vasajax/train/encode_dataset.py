@@ -89,6 +89,19 @@ class EncodeConfig:
 # ----------------------------------------------------------------------------------------------- motion
 
 
+def in_fixed_batches(fn, frames_TxSxSx3: np.ndarray, batch: int) -> np.ndarray:
+    """``fn`` over a clip in batches of exactly ``batch`` frames (one jit shape; the last batch is padded by repeating
+    its last frame and the padding dropped), as float32 ``T×M``."""
+    T, out = len(frames_TxSxSx3), []
+    for s in range(0, T, batch):
+        chunk = frames_TxSxSx3[s : s + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        out.append(np.asarray(fn(chunk), np.float32)[:n])
+    return np.concatenate(out)
+
+
 class _EncoderOnly(nnx.Module):
     """The face model's motion encoder with the face config: what ``encode_motion_fn`` needs, nothing more."""
 
@@ -122,15 +135,7 @@ class MotionEncoder:
 
     def __call__(self, frames_TxSxSx3: np.ndarray) -> np.ndarray:
         """uint8 T×S×S×3 → float32 T×(6+dyn), in fixed batches (the last one padded)."""
-        T, B = len(frames_TxSxSx3), self.batch
-        out = []
-        for s in range(0, T, B):
-            chunk = frames_TxSxSx3[s : s + B]
-            n = len(chunk)
-            if n < B:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], B - n, axis=0)])
-            out.append(np.asarray(encode_motion_fn(self.graphdef, self.params, chunk))[:n])
-        return np.concatenate(out).astype(np.float32)
+        return in_fixed_batches(lambda x: encode_motion_fn(self.graphdef, self.params, x), frames_TxSxSx3, self.batch)
 
     @property
     def names(self) -> list[str]:
@@ -149,15 +154,7 @@ class RendererMotion:
         self.export = None if export is None else str(export)
 
     def __call__(self, frames_TxSxSx3: np.ndarray) -> np.ndarray:
-        T, B = len(frames_TxSxSx3), self.batch
-        out = []
-        for s in range(0, T, B):
-            chunk = frames_TxSxSx3[s : s + B]
-            n = len(chunk)
-            if n < B:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], B - n, axis=0)])
-            out.append(np.asarray(self.renderer.encode_motion(chunk), np.float32)[:n])
-        m = np.concatenate(out)
+        m = in_fixed_batches(self.renderer.encode_motion, frames_TxSxSx3, self.batch)
         if m.shape[1] != self.renderer.motion_dim:
             raise UserError(
                 f"renderer {self.renderer.name} gave {m.shape[1]}-dim motion, not {self.renderer.motion_dim}"
