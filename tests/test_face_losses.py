@@ -185,16 +185,13 @@ def test_ssim_matches_a_direct_numpy_computation():
 
 def test_vgg_perceptual_and_identity_embeddings_with_a_loaded_vgg():
     cfg = losses.FaceLossConfig.tiny(perceptual="vgg19")
-    vgg = nnx.eval_shape(lambda: vgg_lib.VGG19(rngs=nnx.Rngs(0)))  # filled with He-scaled numpy weights (fast)
-    rng = np.random.default_rng(0)
-    shapes = {k: v.shape for k, v in nnx.to_flat_state(nnx.state(vgg, nnx.Param))}
-    vgg_lib.load_params(
-        vgg,
-        {
-            ".".join(map(str, k)): rng.normal(0, (2 / np.prod(s[:-1])) ** 0.5 if len(s) == 4 else 0.1, s).astype("f4")
-            for k, s in shapes.items()
-        },
-    )
+    rng = np.random.default_rng(0)  # He-scaled numpy weights in torchvision's layout, through the converter (fast)
+    widths = [w for w in vgg_lib.LAYOUT if w != "M"]
+    sd = {}
+    for t, (cin, cout) in zip(vgg_lib.TORCH_CONV_INDICES, zip([3, *widths[:-1]], widths, strict=True), strict=True):
+        sd[f"features.{t}.weight"] = rng.normal(0, (2 / (9 * cin)) ** 0.5, (cout, cin, 3, 3)).astype("f4")
+        sd[f"features.{t}.bias"] = rng.normal(0, 0.1, cout).astype("f4")
+    vgg = vgg_lib.convert(sd)
     critics = losses.FaceCritics(cfg, vgg=vgg)
     x = jnp.asarray(_batch()["source"]) / 255.0
     y = jnp.asarray(_batch(seed=1)["source"]) / 255.0
