@@ -121,7 +121,7 @@ def _rmtree(p: Path) -> None:
 
 def liveportrait_files(cfg, model, crop=None) -> dict:
     """The renderer's two files (``LivePortraitConfig``, ``LivePortrait``, optional ``CropConfig``)."""
-    from vasajax.zoo.liveportrait.stage import default_crop
+    from vasajax.zoo.liveportrait.config import default_crop
 
     crop = crop or default_crop(cfg)
     meta = {"model": "liveportrait"}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from vasajax.facetrack import CropConfig
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AppearanceConfig:
@@ -214,3 +216,9 @@ def full() -> LivePortraitConfig:
 
 def tiny() -> LivePortraitConfig:
     return LivePortraitConfig.tiny()
+
+
+def default_crop(cfg: LivePortraitConfig) -> CropConfig:
+    """The face crop the renderer reads: facetrack's default square crop at the model's input size (LivePortrait's
+    own crop is a looser landmark box; the export records whichever crop it was written with)."""
+    return CropConfig(size=cfg.image_size)

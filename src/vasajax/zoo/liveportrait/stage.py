@@ -39,7 +39,7 @@ from flax import nnx
 
 from vasajax.errors import UserError
 from vasajax.zoo.liveportrait import keypoints as kp_lib
-from vasajax.zoo.liveportrait.config import LivePortraitConfig
+from vasajax.zoo.liveportrait.config import LivePortraitConfig, default_crop
 from vasajax.zoo.liveportrait.model import LivePortrait
 
 MOTION_SPACE = "liveportrait"
@@ -76,12 +76,6 @@ def from_vector(m_BxM: jax.Array) -> dict:
         "scale": m_BxM[:, 6:7],
         "exp": m_BxM[:, 7:].reshape(b, -1, 3),
     }
-
-
-def default_crop(cfg: LivePortraitConfig):
-    from vasajax.facetrack import CropConfig
-
-    return CropConfig(size=cfg.image_size)
 
 
 def _as_input(graphdef, frames, size):
