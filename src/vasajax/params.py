@@ -183,7 +183,7 @@ def convert(
         name = dotted(path)
         if any(r.match(name) is not None for r in rules):
             convertible[name] = tuple(leaf.shape)
-    params = set(param_shapes(make))
+    params = {dotted(p) for p in flatten(nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))}
     missing = sorted(params - set(convertible))
     if missing:
         raise UserError(f"internal: the {model} converter has no rule for our parameter {missing[0]!r}")
