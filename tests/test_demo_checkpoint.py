@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 from vasajax import checkpoint_export as ce
+from vasajax import config_io
 from vasajax.face.config import FaceConfig
 from vasajax.motion.dit import MotionConfig
 from vasajax.pipeline import DEFAULT_CHECKPOINT, Animator
@@ -23,7 +24,7 @@ def test_demo_checkpoint_is_intact_small_and_documented():
                "fine_flow", "stretch_cue", "landmark_flow")  # fmt: skip
     assert dataclasses.replace(face, dtype="float32", **{k: getattr(small, k) for k in options}) == small
     assert face.image_size >= 256
-    motion = ce.config_from_dict(MotionConfig, cfg["motion"], "motion")
+    motion = config_io.from_dict(MotionConfig, cfg["motion"])
     small = MotionConfig.small(audio_dim=motion.audio_dim)
     assert dataclasses.replace(motion, dtype=small.dtype) == small
 

@@ -48,6 +48,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.errors import UserError
 from vasajax.face.config import FaceConfig
 from vasajax.face.model import FaceLatentModel
@@ -148,29 +149,6 @@ def _load_model(make, tensors: Mapping[str, np.ndarray], what: str):
 
 
 # ------------------------------------------------------------------------------------------ configs
-
-
-def config_to_dict(cfg: Any) -> dict:
-    """A config dataclass as JSON-ready fields (tuples → lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def config_from_dict(cls: type, d: Mapping[str, Any], section: str):
-    """Rebuild a config dataclass; unknown fields and invalid values become one-line ``UserError``\\ s."""
-    if not isinstance(d, Mapping):
-        raise UserError(f"config.json: section '{section}' is not an object; the export is damaged")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-        raise UserError(
-            f"config.json: {section} field '{unknown[0]}' is unknown to this vasajax version; "
-            "upgrade vasajax or use an export made by this version"
-        )
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-    try:
-        return cls(**kw)
-    except (TypeError, ValueError, UserError) as e:
-        raise UserError(f"config.json: invalid {section} config ({e})") from None
 
 
 def config_mismatch(have: Any, want: Any) -> str | None:
@@ -275,11 +253,11 @@ def _write_export(directory, face_cfg, motion_cfg, face_tensors, motion_tensors,
     crop_cfg = configs.get("crop") or CropConfig(size=face_cfg.image_size)
     cfg_json = {
         "format": FORMAT,
-        "face": config_to_dict(face_cfg),
-        "motion": config_to_dict(motion_cfg),
-        "audio": config_to_dict(audio_cfg),
-        "crop": config_to_dict(crop_cfg),
-        "diffusion": config_to_dict(configs.get("diffusion") or DiffusionConfig.paper()),
+        "face": config_io.to_dict(face_cfg),
+        "motion": config_io.to_dict(motion_cfg),
+        "audio": config_io.to_dict(audio_cfg),
+        "crop": config_io.to_dict(crop_cfg),
+        "diffusion": config_io.to_dict(configs.get("diffusion") or DiffusionConfig.paper()),
         "conditions": dict(configs.get("conditions") or {}),
     }
     dest = Path(directory)
@@ -387,7 +365,7 @@ def load_motion_part(directory: str | os.PathLike, manifest: Mapping[str, Any] |
     missing = [s for s in MOTION_SECTIONS if s not in raw]
     if missing:
         raise UserError(f"{d}/{CONFIG_FILE} has no '{missing[0]}' section; the checkpoint is damaged")
-    cfgs = {s: config_from_dict(CONFIG_CLASSES[s], raw[s], s) for s in MOTION_SECTIONS}
+    cfgs = {s: config_io.from_dict(CONFIG_CLASSES[s], raw[s], what=f"config.json: {s}") for s in MOTION_SECTIONS}
     motion_cfg, audio_cfg = cfgs["motion"], cfgs["audio"]
     _check_audio(d, audio_cfg, motion_cfg)
     if not (d / MOTION_FILE).is_file():
@@ -405,9 +383,9 @@ def motion_part_files(motion_model: MotionDiT, configs: Mapping[str, Any]) -> di
     ``zoo.export.write_export`` writes; ``configs``: ``audio``, ``diffusion`` (default paper), ``conditions``."""
     cfg_json = {
         "format": FORMAT,
-        "motion": config_to_dict(motion_model.cfg),
-        "audio": config_to_dict(configs["audio"]),
-        "diffusion": config_to_dict(configs.get("diffusion") or DiffusionConfig.paper()),
+        "motion": config_io.to_dict(motion_model.cfg),
+        "audio": config_io.to_dict(configs["audio"]),
+        "diffusion": config_io.to_dict(configs.get("diffusion") or DiffusionConfig.paper()),
         "conditions": dict(configs.get("conditions") or {}),
     }
     _check_audio(Path("<new export>"), configs["audio"], motion_model.cfg)
@@ -426,7 +404,7 @@ def load_export(directory: str | os.PathLike, *, expect: Mapping[str, Any] | Non
     missing = [s for s in CONFIG_CLASSES if s not in raw]
     if missing:
         raise UserError(f"{d}/{CONFIG_FILE} has no '{missing[0]}' section; the checkpoint is damaged")
-    cfgs = {s: config_from_dict(cls, raw[s], s) for s, cls in CONFIG_CLASSES.items()}
+    cfgs = {s: config_io.from_dict(cls, raw[s], what=f"config.json: {s}") for s, cls in CONFIG_CLASSES.items()}
     for section, want in (expect or {}).items():
         if section not in cfgs:
             raise ValueError(f"load_export: unknown config section {section!r}")

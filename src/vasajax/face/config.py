@@ -22,6 +22,8 @@ import math
 
 import jax.numpy as jnp
 
+from vasajax import config_io
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FaceConfig:
@@ -289,15 +291,13 @@ class FaceConfig:
         return cls(**overrides)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready fields (``vasajax.config_io``)."""
+        return config_io.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> FaceConfig:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(d) - set(fields)
-        if unknown:
-            raise ValueError(f"FaceConfig: unknown fields {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        """Inverse of :meth:`to_dict`; an unknown field is a ``UserError``."""
+        return config_io.from_dict(cls, d)
 
 
 PRESETS = {

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.face.blocks import avg_pool
 
 
@@ -52,7 +53,8 @@ class DiscConfig:
         return cls(**overrides)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready fields (``vasajax.config_io``)."""
+        return config_io.to_dict(self)
 
 
 class PatchGAN(nnx.Module):

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.errors import UserError
 from vasajax.face import vgg as vgg_lib
 from vasajax.face import warp
@@ -155,7 +156,8 @@ class FaceLossConfig:
         return cls._preset(vgg_weights, ssim_scales=5, **overrides)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready fields (``vasajax.config_io``)."""
+        return config_io.to_dict(self)
 
 
 # ------------------------------------------------------------------------------------------ critics

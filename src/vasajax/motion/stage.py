@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vasajax import config_io
 from vasajax.errors import UserError
 from vasajax.motion.audio import AudioConfig, LogMelStream, feature_dim, frame_features
 from vasajax.motion.diffusion import DiffusionConfig
@@ -156,7 +157,7 @@ def audio_encoder(cfg: AudioConfig):
 def _audio_config(directory: Path) -> AudioConfig:
     import json
 
-    from vasajax.checkpoint_export import CONFIG_FILE, config_from_dict
+    from vasajax.checkpoint_export import CONFIG_FILE
 
     raw = json.loads((Path(directory) / CONFIG_FILE).read_text())
-    return config_from_dict(AudioConfig, raw["audio"], "audio")
+    return config_io.from_dict(AudioConfig, raw["audio"], what="config.json: audio")

@@ -28,7 +28,7 @@ Typical loop (see ``vasajax.train.face`` for a complete one)::
 
     init_distributed()
     mesh = make_mesh(run.fsdp)
-    ckpt = Checkpointer(workdir, config_to_dict(cfg), keep=run.keep_checkpoints)
+    ckpt = Checkpointer(workdir, cfg.to_dict(), keep=run.keep_checkpoints)
     state, shardings = init_sharded(init_fn, mesh)            # or ckpt.restore(...) when ckpt.latest_step
     with StopSignal() as stop, MetricLogger(workdir, run.steps, start) as log:
         for step in range(start, run.steps):
@@ -40,6 +40,7 @@ Typical loop (see ``vasajax.train.face`` for a complete one)::
 
 from __future__ import annotations
 
+from vasajax.config_io import to_dict as config_to_dict  # noqa: F401
 from vasajax.train.checkpoint import (  # noqa: F401
     BOOKKEEPING_KEYS,
     Checkpointer,
@@ -52,7 +53,6 @@ from vasajax.train.config import (  # noqa: F401
     OptimConfig,
     RunConfig,
     config_diff,
-    config_to_dict,
     log,  # noqa: F401
     run_overrides,
 )

@@ -5,10 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 log = logging.getLogger("vasajax.train")
 
@@ -109,19 +106,6 @@ class RunConfig:
         """MegaPortraits' 256² phase: 200K iterations at batch 24 (then 512², 300K at 16), bf16."""
         kw = dict(steps=200_000, batch_size=24, precision="bfloat16", log_every=50, ckpt_every=2000)
         return cls(**{**kw, **overrides})
-
-
-def config_to_dict(cfg: Any) -> Any:
-    """A (nested) config dataclass as JSON-ready data: tuples become lists, dataclasses dicts, keys sorted."""
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        cfg = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-    if isinstance(cfg, Mapping):
-        return {str(k): config_to_dict(v) for k, v in sorted(cfg.items())}
-    if isinstance(cfg, list | tuple):
-        return [config_to_dict(v) for v in cfg]
-    if isinstance(cfg, np.generic):
-        return cfg.item()
-    return cfg
 
 
 def run_overrides(args: Any) -> dict[str, Any]:

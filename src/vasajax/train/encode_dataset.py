@@ -51,6 +51,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.data import clips
 from vasajax.errors import UserError
 from vasajax.face.stage import encode_motion_fn
@@ -316,7 +317,7 @@ def encode_dataset(
         raise UserError(f"no usable clip in {data} (dropped: {dropped}); check the clip manifest")
     config = {
         "motion_source": cfg.motion_source,
-        "audio": dataclasses.asdict(cfg.audio),
+        "audio": config_io.to_dict(cfg.audio),
         "face_config": face_model.cfg.to_dict() if cfg.motion_source == "encoder" else None,
         "clip_data": str(data),
     }

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from vasajax import config_io
 from vasajax.errors import UserError
 
 
@@ -133,7 +134,7 @@ def export_runs(
         kind = manifest.get("kind")
         raise UserError(f"{motion_data} holds {kind} records; --motion-data needs encode-dataset output")
     data_cfg = manifest.get("config") or {}
-    audio = ce.config_from_dict(AudioConfig, data_cfg.get("audio") or {}, "motion data audio")
+    audio = config_io.from_dict(AudioConfig, data_cfg.get("audio") or {}, what="motion data audio")
     if feature_dim(audio) != motion_model.cfg.audio_dim:
         raise UserError(
             f"{motion_data}'s audio features have {feature_dim(audio)} values per frame, the motion run's DiT "
@@ -189,7 +190,6 @@ def export_runs(
 
 def _motion_data(motion_data: Path, motion_model):
     """(manifest, AudioConfig) of a motion run's shards, checked against its DiT."""
-    from vasajax import checkpoint_export as ce
     from vasajax.data import clips
     from vasajax.motion.audio import AudioConfig, feature_dim
 
@@ -197,7 +197,9 @@ def _motion_data(motion_data: Path, motion_model):
     if manifest.get("kind") != "motion":
         kind = manifest.get("kind")
         raise UserError(f"{motion_data} holds {kind} records; --motion-data needs encode-dataset output")
-    audio = ce.config_from_dict(AudioConfig, (manifest.get("config") or {}).get("audio") or {}, "motion data audio")
+    audio = config_io.from_dict(
+        AudioConfig, (manifest.get("config") or {}).get("audio") or {}, what="motion data audio"
+    )
     if feature_dim(audio) != motion_model.cfg.audio_dim:
         raise UserError(
             f"{motion_data}'s audio features have {feature_dim(audio)} values per frame, the motion run's DiT "

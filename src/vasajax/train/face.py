@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.data import loader
 from vasajax.errors import UserError
 from vasajax.face import discriminator as disc_lib
@@ -131,28 +132,12 @@ class FaceTrainConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready nested dict (what ``config.json`` holds)."""
-        return common.config_to_dict(self)
+        return config_io.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FaceTrainConfig:
-        """Inverse of ``to_dict`` (lists become tuples)."""
-
-        def make(typ, sub):
-            return typ(**{k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()})
-
-        return cls(
-            model=make(FaceConfig, d["model"]),
-            disc=make(disc_lib.DiscConfig, d["disc"]),
-            loss=make(losses.FaceLossConfig, d["loss"]),
-            optim=make(common.OptimConfig, d["optim"]),
-            disc_optim=make(common.OptimConfig, d["disc_optim"]),
-            run=make(common.RunConfig, d["run"]),
-            pairs=make(loader.PairsConfig, d["pairs"]),
-            adversarial=d["adversarial"],
-            init_from=d.get("init_from"),
-            init_skip=tuple(d.get("init_skip", ())),
-            freeze=tuple(d.get("freeze", ())),
-        )
+        """Inverse of ``to_dict``: missing fields keep their defaults (configs from before they existed)."""
+        return config_io.from_dict(cls, d)
 
     @classmethod
     def tiny(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:

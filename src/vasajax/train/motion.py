@@ -47,6 +47,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.data import clips, loader
 from vasajax.errors import UserError
 from vasajax.motion import diffusion, generate
@@ -100,19 +101,12 @@ class MotionTrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested dict (what ``config.json`` holds)."""
-        return common.config_to_dict(self)
+        return config_io.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MotionTrainConfig:
         """Inverse of ``to_dict``."""
-        return cls(
-            model=MotionConfig(**d["model"]),
-            diffusion=DiffusionConfig(**d["diffusion"]),
-            optim=common.OptimConfig(**d["optim"]),
-            run=common.RunConfig(**d["run"]),
-            stride=d.get("stride"),
-            norm_stats_records=d.get("norm_stats_records", 2000),
-        )
+        return config_io.from_dict(cls, d)
 
     # Presets: tiny and small add the velocity (frame-difference) term with weight 1 to eq. 1. Measured on
     # SynthTalk (tiny, 3000 steps, 24 held-out clips): ΔP of generated motion 0.37° → 0.28° (truth 0.21°)

@@ -17,7 +17,6 @@ Folder writes are atomic: everything goes to a temporary sibling folder that rep
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np
 from flax import nnx
 
 from vasajax import checkpoint_export as ce
-from vasajax import params
+from vasajax import config_io, params
 from vasajax.errors import UserError
 
 LP_WEIGHTS, LP_CONFIG = "liveportrait.safetensors", "liveportrait.json"
@@ -129,7 +128,7 @@ def liveportrait_files(cfg, model, crop=None) -> dict:
         LP_WEIGHTS: (module_tensors(model), meta),
         LP_CONFIG: {
             "config": cfg.to_dict(),
-            "crop": dataclasses.asdict(crop),
+            "crop": config_io.to_dict(crop),
             "retargeting": model.retargeting is not None,
         },
     }
@@ -142,14 +141,14 @@ def joyvasa_files(cfg, dit, schedule, template: Mapping[str, np.ndarray], num_kp
     tensors = module_tensors(dit, "dit.")
     tensors |= {f"schedule.{b}": np.asarray(getattr(schedule, b), np.float32) for b in BUFFERS}
     tensors |= {f"template.{k}": np.asarray(v, np.float32) for k, v in template.items()}
-    cfg_d = dataclasses.asdict(cfg)
+    cfg_d = config_io.to_dict(cfg)
     return {JV_WEIGHTS: (tensors, {"model": "joyvasa"}), JV_CONFIG: {"config": cfg_d, "num_kp": int(num_kp)}}
 
 
 def audio_files(enc_cfg, encoder) -> dict:
     return {
         AUDIO_WEIGHTS: (module_tensors(encoder), {"model": "joyvasa-audio"}),
-        AUDIO_CONFIG: {"config": dataclasses.asdict(enc_cfg)},
+        AUDIO_CONFIG: {"config": config_io.to_dict(enc_cfg)},
     }
 
 

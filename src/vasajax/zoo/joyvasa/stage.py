@@ -43,7 +43,6 @@ the schedule's own count (JoyVASA samples every step of its DDPM schedule). ``ga
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -52,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.errors import UserError
 from vasajax.motion.audio import num_video_frames
 from vasajax.motion.stage import WholeClipStream
@@ -77,12 +77,11 @@ def shown_rows(num_samples: int, cfg: JoyVASAConfig) -> np.ndarray:
 
 
 def _config(d: dict) -> JoyVASAConfig:
-    return JoyVASAConfig(**d)
+    return config_io.from_dict(JoyVASAConfig, d, what="joyvasa config")
 
 
 def _wav2vec2_config(d: dict) -> Wav2Vec2Config:
-    fields = {f.name for f in dataclasses.fields(Wav2Vec2Config)}
-    return Wav2Vec2Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
+    return config_io.from_dict(Wav2Vec2Config, d, what="joyvasa audio config")
 
 
 class JoyVASAAudioEncoder:

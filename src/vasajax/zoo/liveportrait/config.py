@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from vasajax import config_io
 from vasajax.facetrack import CropConfig
 
 
@@ -158,24 +159,12 @@ class LivePortraitConfig:
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-able), e.g. for an export's metadata."""
-        return dataclasses.asdict(self)
+        return config_io.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> LivePortraitConfig:
         """Inverse of :meth:`to_dict`."""
-        r = d["retargeting"]
-        mlps = {k: MLPConfig(**{**v, "hidden_sizes": tuple(v["hidden_sizes"])}) for k, v in r.items()}
-        w = dict(d["warping"])
-        return cls(
-            image_size=d["image_size"],
-            appearance=AppearanceConfig(**d["appearance"]),
-            motion=MotionConfig(
-                **{**d["motion"], "depths": tuple(d["motion"]["depths"]), "dims": tuple(d["motion"]["dims"])}
-            ),
-            warping=WarpingConfig(**{**w, "dense_motion": DenseMotionConfig(**w["dense_motion"])}),
-            generator=GeneratorConfig(**d["generator"]),
-            retargeting=RetargetingConfig(**mlps),
-        )
+        return config_io.from_dict(cls, d)
 
     @classmethod
     def full(cls) -> LivePortraitConfig:

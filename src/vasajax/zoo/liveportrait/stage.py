@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vasajax import config_io
 from vasajax.errors import UserError
 from vasajax.zoo.liveportrait import keypoints as kp_lib
 from vasajax.zoo.liveportrait.config import LivePortraitConfig, default_crop
@@ -142,7 +143,6 @@ class LivePortraitRenderer:
     @classmethod
     def load(cls, directory: Path, manifest: dict) -> LivePortraitRenderer:
         """From an export written by ``vasajax.zoo.export`` (``liveportrait.json`` + ``liveportrait.safetensors``)."""
-        from vasajax import checkpoint_export as ce
         from vasajax import params
         from vasajax.facetrack import CropConfig
         from vasajax.zoo import export
@@ -151,7 +151,7 @@ class LivePortraitRenderer:
         meta = export.read_json(d, export.LP_CONFIG)
         try:
             cfg = LivePortraitConfig.from_dict(meta["config"])
-            crop = ce.config_from_dict(CropConfig, meta["crop"], "crop") if "crop" in meta else default_crop(cfg)
+            crop = config_io.from_dict(CropConfig, meta["crop"], what="crop") if "crop" in meta else default_crop(cfg)
             retargeting = bool(meta.get("retargeting", True))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(
