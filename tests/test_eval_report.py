@@ -92,10 +92,10 @@ def test_cli_writes_tables_with_ground_truth_conditions(clip_dir, tmp_path, caps
 
 
 def test_syncnet_face_crops_follow_the_face(tracked):
-    from vasajax.eval import syncnet
+    from vasajax.eval import syncnet_score
 
     frames, track = tracked
-    crops = syncnet.face_crops(frames[:20], track.landmarks[:20])
+    crops = syncnet_score.face_crops(frames[:20], track.landmarks[:20])
     assert crops.shape == (20, 224, 224, 3) and crops.dtype == np.float32
     # BGR like cv2.imread: the skin-dominated crop has more red (last channel) than blue (first)
     assert crops[..., 2].mean() > crops[..., 0].mean() + 10

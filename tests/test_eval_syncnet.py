@@ -5,7 +5,8 @@ import pytest
 from flax import nnx
 
 from vasajax.errors import UserError
-from vasajax.eval import syncnet
+from vasajax.eval import syncnet, syncnet_score
+from vasajax.eval.mfcc import mfcc
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -76,7 +77,7 @@ def test_parity_with_torch_reference(pair):
         want_l = ref.forward_lip(torch.from_numpy(lips)).numpy()
         want_a = ref.forward_aud(torch.from_numpy(aud)).numpy()
     graphdef, state = nnx.split(ours)
-    got_l, got_a = syncnet._embed(graphdef, state, lips.transpose(0, 2, 3, 4, 1), aud.transpose(0, 2, 3, 1))
+    got_l, got_a = syncnet_score._embed(graphdef, state, lips.transpose(0, 2, 3, 4, 1), aud.transpose(0, 2, 3, 1))
     for got, want in ((np.asarray(got_l), want_l), (np.asarray(got_a), want_a)):
         assert got.shape == (2, 1024)
         # measured (2-core CPU, JAX 0.10.2 vs torch 2.13): max |Δ| 1.3e-6 of a 1.37 maximum (lips), 1.2e-7 of 0.31
@@ -87,14 +88,14 @@ def test_mfcc_matches_python_speech_features():
     import python_speech_features as psf  # the test extra installs it
 
     wave = np.random.default_rng(1).normal(0, 3000, 16_000 + 123)
-    np.testing.assert_allclose(syncnet.mfcc(wave), psf.mfcc(wave, 16_000), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(mfcc(wave), psf.mfcc(wave, 16_000), rtol=1e-6, atol=1e-6)
 
 
 def test_sync_scores_find_the_shift():
     rng = np.random.default_rng(2)
     aud = rng.normal(size=(60, 16))
     lip = np.roll(aud, 3, axis=0) + 0.1 * rng.normal(size=aud.shape)  # lip frame v shows audio frame v − 3
-    s = syncnet.sync_scores(lip, aud)
+    s = syncnet_score.sync_scores(lip, aud)
     assert s["sync_offset"] == 3
     assert s["sync_c"] > 1.0 and s["sync_d"] < 2.0
 

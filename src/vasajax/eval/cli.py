@@ -92,9 +92,9 @@ class _Extras:
         def per_video(stem: str, frames: np.ndarray, fps: float):
             fns = []
             if self.syncnet is not None:
-                from vasajax.eval import syncnet
+                from vasajax.eval import syncnet_score
 
-                fns.append(lambda tr, wave: syncnet.evaluate(self.syncnet, frames, tr.landmarks, wave))
+                fns.append(lambda tr, wave: syncnet_score.evaluate(self.syncnet, frames, tr.landmarks, wave))
             if self.capp is not None:
                 from vasajax.eval import capp
                 from vasajax.motion.audio import frame_features
