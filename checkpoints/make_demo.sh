@@ -1,22 +1,19 @@
 #!/usr/bin/env bash
 # Rebuild the shipped demo checkpoint (checkpoints/demo) from nothing but this repository, offline.
 #
-#   bash checkpoints/make_demo.sh [WORK_DIR]              (default WORK_DIR: runs/demo; the 2-core CPU recipe)
-#   PRESET=fast bash checkpoints/make_demo.sh runs/demo-fast (2-core CPU, ~2.1 h idle: the same design in one run)
-#   PRESET=gpu bash checkpoints/make_demo.sh runs/demo-gpu   (one H100/H200: the full stage-1 objective)
+#   bash checkpoints/make_demo.sh [WORK_DIR]                     (default WORK_DIR: runs/demo; 2-core CPU, ~2.5 h)
+#   PRESET=gpu bash checkpoints/make_demo.sh runs/demo-gpu        (one H100/H200: the full stage-1 objective)
+#   PRESET=curriculum bash checkpoints/make_demo.sh runs/demo-cur (the ten-run history behind the Dec-3 demo, ~4 h)
 #
-# CPU preset = how the shipped checkpoints/demo was made (December 2026): stage 1 is a curriculum of ten
-# train-face runs, each starting from the previous one's weights (--init-from: params + EMA, fresh optimiser and
-# schedule) and adding one design option (FaceConfig; checkpoints/README.md says what each does and what it
-# measured), each stopped where the session that ran it stopped it (--stop-after). It grew that way over four
-# sessions of design work; replaying it costs ~3,500 stage-1 steps, ~3.5-4 h on two idle cores, which is over
-# issue 12's 2.5 h budget. PRESET=fast trains the final design with the same objective from step 0 in one run of
-# 1,600 steps (~1.6 h at 3.5 s/step), then the landmark fit (~2 min): measured on December 4 (12 held-out clips × 4
-# drivers, `vasajax face-recon`), 26.03 dB self-reenactment PSNR against the shipped curriculum's 26.14 dB, mouth
-# box 25.27 vs 25.49 dB, MediaPipe mouth-opening r 0.82 vs 0.75 — the same renderer at under half the steps. Its
-# stage 2 and export have not been run yet, so the shipped checkpoint is still the curriculum's. TUNE_STEPS (default
-# 0) adds a fine-tune of everything after the fit (unmeasured for this preset). Every stage resumes where it stopped when run again (orbax checkpoints in WORK_DIR); a finished
-# stage is skipped. OUT (default checkpoints/demo) is where the export goes.
+# CPU preset (the default; PRESET=fast is the same) = how the shipped checkpoints/demo is made: stage 1 trains the
+# final design (FaceConfig options on small_warp; checkpoints/README.md says what each does and what it measured)
+# with the CPU objective from step 0 in one run of 1,600 steps, then fits the landmark head on the frozen encoder's
+# codes; then motion latents, 3,000 stage-2 steps and the export. TUNE_STEPS (default 0) adds a fine-tune of
+# everything after the fit (unmeasured). PRESET=curriculum replays the ten warm-started runs the previous demo
+# (December 3) grew from over four sessions of design work: ~3,500 stage-1 steps, the same renderer within 0.1 dB
+# (checkpoints/README.md, "One run instead of ten"). Every stage resumes where it stopped when run again (orbax
+# checkpoints in WORK_DIR); a finished stage is skipped. OUT (default checkpoints/demo) is where the export goes,
+# CFG_AUDIO (default 1.0) the export's default audio CFG scale λ_A.
 #
 # Objective (CPU): reconstruction only (L1 + SSIM + face-crop SSIM + mouth-box L1 + tracker head pose), then the
 # tracker's blendshapes on z_dyn[:52] (expression_weight), the decoder's flow at the tracker's landmarks
@@ -31,6 +28,7 @@ W=${1:-runs/demo}
 VJ=${VASAJAX:-vasajax}
 OUT=${OUT:-checkpoints/demo}
 PRESET=${PRESET:-cpu}
+[ "$PRESET" = fast ] && PRESET=cpu
 FINAL=face-k  # the stage-1 run that stage 2 and the export use
 mkdir -p "$W"
 
@@ -59,7 +57,7 @@ face() {
     --steps "$steps" --stop-after "$stop" --lr "$lr" --warmup "$warmup" --ckpt-every "$every"
 }
 
-if [ "$PRESET" = cpu ]; then
+if [ "$PRESET" = curriculum ]; then
   MOTION_STEPS=${MOTION_STEPS:-3000}; MOTION_BATCH=${MOTION_BATCH:-8}
   # 2. Stage 1, the curriculum (run, from, planned steps, stopped at, lr, warm-up, checkpoint every, options).
   #    a. the pixel-warp decoder with the reconstruction losses (the previous demo's stage 1)
@@ -87,7 +85,7 @@ if [ "$PRESET" = cpu ]; then
       --out "$W/face-j"
   face face-k face-j 600 460 2e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
     "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
-elif [ "$PRESET" = fast ]; then
+elif [ "$PRESET" = cpu ]; then
   MOTION_STEPS=${MOTION_STEPS:-3000}; MOTION_BATCH=${MOTION_BATCH:-8}
   FACE_STEPS=${FACE_STEPS:-1600}
   # 2. Stage 1 in one run: the final design and the CPU objective from step 0, then the landmark fit and a short
@@ -119,7 +117,7 @@ elif [ "$PRESET" = gpu ]; then
   face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 1e-4 50 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" \
     "${SUPERVISE[@]}" --loss landmark_weight=100
 else
-  echo "PRESET must be cpu or gpu, not $PRESET" >&2; exit 2
+  echo "PRESET must be cpu (= fast), gpu or curriculum, not $PRESET" >&2; exit 2
 fi
 
 # 3. Motion latents of every clip with the finished stage-1 encoder (+ 80-bin log-mel audio features).
@@ -134,4 +132,4 @@ $VJ train-motion --config small --data "$W/motion/train" --eval-data "$W/motion/
 
 # 5. The export: bf16 params, configs, sha256 manifest.
 $VJ export --face-run "$W/$FINAL" --motion-run "$W/motion-run" --motion-data "$W/motion/train" --out "$OUT" \
-  --steps 25 --note "SynthTalk demo model ($PRESET preset): see checkpoints/README.md for what it can and cannot do"
+  --steps 25 --cfg-audio "${CFG_AUDIO:-1.0}" --note "SynthTalk demo model ($PRESET preset): see checkpoints/README.md for what it can and cannot do"

@@ -52,8 +52,18 @@ def runs(tmp_path_factory):
 
 def test_export_round_trip(runs, tmp_path):
     data, face_run, motion_run = runs
-    out = ex.export_runs(face_run, motion_run, data, tmp_path / "demo", sampling_steps=7, extra={"notes": ["x"]})
+    out = ex.export_runs(
+        face_run, motion_run, data, tmp_path / "demo", sampling_steps=7, cfg_audio=1.0, extra={"notes": ["x"]}
+    )
     exp = ce.load_export(out)
+    # Sampling defaults: the motion run's, with the export's steps and audio CFG scale where given.
+    assert (exp.diffusion.lambda_audio, exp.diffusion.lambda_gaze) == (
+        1.0,
+        tm.load_config(motion_run).diffusion.lambda_gaze,
+    )
+    with pytest.raises(UserError, match="--cfg-gaze must be a finite number ≥ 0"):
+        ex.export_runs(face_run, motion_run, data, tmp_path / "bad", cfg_gaze=-1.0)
+    assert not (tmp_path / "bad").exists()
     # Weights: the runs' EMA params, rounded to bf16.
     want = nnx.state(tf.load_model(face_run), nnx.Param)
     got = nnx.state(exp.face_model, nnx.Param)

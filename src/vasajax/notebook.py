@@ -24,6 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vasajax import checkpoint_export as ce
+from vasajax.face.config import FaceConfig
+from vasajax.motion.dit import MotionConfig
+from vasajax.pipeline import resolve_checkpoint
+
 FULL_ENV = "VASAJAX_FULL"
 """Environment variable that switches every notebook to its full run (``VASAJAX_FULL=1``)."""
 OUT_ENV = "VASAJAX_NOTEBOOK_OUT"
@@ -78,13 +83,9 @@ def demo_checkpoint(*, trained: bool | None = None) -> Path:
     ``VASAJAX_SMOKE=1`` (the test suite) a tiny export with random weights, written once under :func:`out_dir`,
     so the whole pipeline runs in seconds. ``trained`` overrides the environment (``False``: the tiny random one).
     """
-    from vasajax.pipeline import resolve_checkpoint
 
     if (not smoke_test()) if trained is None else trained:
         return resolve_checkpoint(None)
-    from vasajax import checkpoint_export as ce
-    from vasajax.face.config import FaceConfig
-    from vasajax.motion.dit import MotionConfig
 
     path = out_dir("checkpoints") / "tiny-random"
     if not (path / "manifest.json").exists():

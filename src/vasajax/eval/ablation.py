@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from vasajax.errors import UserError
+from vasajax.eval import pose, report
+from vasajax.face.model import FaceLatent
+from vasajax.pipeline import relative_pose_offset
 
 FACTORS = ("appearance", "identity", "pose", "dyn")
 """The four factors of a ``FaceLatent`` (VASA-1 §3.1: V_app, z_id, z_pose, z_dyn)."""
@@ -52,7 +55,6 @@ def _check_factors(factors: Iterable[str]) -> tuple[str, ...]:
 
 def swap(base, donor, factors: Iterable[str]):
     """``base`` (a ``FaceLatent``) with the named ``factors`` taken from ``donor`` (same batch size)."""
-    from vasajax.face.model import FaceLatent
 
     take = _check_factors(factors)
     return FaceLatent(**_map_fields(lambda f, factor: getattr(donor if factor in take else base, f)))
@@ -61,8 +63,6 @@ def swap(base, donor, factors: Iterable[str]):
 def stack(latents: Sequence[Any]):
     """Concatenate ``FaceLatent``s along the batch axis (decode them in one call, one jit shape)."""
     import jax.numpy as jnp
-
-    from vasajax.face.model import FaceLatent
 
     if not latents:
         raise UserError("stack needs at least one FaceLatent")
@@ -77,8 +77,6 @@ def stack(latents: Sequence[Any]):
 def with_motion(latent, motion_TxM: np.ndarray):
     """T latents: ``latent``'s appearance and identity (batch 1) with each frame's pose and dynamics."""
     import jax.numpy as jnp
-
-    from vasajax.face.model import FaceLatent
 
     m = np.asarray(motion_TxM, np.float32)
     if m.ndim != 2 or m.shape[1] != latent.pose.shape[1] + latent.dyn.shape[1]:
@@ -108,7 +106,6 @@ def retarget(
     ``portrait_dyn`` and ``reference_dyn`` *relative*: ``dyn = portrait_dyn + (generated_dyn − reference_dyn)``
     (``face.model.relative_motion``), for driving another face with motion generated from (primed with) the
     reference's: what the generated z_dyn says about the reference face's layout cancels out."""
-    from vasajax.pipeline import relative_pose_offset
 
     m = np.array(motion_TxM, np.float32)
     m[:, :6] += relative_pose_offset(portrait_pose_6, motion_mean_M)
@@ -128,8 +125,6 @@ def decode_batched(decode, params, latent, batch: int = 6) -> np.ndarray:
     repetition), so any N compiles once.
     """
     import jax.numpy as jnp
-
-    from vasajax.face.model import FaceLatent
 
     n_all = latent.pose.shape[0]
     out = []
@@ -224,7 +219,6 @@ def measure_video(
     ``delta_p_latent`` (ΔP of the generated pose latent itself, which needs no tracking). Columns that need a
     face are None when the tracker finds none (e.g. the noise frames of an untrained model).
     """
-    from vasajax.eval import pose, report
 
     track = report.track_video(frames_TxHxWx3, fps=fps)
     row = report.evaluate_video(track, wave_16k, fps=fps, conditions=conditions)

@@ -45,6 +45,7 @@ import numpy as np
 from flax import nnx
 
 from vasajax.errors import UserError
+from vasajax.motion.audio import AudioConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -205,7 +206,6 @@ def capp_score(model: CappModel, pose_Tx3: np.ndarray, audio_feats_TxA: np.ndarr
 
 def audio_config(cfg: CappConfig, checkpoint: str | None = None):
     """The ``motion.audio.AudioConfig`` whose ``frame_features`` this CAPP model reads."""
-    from vasajax.motion.audio import AudioConfig
 
     return AudioConfig.small() if cfg.audio_kind == "logmel" else AudioConfig.paper(checkpoint)
 

@@ -34,7 +34,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from vasajax.data import synth
+from vasajax.data.speech import SAMPLE_RATE, Voice, synthesize_speech
 from vasajax.eval import capp
+from vasajax.motion.audio import AudioConfig, frame_features
 
 FPS = 25.0
 
@@ -43,9 +46,6 @@ def synthtalk_pairs(
     num_clips: int, split: str = "train", seed: int = 0, audio_cfg=None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``num_clips`` (pose_Tx3 radians, audio features T×A) pairs from SynthTalk speech + motion (no frames)."""
-    from vasajax.data import synth
-    from vasajax.data.speech import SAMPLE_RATE, Voice, synthesize_speech
-    from vasajax.motion.audio import AudioConfig, frame_features
 
     audio_cfg = audio_cfg or AudioConfig.small()
     cfg = synth.SynthConfig.small()

@@ -26,12 +26,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vasajax import facetrack
 from vasajax.errors import UserError
-from vasajax.eval import report
+from vasajax.eval import capp, fvd, identity, report, syncnet, syncnet_score
+from vasajax.eval.fvd import NO_CHECKPOINT
+from vasajax.motion.audio import frame_features
 
 
 def _portrait_for(stem: str, portraits: pathlib.Path | None, vdir: pathlib.Path) -> np.ndarray | None:
-    from vasajax import facetrack
 
     if portraits is not None and portraits.is_file():
         return facetrack.load_image(portraits)
@@ -55,14 +57,10 @@ class _Extras:
         self.syncnet = self.capp = self.embedder = self.i3d = None
         self.portraits = pathlib.Path(args.portraits) if args.portraits else None
         if args.syncnet:
-            from vasajax.eval import syncnet
-
             self.syncnet = syncnet.load_syncnet(args.syncnet)
         else:
             self.notes.append("Sync-C/Sync-D left out: pass --syncnet syncnet_v2.model (syncnet_python weights)")
         if args.capp:
-            from vasajax.eval import capp
-
             self.capp = capp.load(args.capp)
             meta = json.loads((pathlib.Path(args.capp) / "config.json").read_text()).get("meta", {})
             if meta.get("caveat"):
@@ -70,21 +68,15 @@ class _Extras:
         else:
             self.notes.append("CAPP left out: pass --capp DIR (python -m vasajax.eval.capp_train makes one)")
         if not args.no_identity:
-            from vasajax.eval import identity
-
             try:
                 self.embedder = identity.IdentityEmbedder()
             except UserError as e:
                 self.notes.append(f"identity left out: {e}")
         if args.i3d:
-            from vasajax.eval import fvd
-
             if not args.real_videos:
                 raise UserError("--i3d needs --real-videos DIR (the real clips FVD compares against)")
             self.i3d = fvd.load_i3d(args.i3d)
         else:
-            from vasajax.eval.fvd import NO_CHECKPOINT
-
             self.notes.append(f"FVD25 left out: {NO_CHECKPOINT}")
         self.clips: list[np.ndarray] = []
 
@@ -92,26 +84,17 @@ class _Extras:
         def per_video(stem: str, frames: np.ndarray, fps: float):
             fns = []
             if self.syncnet is not None:
-                from vasajax.eval import syncnet_score
-
                 fns.append(lambda tr, wave: syncnet_score.evaluate(self.syncnet, frames, tr.landmarks, wave))
             if self.capp is not None:
-                from vasajax.eval import capp
-                from vasajax.motion.audio import frame_features
-
                 acfg = capp.audio_config(self.capp.cfg)
                 fns.append(lambda tr, wave: {"capp": capp.capp_score(self.capp, tr.pose, frame_features(wave, acfg))})
             if self.embedder is not None:
-                from vasajax.eval import identity
-
                 portrait = _portrait_for(stem, self.portraits, vdir)
                 if portrait is not None:
                     fns.append(
                         lambda tr, wave: identity.identity_similarity(self.embedder, portrait, frames, tr.landmarks)
                     )
             if self.i3d is not None:
-                from vasajax.eval import fvd
-
                 self.clips += [fvd.resize_clip(c) for c in fvd.clips_of(frames)]
             return fns
 
@@ -119,7 +102,6 @@ class _Extras:
 
 
 def _fvd_against_real(extras: _Extras, real_dir: str, results: list[dict]) -> None:
-    from vasajax.eval import fvd
 
     real = []
     for p in sorted(pathlib.Path(real_dir).iterdir()):

@@ -19,11 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from vasajax.checkpoint_export import load_export
+from vasajax.data import clips
+from vasajax.data.loader import mouth_box
 from vasajax.errors import UserError
+from vasajax.eval.lipsync import mouth_opening
+from vasajax.face.losses import box_mask
+from vasajax.facetrack import FaceTracker
+from vasajax.pipeline import resolve_checkpoint
+from vasajax.train.face import load_model
 
 
 def _clips(data, max_clips: int) -> list[Any]:
-    from vasajax.data import clips
 
     manifest = clips.read_manifest(data)
     if manifest.get("kind") != "clip":
@@ -64,8 +71,6 @@ def mouth_follow(outputs_NxSxSx3: np.ndarray, drivers_NxSxSx3: np.ndarray) -> di
     images): Pearson r over the pairs, mean absolute difference, and the spread (std) of each. PSNR hardly sees
     the mouth (≈3 % of the crop); this does: a renderer that ignores the dynamics code scores r ≈ 0 and a
     small rendered std, whatever its PSNR. Pairs where either face is not found are skipped (``mouth_pairs``)."""
-    from vasajax.eval.lipsync import mouth_opening
-    from vasajax.facetrack import FaceTracker
 
     def opening(images):
         out = []
@@ -98,9 +103,6 @@ def self_reenactment(
     import jax
     import jax.numpy as jnp
     from flax import nnx
-
-    from vasajax.data.loader import mouth_box
-    from vasajax.face.losses import box_mask
 
     size = model.cfg.image_size
     reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
@@ -197,13 +199,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.face_run:
-        from vasajax.train.face import load_model
-
         model = load_model(args.face_run)
     else:
-        from vasajax.checkpoint_export import load_export
-        from vasajax.pipeline import resolve_checkpoint
-
         model = load_export(resolve_checkpoint(args.checkpoint)).face_model
     res = self_reenactment(model, args.data, max_clips=args.max_clips, num_drivers=args.drivers)
     print(json.dumps(res))

@@ -29,7 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from vasajax import facetrack, video
+from vasajax.data import clips
 from vasajax.errors import UserError
+from vasajax.eval import report
+from vasajax.pipeline import Animator
 
 DEFAULT_SETTINGS = ("none:0:0", "audio:0.5:0", "default", "strong-audio:1.0:1.0")
 """``name:λ_audio:λ_gaze`` (``default``: the export's own scales)."""
@@ -52,9 +56,6 @@ def write_reference(data: str | pathlib.Path, out: str | pathlib.Path, num_clips
     """Write the first ``num_clips`` SynthTalk clip records of ``data`` as real videos under ``out``; returns
     one dict per clip (stem, portrait name, held-out factors, frames)."""
     import soundfile
-
-    from vasajax import video
-    from vasajax.data import clips
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,8 +98,6 @@ def generate(
     (forward gaze, the export's default distance) for the gaze/distance errors."""
     import shutil
 
-    from vasajax import facetrack
-
     out_dir.mkdir(parents=True, exist_ok=True)
     conditions = {}
     for c in clips_info:
@@ -119,8 +118,6 @@ def generate(
 
 def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
         settings: Sequence[str] = DEFAULT_SETTINGS, start: str = "portrait") -> dict[str, Any]:  # fmt: skip
-    from vasajax.eval import report
-    from vasajax.pipeline import Animator
 
     out_p = pathlib.Path(out)
     ref = out_p / "real"
@@ -165,7 +162,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--start", choices=("portrait", "free"), default="portrait", help="Animator start (first window)")
     args = ap.parse_args(argv)
     doc = run(args.checkpoint, args.data, args.out, num_clips=args.num_clips, settings=args.settings, start=args.start)
-    from vasajax.eval import report
 
     print("Table 1 (held-out SynthTalk)\n" + report.markdown_table(doc["table1"]["summary"], first="set"))
     print("\nTable 5 (CFG ablation)\n" + report.markdown_table(doc["table5"]["summary"], first="set"))

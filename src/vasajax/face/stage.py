@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vasajax.checkpoint_export import load_export
 from vasajax.face.model import FaceLatent, FaceLatentModel, decode_fn, encode_fn
 
 
@@ -56,7 +57,6 @@ class VasaRenderer:
 
     @classmethod
     def load(cls, directory: Path, manifest: dict) -> VasaRenderer:
-        from vasajax.checkpoint_export import load_export
 
         return cls.from_export(load_export(directory))
 

@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from vasajax import config_io
+from vasajax.checkpoint_export import CONFIG_FILE, load_motion_part
 from vasajax.errors import UserError
 from vasajax.motion.audio import AudioConfig, LogMelStream, feature_dim, frame_features
 from vasajax.motion.diffusion import DiffusionConfig
 from vasajax.motion.dit import MotionDiT
+from vasajax.motion.emotion import emotion_vector
 from vasajax.motion.generate import MotionStream
+from vasajax.stages import AUDIO_ENCODERS
 
 
 class VasaMotionGenerator:
@@ -45,7 +48,6 @@ class VasaMotionGenerator:
     def load(cls, directory: Path, manifest: dict) -> VasaMotionGenerator:
         """Only its own part of the export (``checkpoint_export.load_motion_part``: ``motion.safetensors`` and the
         motion/audio/diffusion configs), so it loads beside any renderer, with or without ``face.safetensors``."""
-        from vasajax.checkpoint_export import load_motion_part
 
         return cls.from_export(load_motion_part(directory, manifest))
 
@@ -68,7 +70,6 @@ class VasaMotionGenerator:
     ) -> MotionStream:
         """A ``MotionStream`` with the controls checked: ``gaze`` (θ, φ radians), ``distance`` (> 0), ``emotion``
         (``pipeline.emotion_vector`` forms), ``cfg_audio``/``cfg_gaze`` (λ_A, λ_g of eq. 2), ``steps``."""
-        from vasajax.motion.emotion import emotion_vector
 
         mc, dcfg = self.cfg, self.diffusion
         over = {}
@@ -149,15 +150,12 @@ class Wav2Vec2Encoder(LogMelEncoder):
 
 def audio_encoder(cfg: AudioConfig):
     """The built-in audio entry for an ``AudioConfig``."""
-    from vasajax.stages import AUDIO_ENCODERS
 
     return AUDIO_ENCODERS.get(cfg.kind)(cfg)
 
 
 def _audio_config(directory: Path) -> AudioConfig:
     import json
-
-    from vasajax.checkpoint_export import CONFIG_FILE
 
     raw = json.loads((Path(directory) / CONFIG_FILE).read_text())
     return config_io.from_dict(AudioConfig, raw["audio"], what="config.json: audio")

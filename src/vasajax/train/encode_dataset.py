@@ -51,11 +51,18 @@ import jax
 import numpy as np
 from flax import nnx
 
+from vasajax import checkpoint_export as ce
 from vasajax import config_io
 from vasajax.data import clips
 from vasajax.errors import UserError
+from vasajax.face.config import PRESETS
+from vasajax.face.encoders import MotionEncoder as FaceMotionEncoder
 from vasajax.face.stage import encode_motion_fn
+from vasajax.facetrack import BLENDSHAPE_NAMES
+from vasajax.load import stage_names
 from vasajax.motion import audio as audio_lib
+from vasajax.stages import RENDERERS
+from vasajax.train import face as face_train
 
 SYNTH_DYN_NAMES = ("mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaze_theta", "gaze_phi", "smile")
 """Dynamics of the ``labels`` motion source on SynthTalk records (from the clip's ground truth)."""
@@ -117,7 +124,6 @@ class _EncoderOnly(nnx.Module):
 def motion_only_model(face_cfg, seed: int = 0) -> SimpleNamespace:
     """A randomly initialised stage-1 *motion encoder only* (``.cfg``, ``.motion_encoder``), for smoke runs:
     building the whole face model just to throw away all but its motion encoder is slow."""
-    from vasajax.face.encoders import MotionEncoder as FaceMotionEncoder
 
     make = lambda: FaceMotionEncoder(face_cfg, rngs=nnx.Rngs(seed))  # noqa: E731
     graphdef, _ = nnx.split(nnx.eval_shape(make))
@@ -180,9 +186,6 @@ class RendererMotion:
 def load_renderer(export: str | Path):
     """The renderer entry of an export folder (``manifest.json``'s ``stages.renderer``, VASA's by default),
     loaded through ``vasajax.stages.RENDERERS`` after every listed file is checked against its sha256."""
-    from vasajax import checkpoint_export as ce
-    from vasajax.load import stage_names
-    from vasajax.stages import RENDERERS
 
     d = Path(export).expanduser()
     manifest = ce.verify_export(d, required=())
@@ -208,7 +211,6 @@ def label_motion(rec: clips.ClipRecord) -> tuple[np.ndarray, list[str]]:
         keys = ("pose", "mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaze", "emotion")
         motion = np.concatenate([g[k] for k in keys], axis=-1)
         return motion.astype(np.float32), list(SYNTH_POSE_NAMES) + list(SYNTH_DYN_NAMES)
-    from vasajax.facetrack import BLENDSHAPE_NAMES
 
     motion = np.concatenate([rec.pose_Tx6, rec.blendshapes_Tx52], axis=-1)
     return motion.astype(np.float32), list(POSE_NAMES) + list(BLENDSHAPE_NAMES)
@@ -338,7 +340,6 @@ def encode_dataset(
 
 def load_face_model(checkpoint: str | Path):
     """A stage-1 ``FaceLatentModel`` from a ``vasajax train-face`` run folder (latest checkpoint, EMA if any)."""
-    from vasajax.train import face as face_train
 
     return face_train.load_model(checkpoint)
 
@@ -397,8 +398,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         if args.face_checkpoint:
             face_model = load_face_model(args.face_checkpoint)
         elif args.face_config:
-            from vasajax.face.config import PRESETS
-
             face_model = motion_only_model(PRESETS[args.face_config](), seed=args.seed)
             print(f"warning: randomly initialised {args.face_config} stage-1 encoder (latents are meaningless)")
         else:

@@ -29,14 +29,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vasajax import config_io
+from vasajax import checkpoint_export as ce
+from vasajax import config_io, params
+from vasajax.data import clips
 from vasajax.errors import UserError
+from vasajax.facetrack import CropConfig
+from vasajax.load import stage_names
+from vasajax.motion.audio import AudioConfig, feature_dim
+from vasajax.train import encode_dataset as ed
+from vasajax.train import face as face_train
+from vasajax.train import motion as motion_train
+from vasajax.zoo import export as zoo_export
 
 
 def _last_metrics(workdir: Path) -> dict[str, Any]:
@@ -57,7 +67,6 @@ def _last_metrics(workdir: Path) -> dict[str, Any]:
 
 def _mean_distance(motion_data: Path, max_records: int = 200) -> float | None:
     """Mean per-frame head distance over (up to ``max_records``) motion records."""
-    from vasajax.data import clips
 
     manifest = clips.read_manifest(motion_data)
     vals = []
@@ -104,6 +113,20 @@ def _warm_start_chain(run: Path) -> list[Path]:
         chain.append(run)
 
 
+def _sampling_defaults(diffusion, steps: int | None, cfg_audio: float | None, cfg_gaze: float | None):
+    """The motion run's diffusion config with the export's default sampling steps and CFG scales (λ_A, λ_g of
+    VASA-1's eq. 2) where given: what ``vasajax animate`` uses when the user passes none."""
+    changes: dict[str, Any] = {}
+    if steps is not None:
+        changes["steps"] = int(steps)
+    for name, value in (("lambda_audio", cfg_audio), ("lambda_gaze", cfg_gaze)):
+        if value is not None:
+            if not math.isfinite(value) or value < 0:
+                raise UserError(f"--{name.replace('lambda_', 'cfg-')} must be a finite number ≥ 0, got {value}")
+            changes[name] = float(value)
+    return dataclasses.replace(diffusion, **changes)
+
+
 def export_runs(
     face_run: str | Path,
     motion_run: str | Path,
@@ -111,15 +134,11 @@ def export_runs(
     out: str | Path,
     *,
     sampling_steps: int | None = None,
+    cfg_audio: float | None = None,
+    cfg_gaze: float | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the export of a face run and a motion run (EMA weights of their latest checkpoints) to ``out``."""
-    from vasajax import checkpoint_export as ce
-    from vasajax.data import clips
-    from vasajax.facetrack import CropConfig
-    from vasajax.motion.audio import AudioConfig, feature_dim
-    from vasajax.train import face as face_train
-    from vasajax.train import motion as motion_train
 
     face_run, motion_run, motion_data = Path(face_run), Path(motion_run), Path(motion_data)
     face_model = face_train.load_model(face_run)
@@ -140,10 +159,7 @@ def export_runs(
             f"{motion_data}'s audio features have {feature_dim(audio)} values per frame, the motion run's DiT "
             f"expects {motion_model.cfg.audio_dim}: pass the motion data the motion run trained on"
         )
-    motion_cfg = motion_train.load_config(motion_run)
-    diffusion = motion_cfg.diffusion
-    if sampling_steps is not None:
-        diffusion = dataclasses.replace(diffusion, steps=int(sampling_steps))
+    diffusion = _sampling_defaults(motion_train.load_config(motion_run).diffusion, sampling_steps, cfg_audio, cfg_gaze)
     conditions: dict[str, Any] = {}
     dist = _mean_distance(motion_data)
     if dist is not None:
@@ -190,8 +206,6 @@ def export_runs(
 
 def _motion_data(motion_data: Path, motion_model):
     """(manifest, AudioConfig) of a motion run's shards, checked against its DiT."""
-    from vasajax.data import clips
-    from vasajax.motion.audio import AudioConfig, feature_dim
 
     manifest = clips.read_manifest(motion_data)
     if manifest.get("kind") != "motion":
@@ -215,17 +229,13 @@ def export_with_renderer(
     out: str | Path,
     *,
     sampling_steps: int | None = None,
+    cfg_audio: float | None = None,
+    cfg_gaze: float | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """A motion run (EMA weights, latest checkpoint) trained on ``renderer_export``'s motion, written with that
     renderer's files into one export (see the module docstring). The motion data must come from
     ``encode-dataset --renderer`` with a renderer of the same motion space and size."""
-    from vasajax import checkpoint_export as ce
-    from vasajax import params
-    from vasajax.load import stage_names
-    from vasajax.train import encode_dataset as ed
-    from vasajax.train import motion as motion_train
-    from vasajax.zoo import export as zoo_export
 
     renderer_export, motion_run, motion_data = Path(renderer_export), Path(motion_run), Path(motion_data)
     renderer = ed.load_renderer(renderer_export)
@@ -239,9 +249,7 @@ def export_with_renderer(
             f"({motion_data}), the renderer {renderer.name} reads {renderer.motion_dim}-dim "
             f"{renderer.motion_space!r}: encode the clips with encode-dataset --renderer {renderer_export}"
         )
-    diffusion = motion_train.load_config(motion_run).diffusion
-    if sampling_steps is not None:
-        diffusion = dataclasses.replace(diffusion, steps=int(sampling_steps))
+    diffusion = _sampling_defaults(motion_train.load_config(motion_run).diffusion, sampling_steps, cfg_audio, cfg_gaze)
     conditions: dict[str, Any] = {}
     dist = _mean_distance(motion_data)
     if dist is not None:
@@ -290,6 +298,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--motion-data", required=True, help="the motion shards the motion run trained on")
     p.add_argument("--out", required=True, help="export folder to write (replaced atomically if it exists)")
     p.add_argument("--steps", type=int, help="default diffusion sampling steps of the export")
+    p.add_argument("--cfg-audio", type=float, help="default audio CFG scale λ_A (default: the motion run's)")
+    p.add_argument("--cfg-gaze", type=float, help="default gaze CFG scale λ_g (default: the motion run's)")
     p.add_argument("--note", action="append", default=[], help="free text recorded in the manifest (repeatable)")
     p.add_argument("--facts", help="JSON file of extra facts for the manifest (commands, evaluation, ...)")
     return p
@@ -307,11 +317,25 @@ def cli_main(argv: list[str] | None = None) -> int:
             raise UserError(f"--facts {args.facts}: {e}") from None
     if args.renderer_export:
         out = export_with_renderer(
-            args.renderer_export, args.motion_run, args.motion_data, args.out, sampling_steps=args.steps, extra=extra
+            args.renderer_export,
+            args.motion_run,
+            args.motion_data,
+            args.out,
+            sampling_steps=args.steps,
+            cfg_audio=args.cfg_audio,
+            cfg_gaze=args.cfg_gaze,
+            extra=extra,
         )
     else:
         out = export_runs(
-            args.face_run, args.motion_run, args.motion_data, args.out, sampling_steps=args.steps, extra=extra
+            args.face_run,
+            args.motion_run,
+            args.motion_data,
+            args.out,
+            sampling_steps=args.steps,
+            cfg_audio=args.cfg_audio,
+            cfg_gaze=args.cfg_gaze,
+            extra=extra,
         )
     files = json.loads((out / "manifest.json").read_text())["files"]
     total = sum(f["bytes"] for f in files.values())

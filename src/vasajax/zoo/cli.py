@@ -21,7 +21,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import vasajax
 from vasajax.errors import UserError
+from vasajax.zoo import export
+from vasajax.zoo.joyvasa import convert as jvc
+from vasajax.zoo.joyvasa.template import read_template
+from vasajax.zoo.liveportrait import convert as lpc
 
 LIVEPORTRAIT_COMMIT = "1986663be3b6902605d32200c01f4bfd36cda83d"
 """KwaiVGI/LivePortrait commit the port follows."""
@@ -66,15 +71,12 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _provenance(**extra) -> dict:
-    import vasajax
 
     return {"converted_by": f"vasajax {vasajax.__version__}", "converted_at": time.strftime("%Y-%m-%d"), **extra}
 
 
 def convert_liveportrait(src: Path, out: Path, *, retargeting: bool = True, cfg=None) -> Path:
     """``cfg``: the network sizes (default the released ``LivePortraitConfig.full()``; tests pass ``tiny()``)."""
-    from vasajax.zoo import export
-    from vasajax.zoo.liveportrait import convert as lpc
 
     cfg, model = lpc.load_liveportrait(src, cfg, retargeting=retargeting)
     root = lpc._root(src)
@@ -107,10 +109,6 @@ def convert_joyvasa(
     **overrides,
 ) -> Path:
     """``lp_cfg``/``overrides``: LivePortrait sizes and JoyVASA config fields not in the checkpoint's args (tests)."""
-    from vasajax.zoo import export
-    from vasajax.zoo.joyvasa import convert as jvc
-    from vasajax.zoo.joyvasa.template import read_template
-    from vasajax.zoo.liveportrait import convert as lpc
 
     jv_root = src / "JoyVASA"
     if not jv_root.is_dir() or not (src / "liveportrait").is_dir():

@@ -31,6 +31,8 @@ from flax import nnx
 from vasajax import checkpoint_export as ce
 from vasajax import config_io, params
 from vasajax.errors import UserError
+from vasajax.zoo.joyvasa.schedule import BUFFERS
+from vasajax.zoo.liveportrait.config import default_crop
 
 LP_WEIGHTS, LP_CONFIG = "liveportrait.safetensors", "liveportrait.json"
 JV_WEIGHTS, JV_CONFIG = "joyvasa.safetensors", "joyvasa.json"
@@ -120,7 +122,6 @@ def _rmtree(p: Path) -> None:
 
 def liveportrait_files(cfg, model, crop=None) -> dict:
     """The renderer's two files (``LivePortraitConfig``, ``LivePortrait``, optional ``CropConfig``)."""
-    from vasajax.zoo.liveportrait.config import default_crop
 
     crop = crop or default_crop(cfg)
     meta = {"model": "liveportrait"}
@@ -136,7 +137,6 @@ def liveportrait_files(cfg, model, crop=None) -> dict:
 
 def joyvasa_files(cfg, dit, schedule, template: Mapping[str, np.ndarray], num_kp: int = 21) -> dict:
     """The motion generator's two files (``JoyVASAConfig``, ``JoyVASADiT``, ``Schedule``, template arrays)."""
-    from vasajax.zoo.joyvasa.schedule import BUFFERS
 
     tensors = module_tensors(dit, "dit.")
     tensors |= {f"schedule.{b}": np.asarray(getattr(schedule, b), np.float32) for b in BUFFERS}

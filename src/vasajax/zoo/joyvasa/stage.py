@@ -51,11 +51,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vasajax import config_io
+from vasajax import config_io, params
 from vasajax.errors import UserError
 from vasajax.motion.audio import num_video_frames
 from vasajax.motion.stage import WholeClipStream
 from vasajax.motion.wav2vec2 import Wav2Vec2, Wav2Vec2Config
+from vasajax.zoo import export
 from vasajax.zoo.joyvasa import sample, template
 from vasajax.zoo.joyvasa.audio import encode_fn
 from vasajax.zoo.joyvasa.config import JoyVASAConfig
@@ -98,8 +99,6 @@ class JoyVASAAudioEncoder:
 
     @classmethod
     def load(cls, directory: Path, manifest: dict) -> JoyVASAAudioEncoder:
-        from vasajax import params
-        from vasajax.zoo import export
 
         d = Path(directory)
         cfg = _config(export.read_json(d, export.JV_CONFIG)["config"])
@@ -147,8 +146,6 @@ class JoyVASAGenerator:
 
     @classmethod
     def load(cls, directory: Path, manifest: dict) -> JoyVASAGenerator:
-        from vasajax import params
-        from vasajax.zoo import export
 
         d = Path(directory)
         meta = export.read_json(d, export.JV_CONFIG)

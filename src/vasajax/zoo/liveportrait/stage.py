@@ -37,8 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vasajax import config_io
+from vasajax import config_io, params
 from vasajax.errors import UserError
+from vasajax.facetrack import CropConfig
+from vasajax.zoo import export
 from vasajax.zoo.liveportrait import keypoints as kp_lib
 from vasajax.zoo.liveportrait.config import LivePortraitConfig, default_crop
 from vasajax.zoo.liveportrait.model import LivePortrait
@@ -143,9 +145,6 @@ class LivePortraitRenderer:
     @classmethod
     def load(cls, directory: Path, manifest: dict) -> LivePortraitRenderer:
         """From an export written by ``vasajax.zoo.export`` (``liveportrait.json`` + ``liveportrait.safetensors``)."""
-        from vasajax import params
-        from vasajax.facetrack import CropConfig
-        from vasajax.zoo import export
 
         d = Path(directory)
         meta = export.read_json(d, export.LP_CONFIG)
