@@ -43,9 +43,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from vasajax import facetrack, modelfiles
+from vasajax import modelfiles
 from vasajax import notebook as nb
 from vasajax.data import clips, prep, synth
+from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params
+from vasajax.facetrack.labels import clip_labels, frame_labels
+from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
+from vasajax.facetrack.tracker import FaceTracker, track_image
+from vasajax.image import load_image
 
 FULL = nb.full_run()
 OUT = nb.out_dir("01_data_preparation", fresh=True)
@@ -80,11 +85,11 @@ print(modelfiles.face_landmarker_path())
 # some hair and chin. The crop is axis-aligned: head roll stays in the image, for the model to learn.
 
 # %%
-photo = facetrack.load_image(nb.asset("astronaut.png"))
-face = facetrack.track_image(photo)
-crop_cfg = facetrack.CropConfig(size=256)
-cx, cy, side = facetrack.crop_params(face.landmarks, crop_cfg)
-crop = facetrack.apply_crop(photo, (cx, cy, side), crop_cfg.size)
+photo = load_image(nb.asset("astronaut.png"))
+face = track_image(photo)
+crop_cfg = CropConfig(size=256)
+cx, cy, side = crop_params(face.landmarks, crop_cfg)
+crop = apply_crop(photo, (cx, cy, side), crop_cfg.size)
 
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.5))
 a.imshow(photo)
@@ -106,11 +111,11 @@ for ax in (a, b):
 # larger means a bigger face in the crop.
 
 # %%
-labels = facetrack.frame_labels(face, (cx, cy, side))
+labels = frame_labels(face, (cx, cy, side))
 print("pose  yaw/pitch/roll (deg):", np.round(np.degrees(labels["pose"][:3]), 1), " t (cm):", labels["pose"][3:])
 print("gaze  θ, φ (deg):", np.round(np.degrees(labels["gaze"]), 1), " distance:", round(float(labels["distance"]), 3))
 top = np.argsort(labels["blendshapes"])[::-1][1:6]  # the strongest five after `_neutral`
-print("top blendshapes:", {facetrack.BLENDSHAPE_NAMES[k]: round(float(labels["blendshapes"][k]), 2) for k in top})
+print("top blendshapes:", {BLENDSHAPE_NAMES[k]: round(float(labels["blendshapes"][k]), 2) for k in top})
 
 # %% [markdown]
 # ## 2. SynthTalk: talking-face clips with ground truth
@@ -167,15 +172,13 @@ nb.show_audio(clip.audio)
 
 # %%
 S = SYNTH.size
-with facetrack.FaceTracker(mode="video", max_faces=1) as tracker:
-    tracked = facetrack.clip_labels(
-        [facetrack.frame_labels(tracker.detect(f)[0], (S / 2, S / 2, S)) for f in clip.frames]
-    )
+with FaceTracker(mode="video", max_faces=1) as tracker:
+    tracked = clip_labels([frame_labels(tracker.detect(f)[0], (S / 2, S / 2, S)) for f in clip.frames])
 gt = clip.ground_truth
-corr = [np.corrcoef(tracked["blendshapes"][:, k], gt["mouth_open"])[0, 1] for k in range(facetrack.NUM_BLENDSHAPES)]
-mouthy = facetrack.BLENDSHAPE_NAMES[int(np.nanargmax(corr))]  # the blendshape that best follows the mouth
+corr = [np.corrcoef(tracked["blendshapes"][:, k], gt["mouth_open"])[0, 1] for k in range(NUM_BLENDSHAPES)]
+mouthy = BLENDSHAPE_NAMES[int(np.nanargmax(corr))]  # the blendshape that best follows the mouth
 names = (mouthy, "eyeBlinkLeft", "mouthSmileLeft")
-bs = {n: tracked["blendshapes"][:, facetrack.BLENDSHAPE_NAMES.index(n)] for n in names}
+bs = {n: tracked["blendshapes"][:, BLENDSHAPE_NAMES.index(n)] for n in names}
 print(f"blendshape most correlated with the true mouth opening: {mouthy} (r = {np.nanmax(corr):.2f})")
 
 fig, axes = plt.subplots(2, 2, figsize=(11, 6), sharex=True)
@@ -202,10 +205,7 @@ for ax in axes[1]:
 fig.tight_layout()
 print(
     "emotion offset e (clip mean of the blendshapes), strongest:",
-    {
-        facetrack.BLENDSHAPE_NAMES[k]: round(float(tracked["emotion"][k]), 2)
-        for k in np.argsort(tracked["emotion"])[::-1][1:4]
-    },
+    {BLENDSHAPE_NAMES[k]: round(float(tracked["emotion"][k]), 2) for k in np.argsort(tracked["emotion"])[::-1][1:4]},
 )
 
 # %% [markdown]
@@ -294,7 +294,7 @@ print("audio samples:", rec.array("audio_N").shape, "= T ×", clips.SAMPLES_PER_
 # %% [markdown]
 # ## What to try next
 #
-# - Track your own photo: `facetrack.track_image("me.jpg")` and draw it as above; try a profile view or two faces
+# - Track your own photo: `track_image("me.jpg")` and draw it as above; try a profile view or two faces
 #   and see what `track_image` says.
 # - Change the crop: `CropConfig(scale=1.1)` (tighter) or `offset_y=0.15`, and look at the crop it gives.
 # - Make SynthTalk livelier: `dataclasses.replace(SYNTH, head_yaw_deg=12, gaze_deg=25, smile_prob=1.0)`, re-run

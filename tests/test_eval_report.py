@@ -60,14 +60,15 @@ def test_identity_same_face_scores_higher_than_another():
         emb = identity.IdentityEmbedder()
     except Exception as e:  # noqa: BLE001
         pytest.skip(str(e))
-    from vasajax import facetrack
+    from vasajax.facetrack.tracker import track_image
+    from vasajax.image import PORTRAITS, load_image
 
-    a = facetrack.load_image(facetrack.PORTRAITS["astronaut"])
-    g = facetrack.load_image(facetrack.PORTRAITS["grace_hopper"])
+    a = load_image(PORTRAITS["astronaut"])
+    g = load_image(PORTRAITS["grace_hopper"])
     import cv2
 
     frames = np.stack([cv2.resize(a, (128, 128))] * 2)
-    lms = np.stack([facetrack.track_image(frames[0]).landmarks] * 2)
+    lms = np.stack([track_image(frames[0]).landmarks] * 2)
     same = identity.identity_similarity(emb, a, frames, lms, every=1)
     other = identity.identity_similarity(emb, g, frames, lms, every=1)
     assert same["id_dist"] < 0.6 < other["id_dist"]

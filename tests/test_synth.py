@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from vasajax import cli, facetrack
+from vasajax import cli
 from vasajax.data import synth, visemes
 from vasajax.data.speech import PAUSE, SAMPLE_RATE, Voice, synthesize_speech
+from vasajax.facetrack.labels import gaze_from_landmarks, pose_from_matrix
+from vasajax.facetrack.tracker import FaceTracker, track_image
 
 CFG = synth.SynthConfig.tiny()
 SENTENCE = "Hello, how are you? Papa saw a cat."
@@ -20,7 +22,7 @@ SENTENCE = "Hello, how are you? Papa saw a cat."
 @pytest.fixture(scope="module")
 def portrait() -> synth.Portrait:
     (name, image), *_ = synth.load_portraits()
-    return synth.prepare_portrait(image, CFG, name=name, landmarks=facetrack.track_image(image).landmarks)
+    return synth.prepare_portrait(image, CFG, name=name, landmarks=track_image(image).landmarks)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def clip(portrait) -> synth.SynthClip:
 
 @pytest.fixture(scope="module")
 def tracker():
-    with facetrack.FaceTracker(mode="image", max_faces=1) as t:
+    with FaceTracker(mode="image", max_faces=1) as t:
         yield t
 
 
@@ -143,13 +145,13 @@ def test_tracker_sees_rendered_head_pose_gaze_and_blinks(portrait, tracker):
         obs = _track(tracker, frames)
         measured = []
         for f in frames:
-            measured.append(facetrack.pose_from_matrix(tracker.detect(f)[0].matrix)[index])
+            measured.append(pose_from_matrix(tracker.detect(f)[0].matrix)[index])
         delta = np.asarray(measured) - measured[len(v) // 2]
         assert np.corrcoef(v, delta)[0, 1] > 0.95, (key, delta)
         np.testing.assert_allclose(delta, v, atol=0.5 * np.ptp(v) / 2 + 0.03, err_msg=key)
         assert obs.shape == (len(v), 478, 3)
     frames, v = _frames(portrait, gaze_yaw=np.array([-0.3, 0.0, 0.3]))
-    gaze = np.array([facetrack.gaze_from_landmarks(lm)[1][0] for lm in _track(tracker, frames)])
+    gaze = np.array([gaze_from_landmarks(lm)[1][0] for lm in _track(tracker, frames)])
     assert gaze[0] < gaze[1] - 0.05 and gaze[2] > gaze[1] + 0.05, gaze
     frames, v = _frames(portrait, blink=np.array([0.0, 1.0]))
     lm = _track(tracker, frames)

@@ -207,12 +207,12 @@ class _FakeTracker:
 
 
 def test_fixed_length_records_and_dropped_clips():
-    from vasajax import facetrack
+    from vasajax.facetrack.tracker import FaceObservation
 
     rng = np.random.default_rng(0)
     T, S = 50, 32
     lm = rng.uniform(8, 24, (478, 3)).astype(np.float32)
-    obs = facetrack.FaceObservation(
+    obs = FaceObservation(
         landmarks=lm, blendshapes=rng.random(52).astype(np.float32), matrix=np.eye(4, dtype=np.float32),
         box=(8.0, 8.0, 24.0, 24.0), image_hw=(S, S),
     )  # fmt: skip

@@ -180,11 +180,11 @@ def _smoothstep(x: np.ndarray, a: float, b: float) -> np.ndarray:
 
 def _crop(image: np.ndarray, landmarks: np.ndarray, size: int, crop_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """The data-preparation face crop (``facetrack``), so SynthTalk frames are framed like real clips."""
-    from vasajax import facetrack
+    from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params, image_to_crop_coords
 
-    params = facetrack.crop_params(landmarks, facetrack.CropConfig(size=size, scale=crop_scale))
-    crop = facetrack.apply_crop(image, params, size, border="edge")
-    return crop, facetrack.image_to_crop_coords(landmarks, params, size)
+    params = crop_params(landmarks, CropConfig(size=size, scale=crop_scale))
+    crop = apply_crop(image, params, size, border="edge")
+    return crop, image_to_crop_coords(landmarks, params, size)
 
 
 def _mouth_bases(lm_loc: np.ndarray) -> dict[str, np.ndarray]:
@@ -280,9 +280,9 @@ def prepare_portrait(
     if image.dtype != np.uint8 or image.ndim != 3:
         raise UserError(f"portrait {name!r} must be an H×W×3 uint8 image, got {image.dtype} {image.shape}")
     if landmarks is None:
-        from vasajax import facetrack
+        from vasajax.facetrack.tracker import track_image
 
-        obs = facetrack.track_image(image)
+        obs = track_image(image)
         landmarks, matrix = np.asarray(obs.landmarks, np.float64), np.asarray(obs.matrix)
     lm_img = np.asarray(landmarks, np.float64)
     if lm_img.shape != (478, 3):
@@ -675,16 +675,16 @@ _DEFAULT_VOICE = Voice()
 
 
 def _head_distance(landmarks_Tx478x3: np.ndarray, size: int) -> np.ndarray:
-    from vasajax import facetrack
+    from vasajax.facetrack.labels import head_distance
 
     whole = (size / 2, size / 2, size)  # the frame is the crop
-    return np.array([facetrack.head_distance(lm, whole) for lm in landmarks_Tx478x3], np.float32)
+    return np.array([head_distance(lm, whole) for lm in landmarks_Tx478x3], np.float32)
 
 
 def _portrait_pose(matrix: np.ndarray) -> list[float]:
-    from vasajax import facetrack
+    from vasajax.facetrack.labels import pose_from_matrix
 
-    return [round(float(x), 5) for x in facetrack.pose_from_matrix(matrix)]
+    return [round(float(x), 5) for x in pose_from_matrix(matrix)]
 
 
 def _cut_speech(speech: Speech, max_s: float) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
@@ -853,17 +853,17 @@ def load_sentences(split: str = "train", path: str | os.PathLike | None = None) 
 
 def load_portraits(folder: str | os.PathLike | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 image) for every .png/.jpg/.jpeg/.webp in ``folder``, or the bundled public-domain ones."""
-    from vasajax import facetrack
+    from vasajax.image import PORTRAITS, load_image
 
     if folder is None:
-        return [(name, facetrack.load_image(path)) for name, path in facetrack.PORTRAITS.items()]
+        return [(name, load_image(path)) for name, path in PORTRAITS.items()]
     root = pathlib.Path(folder)
     if not root.is_dir():
         raise UserError(f"portrait folder {root} does not exist; pass a folder of face photos (.jpg/.png)")
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
     if not files:
         raise UserError(f"no .jpg/.png images in {root}; add portrait photos with one clear face each")
-    return [(p.stem, facetrack.load_image(p)) for p in files]
+    return [(p.stem, load_image(p)) for p in files]
 
 
 def prepare_portraits(
@@ -872,13 +872,13 @@ def prepare_portraits(
     """Track each portrait's face once (one landmarker) and rig it; photos without a face are skipped."""
     import warnings
 
-    from vasajax import facetrack
+    from vasajax.facetrack.tracker import FaceTracker, track_image
 
     out = []
-    with facetrack.FaceTracker(mode="image", max_faces=1) as tracker:
+    with FaceTracker(mode="image", max_faces=1) as tracker:
         for name, image in images:
             try:
-                obs = facetrack.track_image(image, tracker=tracker)
+                obs = track_image(image, tracker=tracker)
                 out.append(prepare_portrait(image, cfg, name=name, landmarks=obs.landmarks, matrix=obs.matrix))
             except UserError as e:
                 if not skip_bad:

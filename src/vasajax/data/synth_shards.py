@@ -206,10 +206,10 @@ def plan_split(
 
 def _video_tracker():
     """The tracker ``prep`` uses (VIDEO mode, its confidence), one face."""
-    from vasajax import facetrack
     from vasajax.data.prep import PrepConfig
+    from vasajax.facetrack.tracker import FaceTracker
 
-    return facetrack.FaceTracker(mode="video", max_faces=1, min_confidence=PrepConfig().min_confidence)
+    return FaceTracker(mode="video", max_faces=1, min_confidence=PrepConfig().min_confidence)
 
 
 def _shape_name(name: str, a: np.ndarray) -> str:
@@ -224,7 +224,7 @@ def clip_records(
     Returns (records, None), or ([], reason) with reason "no_face" (a frame without a face) or "too_short"
     (shorter than ``clip_frames``).
     """
-    from vasajax import facetrack
+    from vasajax.facetrack.labels import clip_labels, frame_labels
 
     S, T = clip.frames.shape[1], len(clip.frames)
     crop = np.array([S / 2, S / 2, S], np.float32)  # the rendered frame is the crop
@@ -234,8 +234,8 @@ def clip_records(
             faces = tracker.detect(frame, timestamp_ms=t * 1000 // clips.FPS)
             if not faces:
                 return [], "no_face"
-            per_frame.append(facetrack.frame_labels(faces[0], crop))
-    labels = facetrack.clip_labels(per_frame)
+            per_frame.append(frame_labels(faces[0], crop))
+    labels = clip_labels(per_frame)
     f16, f32 = np.float16, np.float32
     truth = {}
     for k, v in clip.ground_truth.items():

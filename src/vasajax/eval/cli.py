@@ -31,19 +31,19 @@ from vasajax.eval import report
 
 
 def _portrait_for(stem: str, portraits: pathlib.Path | None, vdir: pathlib.Path) -> np.ndarray | None:
-    from vasajax import facetrack
+    from vasajax.image import PORTRAITS, load_image
 
     if portraits is not None and portraits.is_file():
-        return facetrack.load_image(portraits)
+        return load_image(portraits)
     if portraits is not None:
         for ext in (".png", ".jpg", ".jpeg", ".webp"):
             if (portraits / f"{stem}{ext}").is_file():
-                return facetrack.load_image(portraits / f"{stem}{ext}")
+                return load_image(portraits / f"{stem}{ext}")
     meta = vdir / f"{stem}.json"
     if meta.is_file():
         name = json.loads(meta.read_text()).get("portrait")
-        if name in facetrack.PORTRAITS:
-            return facetrack.load_image(facetrack.PORTRAITS[name])
+        if name in PORTRAITS:
+            return load_image(PORTRAITS[name])
     return None
 
 

@@ -65,7 +65,7 @@ def mouth_follow(outputs_NxSxSx3: np.ndarray, drivers_NxSxSx3: np.ndarray) -> di
     the mouth (≈3 % of the crop); this does: a renderer that ignores the dynamics code scores r ≈ 0 and a
     small rendered std, whatever its PSNR. Pairs where either face is not found are skipped (``mouth_pairs``)."""
     from vasajax.eval.lipsync import mouth_opening
-    from vasajax.facetrack import FaceTracker
+    from vasajax.facetrack.tracker import FaceTracker
 
     def opening(images):
         out = []

@@ -97,15 +97,15 @@ def generate(
     (forward gaze, the export's default distance) for the gaze/distance errors."""
     import shutil
 
-    from vasajax import facetrack
+    from vasajax.image import PORTRAITS
 
     out_dir.mkdir(parents=True, exist_ok=True)
     conditions = {}
     for c in clips_info:
         stem = c["stem"]
-        if c["portrait"] not in facetrack.PORTRAITS:
+        if c["portrait"] not in PORTRAITS:
             raise UserError(f"portrait {c['portrait']!r} of {stem} is not a bundled portrait")
-        vid = animator.animate(facetrack.PORTRAITS[c["portrait"]], ref_dir / f"{stem}.wav", seed=seed,
+        vid = animator.animate(PORTRAITS[c["portrait"]], ref_dir / f"{stem}.wav", seed=seed,
                                cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, start=start)  # fmt: skip
         vid.save(out_dir / f"{stem}.mp4")
         shutil.copy(ref_dir / f"{stem}.json", out_dir / f"{stem}.json")  # portrait name (identity metric)

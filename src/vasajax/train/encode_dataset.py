@@ -207,7 +207,7 @@ def label_motion(rec: clips.ClipRecord) -> tuple[np.ndarray, list[str]]:
         keys = ("pose", "mouth_open", "jaw", "lip_spread", "lip_round", "blink", "gaze", "emotion")
         motion = np.concatenate([g[k] for k in keys], axis=-1)
         return motion.astype(np.float32), list(SYNTH_POSE_NAMES) + list(SYNTH_DYN_NAMES)
-    from vasajax.facetrack import BLENDSHAPE_NAMES
+    from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
 
     motion = np.concatenate([rec.pose_Tx6, rec.blendshapes_Tx52], axis=-1)
     return motion.astype(np.float32), list(POSE_NAMES) + list(BLENDSHAPE_NAMES)

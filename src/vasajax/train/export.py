@@ -115,7 +115,7 @@ def export_runs(
     """Write the export of a face run and a motion run (EMA weights of their latest checkpoints) to ``out``."""
     from vasajax import checkpoint_export as ce
     from vasajax.data import clips
-    from vasajax.facetrack import CropConfig
+    from vasajax.facetrack.crop import CropConfig
     from vasajax.motion.audio import AudioConfig, feature_dim
     from vasajax.train import face as face_train
     from vasajax.train import motion as motion_train

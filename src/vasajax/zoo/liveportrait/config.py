@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vasajax.facetrack import CropConfig
+from vasajax.facetrack.crop import CropConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

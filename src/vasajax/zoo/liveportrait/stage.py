@@ -144,7 +144,7 @@ class LivePortraitRenderer:
         """From an export written by ``vasajax.zoo.export`` (``liveportrait.json`` + ``liveportrait.safetensors``)."""
         from vasajax import checkpoint_export as ce
         from vasajax import params
-        from vasajax.facetrack import CropConfig
+        from vasajax.facetrack.crop import CropConfig
         from vasajax.zoo import export
 
         d = Path(directory)
