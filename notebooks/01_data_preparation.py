@@ -45,7 +45,11 @@ from matplotlib.patches import Rectangle
 
 from vasajax import modelfiles
 from vasajax import notebook as nb
-from vasajax.data import clips, prep, synth
+from vasajax.data import clips, prep
+from vasajax.data.synth.clip import synthesize_clip, write_clip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits, load_sentences
+from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params
 from vasajax.facetrack.labels import clip_labels, frame_labels
 from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
@@ -54,9 +58,9 @@ from vasajax.image import load_image
 
 FULL = nb.full_run()
 OUT = nb.out_dir("01_data_preparation", fresh=True)
-SYNTH = nb.pick(smoke=synth.SynthConfig.tiny(), full=synth.SynthConfig.small())
+SYNTH = nb.pick(smoke=SynthConfig.tiny(), full=SynthConfig.small())
 PREP = nb.pick(smoke=prep.PrepConfig.tiny(), full=prep.PrepConfig.small())
-SENTENCES = synth.load_sentences("train")
+SENTENCES = load_sentences("train")
 print(f"full run: {FULL}; SynthTalk frames {SYNTH.size}², prepared crops {PREP.size}², {PREP.clip_frames}-frame clips")
 
 # %% [markdown]
@@ -130,13 +134,13 @@ print("top blendshapes:", {BLENDSHAPE_NAMES[k]: round(float(labels["blendshapes"
 # `prepare_portraits` tracks each portrait once and rigs it; `synthesize_clip` is deterministic given its seed.
 
 # %%
-portraits = synth.prepare_portraits(synth.load_portraits(), SYNTH)
+portraits = prepare_portraits(load_portraits(), SYNTH)
 sentence = nb.pick(smoke="Hello there, how are you today?", full=SENTENCES[3])
-clip = synth.synthesize_clip(portraits[0], sentence, seed=0, cfg=SYNTH)
+clip = synthesize_clip(portraits[0], sentence, seed=0, cfg=SYNTH)
 T = len(clip.frames)
 print(f"{clip.meta['text']!r}: {T} frames ({T / clip.fps:.2f} s), voice {clip.meta['voice']['name']}")
 print("ground truth:", {k: v.shape for k, v in clip.ground_truth.items()})
-paths = synth.write_clip(clip, OUT / "videos" / portraits[0].name, "take0")  # mp4 + wav + npz + json
+paths = write_clip(clip, OUT / "videos" / portraits[0].name, "take0")  # mp4 + wav + npz + json
 nb.show_video(paths["mp4"], width=256)
 
 # %%
@@ -236,8 +240,8 @@ print(
 # %%
 longest = sorted(SENTENCES, key=len)[::-1]  # long enough for prep's 4 s clips in the full run
 for k, p in enumerate(portraits):  # one more take per portrait (the astronaut already has take0)
-    take = synth.synthesize_clip(p, longest[k], seed=10 + k, cfg=SYNTH)
-    synth.write_clip(take, OUT / "videos" / p.name, "take1")
+    take = synthesize_clip(p, longest[k], seed=10 + k, cfg=SYNTH)
+    write_clip(take, OUT / "videos" / p.name, "take1")
 print(sorted(str(p.relative_to(OUT)) for p in (OUT / "videos").rglob("*.mp4")))
 report = prep.prepare(OUT / "videos", OUT / "shards", PREP, progress=False)
 print(prep.format_report(report))

@@ -6,17 +6,20 @@ import numpy as np
 import pytest
 
 from vasajax import cli as vcli
-from vasajax.data import synth
+from vasajax.data.synth.clip import synthesize_clip, write_clip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits
+from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.eval import cli, identity, lipsync, pose, report
 
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    cfg = synth.SynthConfig.tiny()  # 128², up to 3 s of speech
-    portraits = synth.prepare_portraits(synth.load_portraits(), cfg)
+    cfg = SynthConfig.tiny()  # 128², up to 3 s of speech
+    portraits = prepare_portraits(load_portraits(), cfg)
     out = tmp_path_factory.mktemp("synthtalk")
-    clip = synth.synthesize_clip(portraits[0], "Seven bright kites flew over the old harbour wall.", seed=3, cfg=cfg)
-    synth.write_clip(clip, out, "clip0")
+    clip = synthesize_clip(portraits[0], "Seven bright kites flew over the old harbour wall.", seed=3, cfg=cfg)
+    write_clip(clip, out, "clip0")
     return out, clip
 
 

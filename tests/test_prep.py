@@ -130,15 +130,14 @@ def test_prep_end_to_end_sharded_and_resumed(video_dir, tmp_path):
 def test_prep_labels_agree_with_synthtalk_ground_truth(video_dir, tmp_path):
     """A SynthTalk clip (espeak-ng speech, warped astronaut) has exact ground truth: prep's tracked labels
     must follow it, and the clip audio must be the clip's own audio at the same offset."""
-    from vasajax.data import synth
+    from vasajax.data.synth.clip import synthesize_clip, write_clip
+    from vasajax.data.synth.config import SynthConfig
     from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
     from vasajax.image import PORTRAITS, load_image
 
     portrait = load_image(PORTRAITS["astronaut"])
-    clip = synth.synthesize_clip(
-        portrait, "Open your mouth wide, then close it again.", seed=1, cfg=synth.SynthConfig.tiny()
-    )
-    synth.write_clip(clip, tmp_path / "videos" / "astro", "c0")
+    clip = synthesize_clip(portrait, "Open your mouth wide, then close it again.", seed=1, cfg=SynthConfig.tiny())
+    write_clip(clip, tmp_path / "videos" / "astro", "c0")
     (tmp_path / "videos" / "astro" / "c0.wav").unlink()
     cfg = prep.PrepConfig(size=64, clip_frames=25, min_face_frac=0.25, codec="png")
     report = prep.prepare(tmp_path / "videos", tmp_path / "out", cfg, progress=False)
