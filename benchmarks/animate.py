@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 
 from vasajax import checkpoint_export as ce  # noqa: E402
 from vasajax.face.config import FaceConfig  # noqa: E402
-from vasajax.facetrack import PORTRAITS  # noqa: E402
+from vasajax.image import PORTRAITS  # noqa: E402
 from vasajax.motion.audio import AudioConfig  # noqa: E402
 from vasajax.motion.diffusion import DiffusionConfig  # noqa: E402
 from vasajax.motion.dit import MotionConfig  # noqa: E402

@@ -29,7 +29,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vasajax import facetrack as ft  # noqa: E402
+from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params  # noqa: E402
+from vasajax.facetrack.labels import frame_labels  # noqa: E402
+from vasajax.facetrack.tracker import FaceTracker, find_faces  # noqa: E402
+from vasajax.image import PORTRAITS, load_image  # noqa: E402
 
 
 def device_name() -> str:
@@ -90,42 +93,42 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/facetrack-<device>-<date>)")
     args = ap.parse_args()
     n = args.frames
-    portraits = {name: ft.load_image(path) for name, path in ft.PORTRAITS.items()}
+    portraits = {name: load_image(path) for name, path in PORTRAITS.items()}
     results: dict[str, dict] = {}
 
     t0 = time.perf_counter()
-    with ft.FaceTracker(mode="image", max_faces=4) as tracker:
+    with FaceTracker(mode="image", max_faces=4) as tracker:
         results["startup_image_mode_incl_mediapipe_import"] = {"ms": (time.perf_counter() - t0) * 1e3}
         for name, img in portraits.items():
             r = timed_ms(lambda img=img: tracker.detect(img), n)
             results[f"image_mode/{name}_{img.shape[1]}x{img.shape[0]}"] = r
         img = portraits["astronaut"]
         obs = tracker.detect(img)[0]
-        cfg = ft.CropConfig.small()
+        cfg = CropConfig.small()
 
         def prep_frame():
-            p = ft.crop_params(obs.landmarks, cfg)
-            ft.apply_crop(img, p, cfg.size)
-            ft.frame_labels(obs, p)
+            p = crop_params(obs.landmarks, cfg)
+            apply_crop(img, p, cfg.size)
+            frame_labels(obs, p)
 
         results["labels+crop_256/astronaut"] = timed_ms(prep_frame, n)
-    with ft.FaceTracker(mode="image", max_faces=1) as tracker:
+    with FaceTracker(mode="image", max_faces=1) as tracker:
         results["image_mode_max1/astronaut_512x512"] = timed_ms(lambda: tracker.detect(portraits["astronaut"]), n)
 
-    with ft.FaceTracker(mode="image") as tracker:
+    with FaceTracker(mode="image") as tracker:
         photos = {
             "group_1280x886_6faces": group_photo(portraits),
             "wide_3840x2160_1face": wide_shot(portraits, True),
             "wide_3840x2160_nofaces": wide_shot(portraits, False),
         }
         for name, photo in photos.items():
-            r = timed_ms(lambda photo=photo: ft.find_faces(photo, tracker=tracker), max(3, n // 20))
-            r["faces"] = len(ft.find_faces(photo, tracker=tracker))
+            r = timed_ms(lambda photo=photo: find_faces(photo, tracker=tracker), max(3, n // 20))
+            r["faces"] = len(find_faces(photo, tracker=tracker))
             results[f"find_faces/{name}"] = r
 
     clip = drifting_clip(portraits["astronaut"], n + 1)
     for max_faces in (1, 4):
-        with ft.FaceTracker(mode="video", max_faces=max_faces) as video:
+        with FaceTracker(mode="video", max_faces=max_faces) as video:
             frames = iter(clip)
             r = timed_ms(lambda video=video, frames=frames: video.detect(next(frames)), n)
             results[f"video_mode_max{max_faces}/astronaut_512x512_drifting"] = r

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     from flax import nnx
 
     from vasajax.face.encoders import MotionEncoder
-    from vasajax.facetrack import BLENDSHAPE_NAMES
+    from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
     from vasajax.train import face
 
     if args.fresh:

@@ -42,7 +42,10 @@ import imageio.v3 as iio  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vasajax import provenance, video  # noqa: E402
-from vasajax.data import synth  # noqa: E402
+from vasajax.data.synth.clip import synthesize_clip  # noqa: E402
+from vasajax.data.synth.config import SynthConfig  # noqa: E402
+from vasajax.data.synth.inputs import load_portraits, load_sentences  # noqa: E402
+from vasajax.data.synth.portrait import prepare_portraits  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EDITS = ["crf28", "crop", "hflip", "rotate", "half", "double", "stretch", "colour", "fps", "trim", "paste"]
@@ -232,10 +235,10 @@ def main() -> None:
     if args.merge:
         return merge(args.merge, args.out)
 
-    cfg = synth.SynthConfig(size=256, lead_in_s=0.3, tail_s=0.3, max_speech_s=2.4)
-    images = synth.load_portraits()
-    portraits = synth.prepare_portraits(images, cfg)
-    sentences = synth.load_sentences("all")
+    cfg = SynthConfig(size=256, lead_in_s=0.3, tail_s=0.3, max_speech_s=2.4)
+    images = load_portraits()
+    portraits = prepare_portraits(images, cfg)
+    sentences = load_sentences("all")
     rows, demo_row = [], None
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp)
@@ -246,7 +249,7 @@ def main() -> None:
             iio.imwrite(photos[-1], img[idx][:, idx, :3])
         for i in range(args.first, args.first + args.clips):
             t0 = time.perf_counter()
-            clip = synth.synthesize_clip(portraits[i % len(portraits)], sentences[i], seed=i, cfg=cfg)
+            clip = synthesize_clip(portraits[i % len(portraits)], sentences[i], seed=i, cfg=cfg)
             rng = np.random.default_rng(1000 + i)
             photo = photos[(i + 1) % len(photos)]
             rows.append(evaluate(clip.frames, clip.audio, folder, f"clip{i:03d}", rng, photo))

@@ -29,7 +29,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vasajax.data import speech, synth  # noqa: E402
+from vasajax.data import speech  # noqa: E402
+from vasajax.data.synth import clip as synth_clip  # noqa: E402 (bench_size times the speech inside it)
+from vasajax.data.synth.config import SynthConfig  # noqa: E402
+from vasajax.data.synth.inputs import load_portraits, load_sentences  # noqa: E402
+from vasajax.data.synth.portrait import prepare_portraits  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,12 +43,12 @@ def device_name() -> str:
 
 
 def bench_size(size: int, n_clips: int, images, sentences) -> dict:
-    cfg = dataclasses.replace(synth.SynthConfig(), size=size)
+    cfg = dataclasses.replace(SynthConfig(), size=size)
     t0 = time.perf_counter()
-    portraits = synth.prepare_portraits(images, cfg)
+    portraits = prepare_portraits(images, cfg)
     prep_s = time.perf_counter() - t0
     totals = {"speech_s": 0.0, "render_s": 0.0, "write_s": 0.0, "video_s": 0.0, "frames": 0}
-    orig_speech = synth.synthesize_speech
+    orig_speech = synth_clip.synthesize_speech
 
     def timed_speech(*a, **k):
         t = time.perf_counter()
@@ -52,13 +56,13 @@ def bench_size(size: int, n_clips: int, images, sentences) -> dict:
         totals["speech_s"] += time.perf_counter() - t
         return out
 
-    synth.synthesize_speech = timed_speech
+    synth_clip.synthesize_speech = timed_speech
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(n_clips):
                 rng = np.random.default_rng([0, i])
                 t = time.perf_counter()
-                clip = synth.synthesize_clip(
+                clip = synth_clip.synthesize_clip(
                     portraits[i % len(portraits)],
                     sentences[int(rng.integers(len(sentences)))],
                     speech.Voice.random(rng),
@@ -67,12 +71,12 @@ def bench_size(size: int, n_clips: int, images, sentences) -> dict:
                 )
                 totals["render_s"] += time.perf_counter() - t
                 t = time.perf_counter()
-                synth.write_clip(clip, tmp, f"c{i}", crf=cfg.crf)
+                synth_clip.write_clip(clip, tmp, f"c{i}", crf=cfg.crf)
                 totals["write_s"] += time.perf_counter() - t
                 totals["frames"] += len(clip.frames)
                 totals["video_s"] += len(clip.frames) / cfg.fps
     finally:
-        synth.synthesize_speech = orig_speech
+        synth_clip.synthesize_speech = orig_speech
     totals["render_s"] -= totals["speech_s"]  # synthesize_clip's time less the speech inside it
     compute = totals["speech_s"] + totals["render_s"] + totals["write_s"]
     return {
@@ -91,13 +95,13 @@ def bench_size(size: int, n_clips: int, images, sentences) -> dict:
 
 def frame_strip(images, out: pathlib.Path, size: int = 256, thumb: int = 128, n: int = 10) -> int:
     """Two clips, every third frame from 0.4 s on, with the ground-truth mouth opening and blink as bars."""
-    cfg = dataclasses.replace(synth.SynthConfig(), size=size)
-    portraits = synth.prepare_portraits(images, cfg)
+    cfg = dataclasses.replace(SynthConfig(), size=size)
+    portraits = prepare_portraits(images, cfg)
     rows = []
     texts = ("Why is the sky blue during the day and red at sunset?", "Good morning, everybody, and welcome!")
     voices = (speech.Voice(name="en-us", variant="f3", rate=165), speech.Voice(name="en", variant="m3", rate=160))
     for k, (p, text, voice) in enumerate(zip(portraits, texts, voices)):
-        clip = synth.synthesize_clip(p, text, voice, seed=2 + k, cfg=cfg)
+        clip = synth_clip.synthesize_clip(p, text, voice, seed=2 + k, cfg=cfg)
         gt = clip.ground_truth
         tiles = []
         for i in range(10, 10 + 3 * n, 3):
@@ -120,8 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=3)
     ap.add_argument("--no-strip", action="store_true", help="skip docs/synthtalk_strip.png")
     args = ap.parse_args(argv)
-    images = synth.load_portraits()
-    sentences = synth.load_sentences("train")
+    images = load_portraits()
+    sentences = load_sentences("train")
     results = []
     for size in args.sizes:
         r = bench_size(size, args.clips, images, sentences)

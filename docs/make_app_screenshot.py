@@ -16,7 +16,8 @@ from pathlib import Path
 import soundfile as sf
 from playwright.sync_api import sync_playwright
 
-from vasajax import app, facetrack
+from vasajax import app
+from vasajax.image import ASSETS, PORTRAITS
 
 
 def main() -> None:
@@ -27,12 +28,12 @@ def main() -> None:
     p.add_argument("--warm-up", action="store_true", help="compile before serving, as `vasajax app` does")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    wave, sr = sf.read(facetrack.ASSETS / "demo_speech.wav", dtype="float32")
+    wave, sr = sf.read(ASSETS / "demo_speech.wav", dtype="float32")
     sf.write(tmp / "speech.wav", wave[: int(args.seconds * sr)], sr)
     page = app.build(args.checkpoint)
     if args.warm_up:
         anim = app.animator(str(app.pipeline.resolve_checkpoint(args.checkpoint)))
-        print(f"warm-up: {anim.warm_up(anim.prepare(facetrack.PORTRAITS['astronaut'], crop='center')):.1f} s")
+        print(f"warm-up: {anim.warm_up(anim.prepare(PORTRAITS['astronaut'], crop='center')):.1f} s")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -43,7 +44,7 @@ def main() -> None:
             pg = browser.new_page(viewport={"width": 1280, "height": 1000})
             pg.set_default_timeout(600_000)
             pg.goto(f"http://127.0.0.1:{port}/")
-            pg.locator("#image input[type=file]").set_input_files(str(facetrack.PORTRAITS["astronaut"]))
+            pg.locator("#image input[type=file]").set_input_files(str(PORTRAITS["astronaut"]))
             pg.locator("#audio input[type=file]").set_input_files(str(tmp / "speech.wav"))
             pg.locator("#audio audio").first.wait_for(state="attached")
             for run in ("cold", "warm"):

@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image
 
 from vasajax.data.loader import LIP_LANDMARKS
-from vasajax.data.synth import mouth_opening
+from vasajax.data.synth.landmarks import mouth_opening
 from vasajax.eval.report import read_video
-from vasajax.facetrack import FaceTracker
+from vasajax.facetrack.tracker import FaceTracker
 
 
 def _mouth_row(frames: np.ndarray, tracker: FaceTracker, count: int, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -43,15 +43,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from vasajax import facetrack, modelfiles
+from vasajax import modelfiles
 from vasajax import notebook as nb
-from vasajax.data import clips, prep, synth
+from vasajax.data import clips, prep
+from vasajax.data.synth.clip import synthesize_clip, write_clip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits, load_sentences
+from vasajax.data.synth.portrait import prepare_portraits
+from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params
+from vasajax.facetrack.labels import clip_labels, frame_labels
+from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
+from vasajax.facetrack.tracker import FaceTracker, track_image
+from vasajax.image import load_image
 
 FULL = nb.full_run()
 OUT = nb.out_dir("01_data_preparation", fresh=True)
-SYNTH = nb.pick(smoke=synth.SynthConfig.tiny(), full=synth.SynthConfig.small())
+SYNTH = nb.pick(smoke=SynthConfig.tiny(), full=SynthConfig.small())
 PREP = nb.pick(smoke=prep.PrepConfig.tiny(), full=prep.PrepConfig.small())
-SENTENCES = synth.load_sentences("train")
+SENTENCES = load_sentences("train")
 print(f"full run: {FULL}; SynthTalk frames {SYNTH.size}², prepared crops {PREP.size}², {PREP.clip_frames}-frame clips")
 
 # %% [markdown]
@@ -80,11 +89,11 @@ print(modelfiles.face_landmarker_path())
 # some hair and chin. The crop is axis-aligned: head roll stays in the image, for the model to learn.
 
 # %%
-photo = facetrack.load_image(nb.asset("astronaut.png"))
-face = facetrack.track_image(photo)
-crop_cfg = facetrack.CropConfig(size=256)
-cx, cy, side = facetrack.crop_params(face.landmarks, crop_cfg)
-crop = facetrack.apply_crop(photo, (cx, cy, side), crop_cfg.size)
+photo = load_image(nb.asset("astronaut.png"))
+face = track_image(photo)
+crop_cfg = CropConfig(size=256)
+cx, cy, side = crop_params(face.landmarks, crop_cfg)
+crop = apply_crop(photo, (cx, cy, side), crop_cfg.size)
 
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.5))
 a.imshow(photo)
@@ -106,11 +115,11 @@ for ax in (a, b):
 # larger means a bigger face in the crop.
 
 # %%
-labels = facetrack.frame_labels(face, (cx, cy, side))
+labels = frame_labels(face, (cx, cy, side))
 print("pose  yaw/pitch/roll (deg):", np.round(np.degrees(labels["pose"][:3]), 1), " t (cm):", labels["pose"][3:])
 print("gaze  θ, φ (deg):", np.round(np.degrees(labels["gaze"]), 1), " distance:", round(float(labels["distance"]), 3))
 top = np.argsort(labels["blendshapes"])[::-1][1:6]  # the strongest five after `_neutral`
-print("top blendshapes:", {facetrack.BLENDSHAPE_NAMES[k]: round(float(labels["blendshapes"][k]), 2) for k in top})
+print("top blendshapes:", {BLENDSHAPE_NAMES[k]: round(float(labels["blendshapes"][k]), 2) for k in top})
 
 # %% [markdown]
 # ## 2. SynthTalk: talking-face clips with ground truth
@@ -125,13 +134,13 @@ print("top blendshapes:", {facetrack.BLENDSHAPE_NAMES[k]: round(float(labels["bl
 # `prepare_portraits` tracks each portrait once and rigs it; `synthesize_clip` is deterministic given its seed.
 
 # %%
-portraits = synth.prepare_portraits(synth.load_portraits(), SYNTH)
+portraits = prepare_portraits(load_portraits(), SYNTH)
 sentence = nb.pick(smoke="Hello there, how are you today?", full=SENTENCES[3])
-clip = synth.synthesize_clip(portraits[0], sentence, seed=0, cfg=SYNTH)
+clip = synthesize_clip(portraits[0], sentence, seed=0, cfg=SYNTH)
 T = len(clip.frames)
 print(f"{clip.meta['text']!r}: {T} frames ({T / clip.fps:.2f} s), voice {clip.meta['voice']['name']}")
 print("ground truth:", {k: v.shape for k, v in clip.ground_truth.items()})
-paths = synth.write_clip(clip, OUT / "videos" / portraits[0].name, "take0")  # mp4 + wav + npz + json
+paths = write_clip(clip, OUT / "videos" / portraits[0].name, "take0")  # mp4 + wav + npz + json
 nb.show_video(paths["mp4"], width=256)
 
 # %%
@@ -167,15 +176,13 @@ nb.show_audio(clip.audio)
 
 # %%
 S = SYNTH.size
-with facetrack.FaceTracker(mode="video", max_faces=1) as tracker:
-    tracked = facetrack.clip_labels(
-        [facetrack.frame_labels(tracker.detect(f)[0], (S / 2, S / 2, S)) for f in clip.frames]
-    )
+with FaceTracker(mode="video", max_faces=1) as tracker:
+    tracked = clip_labels([frame_labels(tracker.detect(f)[0], (S / 2, S / 2, S)) for f in clip.frames])
 gt = clip.ground_truth
-corr = [np.corrcoef(tracked["blendshapes"][:, k], gt["mouth_open"])[0, 1] for k in range(facetrack.NUM_BLENDSHAPES)]
-mouthy = facetrack.BLENDSHAPE_NAMES[int(np.nanargmax(corr))]  # the blendshape that best follows the mouth
+corr = [np.corrcoef(tracked["blendshapes"][:, k], gt["mouth_open"])[0, 1] for k in range(NUM_BLENDSHAPES)]
+mouthy = BLENDSHAPE_NAMES[int(np.nanargmax(corr))]  # the blendshape that best follows the mouth
 names = (mouthy, "eyeBlinkLeft", "mouthSmileLeft")
-bs = {n: tracked["blendshapes"][:, facetrack.BLENDSHAPE_NAMES.index(n)] for n in names}
+bs = {n: tracked["blendshapes"][:, BLENDSHAPE_NAMES.index(n)] for n in names}
 print(f"blendshape most correlated with the true mouth opening: {mouthy} (r = {np.nanmax(corr):.2f})")
 
 fig, axes = plt.subplots(2, 2, figsize=(11, 6), sharex=True)
@@ -202,10 +209,7 @@ for ax in axes[1]:
 fig.tight_layout()
 print(
     "emotion offset e (clip mean of the blendshapes), strongest:",
-    {
-        facetrack.BLENDSHAPE_NAMES[k]: round(float(tracked["emotion"][k]), 2)
-        for k in np.argsort(tracked["emotion"])[::-1][1:4]
-    },
+    {BLENDSHAPE_NAMES[k]: round(float(tracked["emotion"][k]), 2) for k in np.argsort(tracked["emotion"])[::-1][1:4]},
 )
 
 # %% [markdown]
@@ -236,8 +240,8 @@ print(
 # %%
 longest = sorted(SENTENCES, key=len)[::-1]  # long enough for prep's 4 s clips in the full run
 for k, p in enumerate(portraits):  # one more take per portrait (the astronaut already has take0)
-    take = synth.synthesize_clip(p, longest[k], seed=10 + k, cfg=SYNTH)
-    synth.write_clip(take, OUT / "videos" / p.name, "take1")
+    take = synthesize_clip(p, longest[k], seed=10 + k, cfg=SYNTH)
+    write_clip(take, OUT / "videos" / p.name, "take1")
 print(sorted(str(p.relative_to(OUT)) for p in (OUT / "videos").rglob("*.mp4")))
 report = prep.prepare(OUT / "videos", OUT / "shards", PREP, progress=False)
 print(prep.format_report(report))
@@ -294,7 +298,7 @@ print("audio samples:", rec.array("audio_N").shape, "= T ×", clips.SAMPLES_PER_
 # %% [markdown]
 # ## What to try next
 #
-# - Track your own photo: `facetrack.track_image("me.jpg")` and draw it as above; try a profile view or two faces
+# - Track your own photo: `track_image("me.jpg")` and draw it as above; try a profile view or two faces
 #   and see what `track_image` says.
 # - Change the crop: `CropConfig(scale=1.1)` (tighter) or `offset_y=0.15`, and look at the crop it gives.
 # - Make SynthTalk livelier: `dataclasses.replace(SYNTH, head_yaw_deg=12, gaze_deg=25, smile_prob=1.0)`, re-run

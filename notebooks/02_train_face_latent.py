@@ -61,7 +61,10 @@ from flax import nnx
 from PIL import Image
 
 from vasajax import notebook as nb
-from vasajax.data import clips, synth, synth_shards
+from vasajax.data import clips, synth_shards
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits
+from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.face import model as fm
 from vasajax.face.config import FaceConfig
 from vasajax.face.model import FaceLatentModel
@@ -71,7 +74,7 @@ FULL = nb.full_run()
 OUT = nb.out_dir("02_train_face_latent", fresh=True)
 DATA = nb.pick(
     smoke=dataclasses.replace(synth_shards.ShardsConfig.tiny(), num_train=2, num_heldout=0),
-    full=synth_shards.ShardsConfig(synth=synth.SynthConfig.small(), num_train=40, num_heldout=0, clips_per_unit=10),
+    full=synth_shards.ShardsConfig(synth=SynthConfig.small(), num_train=40, num_heldout=0, clips_per_unit=10),
 )
 print(f"full run: {FULL}; JAX {jax.__version__} on {jax.devices()[0].platform}")
 
@@ -83,7 +86,7 @@ print(f"full run: {FULL}; JAX {jax.__version__} on {jax.devices()[0].platform}")
 # same clip shards `vasajax prep` writes from real videos. Two bundled portraits give two identities.
 
 # %%
-portraits = synth.prepare_portraits(synth.load_portraits(), DATA.synth)
+portraits = prepare_portraits(load_portraits(), DATA.synth)
 manifests = synth_shards.write_dataset(
     OUT / "data", DATA, portraits, splits=("train",), workers=nb.pick(smoke=1, full=2)
 )

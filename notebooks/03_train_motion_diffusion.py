@@ -54,7 +54,10 @@ import numpy as np
 from IPython.display import Image
 
 from vasajax import notebook as nb
-from vasajax.data import loader, synth, synth_shards
+from vasajax.data import loader, synth_shards
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits
+from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.eval import ablation
 from vasajax.motion import audio as audio_lib
 from vasajax.motion import diffusion, generate
@@ -85,13 +88,13 @@ print("full run" if FULL else "smoke run", "→ outputs in", OUT)
 MOTION_SOURCE = "labels"  # or "encoder" (VASA-1: the stage-1 motion encoder)
 SHARDS = nb.pick(
     smoke=synth_shards.ShardsConfig.tiny(),  # 96², 3 train + 2 held-out utterances
-    full=synth_shards.ShardsConfig(synth=dataclasses.replace(synth.SynthConfig(), size=128), num_train=200),
+    full=synth_shards.ShardsConfig(synth=dataclasses.replace(SynthConfig(), size=128), num_train=200),
 )
 AUDIO = nb.pick(smoke=audio_lib.AudioConfig.tiny(), full=audio_lib.AudioConfig.small())  # 16 or 80 mel bins
 
 data = OUT / nb.pick(smoke="data-smoke", full="data-full")
 clips_dir, motion_dir = data / "synthtalk", data / f"motion-{MOTION_SOURCE}"
-portraits = synth.prepare_portraits(synth.load_portraits(), SHARDS.synth)
+portraits = prepare_portraits(load_portraits(), SHARDS.synth)
 synth_shards.write_dataset(clips_dir, SHARDS, portraits, workers=nb.pick(smoke=1, full=2))  # resumes if done
 
 # %% [markdown]

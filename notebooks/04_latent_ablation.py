@@ -190,7 +190,7 @@ nb.show_video(path, width=4 * 160)
 # VASA-1 measures each control on the generated video:
 #
 # - $\mathcal{E}_g$ (`gaze_err`): angle between the requested gaze and the main gaze measured by a gaze tracker
-#   (here MediaPipe's iris landmarks, `facetrack.gaze_from_landmarks`), degrees;
+#   (here MediaPipe's iris landmarks, `facetrack.labels.gaze_from_landmarks`), degrees;
 # - $\mathcal{E}_d$ (`dist_err`): |requested − measured| normalised head distance;
 # - ΔP (`delta_p`): mean absolute frame-to-frame change of the tracked yaw/pitch/roll, degrees;
 # - lip sync: the paper uses SyncNet; here `av_corr`/`av_conf` correlate the tracked mouth opening with the

@@ -42,8 +42,11 @@ import numpy as np
 
 from vasajax import notebook as nb
 from vasajax import provenance, video
-from vasajax.data import synth
 from vasajax.data.speech import Voice, synthesize_speech
+from vasajax.data.synth.clip import synthesize_clip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits, load_sentences
+from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.pipeline import Animator, pad_to_frames
 
 FULL = nb.full_run()
@@ -62,7 +65,7 @@ print(f"full run: {FULL} | {anim.export.manifest.get('weights', 'trained')} weig
 # sentences; full: twenty, about a minute). The first seconds also serve as a short clip for the comparisons below.
 
 # %%
-sentences = synth.load_sentences("heldout")
+sentences = load_sentences("heldout")
 speech = synthesize_speech(" ".join(sentences[: nb.pick(smoke=2, full=20)]), Voice(variant="f3"), seed=0)
 long_wave = speech.audio_16k
 short = long_wave[: int(nb.pick(smoke=2.0, full=4.0) * SR)]
@@ -268,9 +271,9 @@ print(f"PSNR {psnr:.1f} dB, max change {np.abs(delta).max()} grey levels")
 # quality (CRF 28) with no metadata tag, to show that the mark does not depend on the tag.
 
 # %%
-cfg = synth.SynthConfig(size=nb.pick(smoke=128, full=256))
-face = synth.prepare_portraits(synth.load_portraits()[:1], cfg)[0]  # the astronaut, rigged for warping
-clip = synth.synthesize_clip(face, sentences[2], seed=0, cfg=cfg)
+cfg = SynthConfig(size=nb.pick(smoke=128, full=256))
+face = prepare_portraits(load_portraits()[:1], cfg)[0]  # the astronaut, rigged for warping
+clip = synthesize_clip(face, sentences[2], seed=0, cfg=cfg)
 other = video.write_video(OUT / "synthtalk.mp4", clip.frames, fps=clip.fps, audio=clip.audio)
 marked_other = video.write_video(
     OUT / "synthtalk_marked_crf28.mp4", provenance.embed(clip.frames), fps=clip.fps, audio=clip.audio, crf=28

@@ -46,8 +46,10 @@ import numpy as np
 
 from vasajax import notebook as nb
 from vasajax import params, stages
-from vasajax.data import synth, synth_shards
+from vasajax.data import synth_shards
 from vasajax.data.speech import Voice, synthesize_speech
+from vasajax.data.synth.inputs import load_portraits, load_sentences
+from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.motion import audio as audio_lib
 from vasajax.pipeline import Animator
 from vasajax.train import encode_dataset as ed
@@ -163,7 +165,7 @@ print(f"{renderer.name}: motion space {renderer.motion_space!r}, {renderer.motio
 # %%
 SHARDS = synth_shards.ShardsConfig.tiny()  # 96² clips, 3 training + 2 held-out utterances
 clips_dir = OUT / "synthtalk"
-portraits = synth.prepare_portraits(synth.load_portraits(), SHARDS.synth)
+portraits = prepare_portraits(load_portraits(), SHARDS.synth)
 synth_shards.write_dataset(clips_dir, SHARDS, portraits, workers=1)  # resumes if done
 motion_dir = OUT / "motion-liveportrait"
 ecfg = ed.EncodeConfig(motion_source="renderer", audio=audio_lib.AudioConfig.tiny(), frames_per_batch=16)
@@ -195,7 +197,7 @@ print("files:", sorted(p.name for p in mixed_dir.iterdir()))
 # weights and enough training they show the face.)
 
 # %%
-speech = synthesize_speech(synth.load_sentences("heldout")[0], Voice(variant="f3"), seed=0).audio_16k
+speech = synthesize_speech(load_sentences("heldout")[0], Voice(variant="f3"), seed=0).audio_16k
 speech = speech[: int(nb.pick(smoke=2.0, full=4.0) * 16_000)]
 portrait = nb.asset("grace_hopper.jpg")
 vasa = Animator.from_pretrained(nb.demo_checkpoint())

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from test_pipeline import make_export, speechlike
-from vasajax import cli, facetrack, modelfiles, provenance, video
+from vasajax import cli, modelfiles, provenance, video
+from vasajax.image import PORTRAITS
 from vasajax.motion.audio import num_video_frames
 from vasajax.pipeline import cli_main
 
@@ -50,7 +51,7 @@ def test_animate_writes_tagged_watermarked_video(files, capsys):
     d, ckpt, wave = files
     out = d / "out" / "talk.mp4"
     out.parent.mkdir()
-    args = ["--image", str(facetrack.PORTRAITS["astronaut"]), "--audio", str(d / "speech.wav"), "--out", str(out)]
+    args = ["--image", str(PORTRAITS["astronaut"]), "--audio", str(d / "speech.wav"), "--out", str(out)]
     args += ["--checkpoint", str(ckpt), "--paste-back", "--size", "256", "--stream", "--no-progress"]
     assert cli.main(["animate", *args]) == 0
     stdout = capsys.readouterr().out
@@ -101,7 +102,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, files, capsys):
         p = d / "damaged" / "motion.safetensors"
         p.write_bytes(p.read_bytes()[:-16])
     kw, pattern = BAD[case]
-    opts = dict(image=facetrack.PORTRAITS["astronaut"], audio="speech.wav", out="bad.mp4", checkpoint=ckpt)
+    opts = dict(image=PORTRAITS["astronaut"], audio="speech.wav", out="bad.mp4", checkpoint=ckpt)
     opts.update(kw)
     args = []
     for k, v in opts.items():
@@ -120,7 +121,7 @@ def test_read_only_output_folder(files, capsys, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
-    args = ["--image", facetrack.PORTRAITS["astronaut"], "--audio", d / "speech.wav", "--out", ro / "o.mp4"]
+    args = ["--image", PORTRAITS["astronaut"], "--audio", d / "speech.wav", "--out", ro / "o.mp4"]
     code, lines = run_bad([*args, "--checkpoint", ckpt], capsys)
     assert code == 2 and len(lines) == 1 and "not writable" in lines[0]
     assert os.listdir(ro) == []
@@ -176,7 +177,7 @@ def test_live_pcm_on_stdin_is_animated_as_it_arrives(files, capsys, monkeypatch)
     out = d / "live.mp4"
     feeder = threading.Thread(target=feed)
     feeder.start()
-    args = ["--image", str(facetrack.PORTRAITS["astronaut"]), "--audio", "-", "--out", str(out)]
+    args = ["--image", str(PORTRAITS["astronaut"]), "--audio", "-", "--out", str(out)]
     try:
         assert cli.main(["animate", *args, "--checkpoint", str(ckpt), "--no-progress"]) == 0
     finally:
@@ -195,7 +196,7 @@ def test_silent_audio_is_animated_with_a_warning(files, capsys):
     d, ckpt, _ = files
     sf.write(d / "silence.wav", np.zeros(SR // 2, np.float32), SR)
     out = d / "silent.mp4"
-    args = ["--image", str(facetrack.PORTRAITS["astronaut"]), "--audio", str(d / "silence.wav"), "--out", str(out)]
+    args = ["--image", str(PORTRAITS["astronaut"]), "--audio", str(d / "silence.wav"), "--out", str(out)]
     assert cli.main(["animate", *args, "--checkpoint", str(ckpt), "--no-progress"]) == 0
     warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: the audio is silent")]
     assert len(warned) == 1 and out.exists(), warned

@@ -19,7 +19,8 @@ import soundfile as sf
 
 from test_animate_cli import needs_landmarker
 from test_pipeline import make_export
-from vasajax import facetrack, provenance, video
+from vasajax import provenance, video
+from vasajax.image import ASSETS, PORTRAITS
 from vasajax.motion.audio import num_video_frames
 
 CHROMIUM = os.environ.get("VASAJAX_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -49,7 +50,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("app")
-    wave, sr = sf.read(facetrack.ASSETS / "demo_speech.wav", dtype="float32")
+    wave, sr = sf.read(ASSETS / "demo_speech.wav", dtype="float32")
     assert sr == SR
     sf.write(d / "speech.wav", wave[int(0.3 * SR) : int((0.3 + SPEECH_S) * SR)], SR)  # starts in speech
     import PIL.Image
@@ -107,7 +108,7 @@ def test_page_animates_photo_with_streamed_preview_and_downloads_watermarked_mp4
     d, ckpt = files
     write = video.VideoWriter.write
     monkeypatch.setattr(video.VideoWriter, "write", lambda w, x: (time.sleep(0.3), write(w, x)))  # a slow machine
-    page.locator("#image input[type=file]").set_input_files(str(facetrack.PORTRAITS["astronaut"]))
+    page.locator("#image input[type=file]").set_input_files(str(PORTRAITS["astronaut"]))
     page.locator("#audio input[type=file]").set_input_files(str(d / "speech.wav"))
     page.locator("#image img").wait_for()
     page.locator("#audio audio").first.wait_for(state="attached")  # both uploads done
@@ -138,7 +139,7 @@ def test_page_animates_photo_with_streamed_preview_and_downloads_watermarked_mp4
     from vasajax import cli
 
     cli_out = tmp_path / "cli.mp4"  # the CLI, same inputs and defaults: the same video
-    args = ["--image", str(facetrack.PORTRAITS["astronaut"]), "--audio", str(d / "speech.wav"), "--paste-back"]
+    args = ["--image", str(PORTRAITS["astronaut"]), "--audio", str(d / "speech.wav"), "--paste-back"]
     assert cli.main(["animate", *args, "--out", str(cli_out), "--checkpoint", str(ckpt), "--no-progress"]) == 0
     cli_frames, _, _ = video.read_video(cli_out, stack=True)
     assert cli_frames.shape == frames.shape
@@ -156,7 +157,7 @@ BAD = {  # what the page's status box shows: the CLI's line
 def test_bad_input_shows_the_cli_message(page, files, case):
     d, _ = files
     photo, speech, pattern = BAD[case]
-    page.locator("#image input[type=file]").set_input_files(str(facetrack.PORTRAITS.get(photo, d / photo)))
+    page.locator("#image input[type=file]").set_input_files(str(PORTRAITS.get(photo, d / photo)))
     page.locator("#audio input[type=file]").set_input_files(str(d / speech))
     page.locator("#audio audio").first.wait_for(state="attached")
     page.locator("#run").click()

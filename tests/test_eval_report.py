@@ -6,17 +6,20 @@ import numpy as np
 import pytest
 
 from vasajax import cli as vcli
-from vasajax.data import synth
+from vasajax.data.synth.clip import synthesize_clip, write_clip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits
+from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.eval import cli, identity, lipsync, pose, report
 
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    cfg = synth.SynthConfig.tiny()  # 128², up to 3 s of speech
-    portraits = synth.prepare_portraits(synth.load_portraits(), cfg)
+    cfg = SynthConfig.tiny()  # 128², up to 3 s of speech
+    portraits = prepare_portraits(load_portraits(), cfg)
     out = tmp_path_factory.mktemp("synthtalk")
-    clip = synth.synthesize_clip(portraits[0], "Seven bright kites flew over the old harbour wall.", seed=3, cfg=cfg)
-    synth.write_clip(clip, out, "clip0")
+    clip = synthesize_clip(portraits[0], "Seven bright kites flew over the old harbour wall.", seed=3, cfg=cfg)
+    write_clip(clip, out, "clip0")
     return out, clip
 
 
@@ -60,14 +63,15 @@ def test_identity_same_face_scores_higher_than_another():
         emb = identity.IdentityEmbedder()
     except Exception as e:  # noqa: BLE001
         pytest.skip(str(e))
-    from vasajax import facetrack
+    from vasajax.facetrack.tracker import track_image
+    from vasajax.image import PORTRAITS, load_image
 
-    a = facetrack.load_image(facetrack.PORTRAITS["astronaut"])
-    g = facetrack.load_image(facetrack.PORTRAITS["grace_hopper"])
+    a = load_image(PORTRAITS["astronaut"])
+    g = load_image(PORTRAITS["grace_hopper"])
     import cv2
 
     frames = np.stack([cv2.resize(a, (128, 128))] * 2)
-    lms = np.stack([facetrack.track_image(frames[0]).landmarks] * 2)
+    lms = np.stack([track_image(frames[0]).landmarks] * 2)
     same = identity.identity_similarity(emb, a, frames, lms, every=1)
     other = identity.identity_similarity(emb, g, frames, lms, every=1)
     assert same["id_dist"] < 0.6 < other["id_dist"]

@@ -9,22 +9,25 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vasajax import facetrack
 from vasajax.face import FaceConfig
 from vasajax.face.encoders import GLIMPSES, MotionEncoder, glimpse_window
 from vasajax.face.renderer import PatchPainter
+from vasajax.facetrack.crop import crop_params, image_to_crop_coords
+from vasajax.facetrack.landmarks import LEFT_EYE, MOUTH_CORNERS, RIGHT_EYE
+from vasajax.facetrack.tracker import track_image
+from vasajax.image import load_image
 
 
 @pytest.mark.parametrize("portrait", ["astronaut.png", "grace_hopper.jpg"])
 def test_glimpse_windows_hold_the_mouth_and_eyes_of_a_real_face_crop(portrait):
-    """The windows are fixed fractions of the crop: they are only right if ``facetrack.CropConfig`` puts every
+    """The windows are fixed fractions of the crop: they are only right if ``facetrack.crop.CropConfig`` puts every
     face's mouth and eyes there. Track the bundled portraits, crop them as the data pipeline does, and check the
     mouth corners, lips and eye corners land inside their windows (with a margin for head turns)."""
-    image = facetrack.load_image(resources.files("vasajax.assets") / portrait)
-    obs = facetrack.track_image(image)
+    image = load_image(resources.files("vasajax.assets") / portrait)
+    obs = track_image(image)
     size = 256
-    params = facetrack.crop_params(obs.landmarks)
-    pts = facetrack.image_to_crop_coords(obs.landmarks[:, :2], params, size)
+    params = crop_params(obs.landmarks)
+    pts = image_to_crop_coords(obs.landmarks[:, :2], params, size)
 
     def inside(name, idx, margin=4):
         top, left, h, w = glimpse_window(name, size, 2)
@@ -33,9 +36,9 @@ def test_glimpse_windows_hold_the_mouth_and_eyes_of_a_real_face_crop(portrait):
             np.all((x >= left + margin) & (x <= left + w - margin) & (y >= top + margin) & (y <= top + h - margin))
         )
 
-    mouth = [*facetrack.MOUTH_CORNERS, 13, 14, 0, 17]  # corners, inner lips, outer lip middles
-    eyes = [facetrack.RIGHT_EYE[k] for k in ("outer", "inner", "upper", "lower")]
-    eyes += [facetrack.LEFT_EYE[k] for k in ("outer", "inner", "upper", "lower")]
+    mouth = [*MOUTH_CORNERS, 13, 14, 0, 17]  # corners, inner lips, outer lip middles
+    eyes = [RIGHT_EYE[k] for k in ("outer", "inner", "upper", "lower")]
+    eyes += [LEFT_EYE[k] for k in ("outer", "inner", "upper", "lower")]
     assert inside("mouth", mouth) and inside("eyes", eyes)
 
 

@@ -13,16 +13,18 @@ import pytest
 
 import vasajax
 from vasajax import checkpoint_export as ce
-from vasajax import facetrack, modelfiles
+from vasajax import modelfiles
 from vasajax.errors import UserError
 from vasajax.face.config import FaceConfig
+from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
+from vasajax.image import PORTRAITS, load_image
 from vasajax.motion.audio import AudioConfig, num_video_frames
 from vasajax.motion.diffusion import DiffusionConfig
 from vasajax.motion.dit import MotionConfig
 from vasajax.pipeline import Animator, emotion_vector
 
 SR = 16_000
-ASTRONAUT = facetrack.PORTRAITS["astronaut"]
+ASTRONAUT = PORTRAITS["astronaut"]
 
 
 def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
@@ -160,7 +162,7 @@ def test_first_window_starts_from_the_portrait(anim, wave, monkeypatch):
 
 
 def test_paste_back_keeps_the_photo_outside_the_face(anim, wave):
-    photo = facetrack.load_image(ASTRONAUT)  # 512²
+    photo = load_image(ASTRONAUT)  # 512²
     crop = (256.0, 200.0, 160.0)
     v = anim.animate(photo, wave[:4000], crop=crop, seed=0, paste_back=True, size=128)
     assert v.frames.shape == (7, 128, 128, 3)
@@ -193,9 +195,9 @@ def test_controls_are_checked_before_any_work(anim):
 def test_emotion_vector():
     assert emotion_vector("neutral", 52) is None and emotion_vector(None, 52) is None
     happy = emotion_vector("Happy", 52)
-    assert happy[facetrack.BLENDSHAPE_NAMES.index("mouthSmileLeft")] > 0.3 and happy.sum() > 1
+    assert happy[BLENDSHAPE_NAMES.index("mouthSmileLeft")] > 0.3 and happy.sum() > 1
     pairs = emotion_vector("jawOpen=0.5, eyeBlinkLeft=1", 52)
-    assert pairs[facetrack.BLENDSHAPE_NAMES.index("jawOpen")] == 0.5 and pairs.sum() == 1.5
+    assert pairs[BLENDSHAPE_NAMES.index("jawOpen")] == 0.5 and pairs.sum() == 1.5
     np.testing.assert_array_equal(emotion_vector("1,2,3", 3), [1, 2, 3])
     np.testing.assert_array_equal(emotion_vector("calm", 2, {"calm": [0.5, 0.25]}), [0.5, 0.25])
     for bad, dim in (("1,2", 3), ("jaw=1", 52), ("happy", 8), ("x=1", 8), ("1,a", 2)):
@@ -207,7 +209,7 @@ def test_emotion_vector():
 
 
 def test_image_formats_work(anim, tmp_path):
-    rgb = facetrack.load_image(ASTRONAUT)
+    rgb = load_image(ASTRONAUT)
     gray = np.asarray(PIL.Image.fromarray(rgb).convert("L"))
     files = {
         "gray.png": PIL.Image.fromarray(gray),
@@ -247,13 +249,13 @@ needs_landmarker = pytest.mark.skipif(
 
 @needs_landmarker
 def test_face_detection_crop_several_faces_and_no_face(anim):
-    rgb = facetrack.load_image(ASTRONAUT)
+    rgb = load_image(ASTRONAUT)
     p = anim.prepare(rgb)
     cx, cy, side = p.crop_params
     assert 180 < cx < 330 and 100 < cy < 300 and 150 < side < 450 and 0.05 < p.distance < 0.5
     import cv2
 
-    hopper = facetrack.load_image(facetrack.PORTRAITS["grace_hopper"])[:512]
+    hopper = load_image(PORTRAITS["grace_hopper"])[:512]
     two = np.full((768, 768, 3), 255, np.uint8)  # (MediaPipe's detector misses smaller faces here)
     two[:512, :512], two[512:, 512:] = rgb, cv2.resize(hopper, (256, 256), interpolation=cv2.INTER_AREA)
     with pytest.warns(UserWarning, match="2 faces"):

@@ -130,14 +130,14 @@ def test_prep_end_to_end_sharded_and_resumed(video_dir, tmp_path):
 def test_prep_labels_agree_with_synthtalk_ground_truth(video_dir, tmp_path):
     """A SynthTalk clip (espeak-ng speech, warped astronaut) has exact ground truth: prep's tracked labels
     must follow it, and the clip audio must be the clip's own audio at the same offset."""
-    from vasajax import facetrack
-    from vasajax.data import synth
+    from vasajax.data.synth.clip import synthesize_clip, write_clip
+    from vasajax.data.synth.config import SynthConfig
+    from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
+    from vasajax.image import PORTRAITS, load_image
 
-    portrait = facetrack.load_image(facetrack.PORTRAITS["astronaut"])
-    clip = synth.synthesize_clip(
-        portrait, "Open your mouth wide, then close it again.", seed=1, cfg=synth.SynthConfig.tiny()
-    )
-    synth.write_clip(clip, tmp_path / "videos" / "astro", "c0")
+    portrait = load_image(PORTRAITS["astronaut"])
+    clip = synthesize_clip(portrait, "Open your mouth wide, then close it again.", seed=1, cfg=SynthConfig.tiny())
+    write_clip(clip, tmp_path / "videos" / "astro", "c0")
     (tmp_path / "videos" / "astro" / "c0.wav").unlink()
     cfg = prep.PrepConfig(size=64, clip_frames=25, min_face_frac=0.25, codec="png")
     report = prep.prepare(tmp_path / "videos", tmp_path / "out", cfg, progress=False)
@@ -149,7 +149,7 @@ def test_prep_labels_agree_with_synthtalk_ground_truth(video_dir, tmp_path):
         s = rec.start_frame
         spf = clips.SAMPLES_PER_FRAME
         np.testing.assert_allclose(rec.audio_N, clip.audio[s * spf : (s + 25) * spf], atol=0.05)  # AAC
-        jaw.append(rec.blendshapes_Tx52[:, facetrack.BLENDSHAPE_NAMES.index("jawOpen")])
+        jaw.append(rec.blendshapes_Tx52[:, BLENDSHAPE_NAMES.index("jawOpen")])
         mouth.append(gt["mouth_open"][s : s + 25])
         yaw.append(rec.pose_Tx6[:, 0])
         yaw_gt.append(gt["pose"][s : s + 25, 0])

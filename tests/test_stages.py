@@ -14,7 +14,8 @@ from vasajax import checkpoint_export as ce
 from vasajax import provenance
 from vasajax.errors import UserError
 from vasajax.face.config import FaceConfig
-from vasajax.facetrack import PORTRAITS, CropConfig
+from vasajax.facetrack.crop import CropConfig
+from vasajax.image import PORTRAITS
 from vasajax.load import load_stages, stage_names
 from vasajax.motion.audio import AudioConfig, num_video_frames
 from vasajax.motion.diffusion import DiffusionConfig

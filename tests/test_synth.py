@@ -9,28 +9,39 @@ import numpy as np
 import pytest
 import soundfile
 
-from vasajax import cli, facetrack
-from vasajax.data import synth, visemes
+from vasajax import cli
+from vasajax.data import visemes
 from vasajax.data.speech import PAUSE, SAMPLE_RATE, Voice, synthesize_speech
+from vasajax.data.synth.cli import cli_main
+from vasajax.data.synth.clip import SynthClip, synthesize_clip, write_clip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.deform import pose_landmarks
+from vasajax.data.synth.inputs import load_portraits, load_sentences
+from vasajax.data.synth.landmarks import mouth_opening
+from vasajax.data.synth.portrait import Portrait, prepare_portrait, prepare_portraits
+from vasajax.data.synth.raster import render_frame
+from vasajax.errors import UserError
+from vasajax.facetrack.labels import gaze_from_landmarks, pose_from_matrix
+from vasajax.facetrack.tracker import FaceTracker, track_image
 
-CFG = synth.SynthConfig.tiny()
+CFG = SynthConfig.tiny()
 SENTENCE = "Hello, how are you? Papa saw a cat."
 
 
 @pytest.fixture(scope="module")
-def portrait() -> synth.Portrait:
-    (name, image), *_ = synth.load_portraits()
-    return synth.prepare_portrait(image, CFG, name=name, landmarks=facetrack.track_image(image).landmarks)
+def portrait() -> Portrait:
+    (name, image), *_ = load_portraits()
+    return prepare_portrait(image, CFG, name=name, landmarks=track_image(image).landmarks)
 
 
 @pytest.fixture(scope="module")
-def clip(portrait) -> synth.SynthClip:
-    return synth.synthesize_clip(portrait, SENTENCE, Voice(name="en-us", variant="m3", rate=150), seed=3, cfg=CFG)
+def clip(portrait) -> SynthClip:
+    return synthesize_clip(portrait, SENTENCE, Voice(name="en-us", variant="m3", rate=150), seed=3, cfg=CFG)
 
 
 @pytest.fixture(scope="module")
 def tracker():
-    with facetrack.FaceTracker(mode="image", max_faces=1) as t:
+    with FaceTracker(mode="image", max_faces=1) as t:
         yield t
 
 
@@ -85,7 +96,7 @@ def test_clip_shapes_and_ground_truth(clip):
         assert gt[k].shape == (t,), k
     assert all(np.isfinite(v).all() for v in gt.values())
     assert clip.frames.std(0).mean() > 1.0  # the face moves
-    np.testing.assert_allclose(gt["mouth_open"], synth.mouth_opening(gt["landmarks"]), atol=1e-6)
+    np.testing.assert_allclose(gt["mouth_open"], mouth_opening(gt["landmarks"]), atol=1e-6)
     names = clip.meta["phoneme_names"]
     assert {names[i] for i in gt["phoneme"] if i >= 0} == {p["name"] for p in clip.meta["phonemes"]} - {PAUSE}
     json.dumps(clip.meta)  # serialisable
@@ -109,18 +120,18 @@ def test_mouth_opens_on_vowels(clip):
 
 def test_deterministic_by_seed(portrait, clip):
     voice = Voice(name="en-us", variant="m3", rate=150)
-    again = synth.synthesize_clip(portrait, SENTENCE, voice, seed=3, cfg=CFG)
+    again = synthesize_clip(portrait, SENTENCE, voice, seed=3, cfg=CFG)
     np.testing.assert_array_equal(again.frames, clip.frames)
     np.testing.assert_array_equal(again.audio, clip.audio)
     for k, v in clip.ground_truth.items():
         np.testing.assert_array_equal(again.ground_truth[k], v, err_msg=k)
-    other = synth.synthesize_clip(portrait, SENTENCE, voice, seed=4, cfg=CFG)
+    other = synthesize_clip(portrait, SENTENCE, voice, seed=4, cfg=CFG)
     assert not np.allclose(other.ground_truth["pose"], clip.ground_truth["pose"])
 
 
 def test_tracker_measures_the_ground_truth_mouth_opening(clip, tracker):
     """The face tracker, run on the rendered frames, sees the mouth open and close as the ground truth says."""
-    measured = synth.mouth_opening(_track(tracker, clip.frames))
+    measured = mouth_opening(_track(tracker, clip.frames))
     truth = clip.ground_truth["mouth_open"]
     assert truth.std() > 0.02
     r = np.corrcoef(truth, measured)[0, 1]
@@ -132,7 +143,7 @@ def _frames(portrait, **sweep) -> tuple[np.ndarray, np.ndarray]:
                 blink=0.0, gaze_yaw=0.0, gaze_pitch=0.0, smile=0.0)  # fmt: skip
     (key, values), frames = next(iter(sweep.items())), []
     for v in values:
-        frames.append(synth.render_frame(portrait, *synth.pose_landmarks(portrait, {**base, key: float(v)}, CFG)))
+        frames.append(render_frame(portrait, *pose_landmarks(portrait, {**base, key: float(v)}, CFG)))
     return np.stack(frames), np.asarray(values)
 
 
@@ -143,13 +154,13 @@ def test_tracker_sees_rendered_head_pose_gaze_and_blinks(portrait, tracker):
         obs = _track(tracker, frames)
         measured = []
         for f in frames:
-            measured.append(facetrack.pose_from_matrix(tracker.detect(f)[0].matrix)[index])
+            measured.append(pose_from_matrix(tracker.detect(f)[0].matrix)[index])
         delta = np.asarray(measured) - measured[len(v) // 2]
         assert np.corrcoef(v, delta)[0, 1] > 0.95, (key, delta)
         np.testing.assert_allclose(delta, v, atol=0.5 * np.ptp(v) / 2 + 0.03, err_msg=key)
         assert obs.shape == (len(v), 478, 3)
     frames, v = _frames(portrait, gaze_yaw=np.array([-0.3, 0.0, 0.3]))
-    gaze = np.array([facetrack.gaze_from_landmarks(lm)[1][0] for lm in _track(tracker, frames)])
+    gaze = np.array([gaze_from_landmarks(lm)[1][0] for lm in _track(tracker, frames)])
     assert gaze[0] < gaze[1] - 0.05 and gaze[2] > gaze[1] + 0.05, gaze
     frames, v = _frames(portrait, blink=np.array([0.0, 1.0]))
     lm = _track(tracker, frames)
@@ -158,7 +169,7 @@ def test_tracker_sees_rendered_head_pose_gaze_and_blinks(portrait, tracker):
 
 
 def test_write_clip_round_trip(clip, tmp_path):
-    paths = synth.write_clip(clip, tmp_path, "c0")
+    paths = write_clip(clip, tmp_path, "c0")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
     reader = imageio_ffmpeg.read_frames(str(paths["mp4"]))
     meta = next(reader)
@@ -175,26 +186,26 @@ def test_write_clip_round_trip(clip, tmp_path):
 
 
 def test_sentences_split():
-    train, held = synth.load_sentences("train"), synth.load_sentences("heldout")
+    train, held = load_sentences("train"), load_sentences("heldout")
     assert len(train) == 180 and len(held) == 20 and not set(train) & set(held)
-    assert synth.load_sentences("all") == train + held
+    assert load_sentences("all") == train + held
 
 
 def test_configs_and_errors(portrait):
-    assert [c.size for c in (synth.SynthConfig.tiny(), synth.SynthConfig.small(), synth.SynthConfig.paper())] == [
+    assert [c.size for c in (SynthConfig.tiny(), SynthConfig.small(), SynthConfig.paper())] == [
         128,
         256,
         512,
     ]
-    with pytest.raises(synth.UserError, match="prepared at 128"):
-        synth.synthesize_clip(portrait, "Hi.", cfg=dataclasses.replace(CFG, size=64))
-    with pytest.raises(synth.UserError, match="empty text"):
+    with pytest.raises(UserError, match="prepared at 128"):
+        synthesize_clip(portrait, "Hi.", cfg=dataclasses.replace(CFG, size=64))
+    with pytest.raises(UserError, match="empty text"):
         synthesize_speech("   ")
 
 
 def test_cli_writes_clips(tmp_path, capsys):
     out = tmp_path / "synth"
-    assert synth.cli_main(["--out", str(out), "--num-clips", "1", "--size", "96", "--seed", "5"]) == 0
+    assert cli_main(["--out", str(out), "--num-clips", "1", "--size", "96", "--seed", "5"]) == 0
     index = json.loads((out / "index.json").read_text())
     assert [c["name"] for c in index["clips"]] == ["clip00000"]
     assert (out / "clip00000.mp4").exists() and (out / "clip00000.npz").exists()
@@ -203,18 +214,18 @@ def test_cli_writes_clips(tmp_path, capsys):
 
 
 def test_user_portrait_folder(tmp_path):
-    with pytest.raises(synth.UserError, match="no .jpg/.png"):
-        synth.load_portraits(tmp_path)
-    (name, image), *_ = synth.load_portraits()
+    with pytest.raises(UserError, match="no .jpg/.png"):
+        load_portraits(tmp_path)
+    (name, image), *_ = load_portraits()
     iio.imwrite(tmp_path / "face.png", image)
     iio.imwrite(tmp_path / "blank.jpg", np.full((200, 200, 3), 128, np.uint8))
-    images = synth.load_portraits(tmp_path)
+    images = load_portraits(tmp_path)
     assert [n for n, _ in images] == ["blank", "face"]
     with pytest.warns(UserWarning, match="skipping portrait blank"):
-        portraits = synth.prepare_portraits(images, CFG)
+        portraits = prepare_portraits(images, CFG)
     assert [p.name for p in portraits] == ["face"] and portraits[0].image.shape == (CFG.size, CFG.size, 3)
-    with pytest.raises(synth.UserError, match="none of the portraits"), pytest.warns(UserWarning):
-        synth.prepare_portraits(images[:1], CFG)
+    with pytest.raises(UserError, match="none of the portraits"), pytest.warns(UserWarning):
+        prepare_portraits(images[:1], CFG)
 
 
 def test_mouth_follow_tells_a_moving_mouth_from_a_frozen_one(clip):

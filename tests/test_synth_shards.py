@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from vasajax import cli
-from vasajax.data import clips, loader, synth, synth_shards
+from vasajax.data import clips, loader, synth_shards
+from vasajax.data.synth.cli import cli_main
+from vasajax.data.synth.clip import SynthClip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_portraits, load_sentences
+from vasajax.data.synth.portrait import Portrait, prepare_portraits
 from vasajax.errors import UserError
 
 SENTENCES = """# test sentences
@@ -21,7 +26,7 @@ See you.
 Thank you.
 """
 CFG = synth_shards.ShardsConfig(  # what the command line of `_args` asks for
-    synth=dataclasses.replace(synth.SynthConfig(), size=96), num_train=2, num_heldout=2, codec="png", clips_per_unit=1
+    synth=dataclasses.replace(SynthConfig(), size=96), num_train=2, num_heldout=2, codec="png", clips_per_unit=1
 )
 
 
@@ -38,14 +43,14 @@ def _args(out: Path, sentences: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def portraits() -> list[synth.Portrait]:
+def portraits() -> list[Portrait]:
     from vasajax import modelfiles
 
     try:
         modelfiles.face_landmarker_path()
     except UserError as e:
         pytest.skip(f"needs the MediaPipe model file: {e}")
-    return synth.prepare_portraits(synth.load_portraits(), CFG.synth)
+    return prepare_portraits(load_portraits(), CFG.synth)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +62,7 @@ def dataset(tmp_path_factory, sentences, portraits) -> Path:
 
 def test_plan_split_keeps_heldout_factors_out_of_train():
     cfg = dataclasses.replace(synth_shards.ShardsConfig.small(), heldout_portrait="p2", seed=7)
-    train_s, held_s = synth.load_sentences("train"), synth.load_sentences("heldout")
+    train_s, held_s = load_sentences("train"), load_sentences("heldout")
     portraits = ["p0", "p1", "p2"]
     train = synth_shards.plan_split("train", 400, train_s, portraits, cfg)
     held = synth_shards.plan_split("heldout", 8, held_s, portraits, cfg)
@@ -93,7 +98,7 @@ def test_cli_rejects_mixing_heldout_sentences_into_training(tmp_path, sentences,
 
 
 def test_shards_hold_prep_schema_labels_and_ground_truth(dataset, sentences):
-    held_texts = set(synth.load_sentences("heldout", sentences))
+    held_texts = set(load_sentences("heldout", sentences))
     for split, n in (("train", 2), ("heldout", 2)):
         m = clips.read_manifest(dataset / split)
         assert m["kind"] == "clip" and m["totals"]["records"] == n and not m["dropped"]
@@ -182,7 +187,7 @@ def test_same_bytes_with_two_workers_and_resume_from_the_command_line(dataset, s
     # The command line, asked for one clip more, finds the first two units finished (their shards are not
     # rewritten) and renders only the new clip.
     mtimes = {f: (out / f).stat().st_mtime_ns for f in files}
-    assert synth.cli_main([*_args(out, sentences), "--split", "train", "--num-clips", "3"]) == 0
+    assert cli_main([*_args(out, sentences), "--split", "train", "--num-clips", "3"]) == 0
     assert {f: (out / f).stat().st_mtime_ns for f in files} == mtimes
     m = clips.read_manifest(out / "train")
     assert m["totals"]["records"] == 3 and len(list(out.rglob("*.array_record"))) == 3
@@ -207,18 +212,18 @@ class _FakeTracker:
 
 
 def test_fixed_length_records_and_dropped_clips():
-    from vasajax import facetrack
+    from vasajax.facetrack.tracker import FaceObservation
 
     rng = np.random.default_rng(0)
     T, S = 50, 32
     lm = rng.uniform(8, 24, (478, 3)).astype(np.float32)
-    obs = facetrack.FaceObservation(
+    obs = FaceObservation(
         landmarks=lm, blendshapes=rng.random(52).astype(np.float32), matrix=np.eye(4, dtype=np.float32),
         box=(8.0, 8.0, 24.0, 24.0), image_hw=(S, S),
     )  # fmt: skip
     gt = {"pose": rng.random((T, 6)).astype(np.float32), "landmarks": rng.random((T, 478, 3)).astype(np.float32) * S}
     gt["phoneme"] = rng.integers(-1, 3, T).astype(np.int32)
-    clip = synth.SynthClip(
+    clip = SynthClip(
         frames=rng.integers(0, 256, (T, S, S, 3), dtype=np.uint8),
         audio=rng.standard_normal(T * 640).astype(np.float32), fps=25.0, ground_truth=gt,
         meta={"text": "x", "num_frames": T},

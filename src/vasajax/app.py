@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vasajax import facetrack, pipeline, provenance, video
+from vasajax import pipeline, provenance, video
 from vasajax.errors import UserError
+from vasajax.image import PORTRAITS, load_image
 from vasajax.motion.audio import num_video_frames
 
 PREVIEW_FPS = 12.0
@@ -95,7 +96,7 @@ def generate(image, audio, checkpoint, emotion, theta, phi, cfg_audio, cfg_gaze,
             raise UserError("no photo: drop a portrait photo (PNG, JPEG, ...) on the page")
         if not audio:
             raise UserError("no speech: record or upload a speech clip")
-        facetrack.load_image(image)  # cheap checks first, as the CLI does
+        load_image(image)  # cheap checks first, as the CLI does
         anim = animator(str(pipeline.resolve_checkpoint(checkpoint or None)))
         yield None, "reading the photo and the speech...", None, None
         out = Path(tempfile.mkdtemp(dir=out_dir)) / f"{Path(image).stem}_talking.mp4"
@@ -219,7 +220,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     page = build(args.checkpoint)
     if not args.no_warm_up:  # the first click then waits for the model, not for XLA
         anim = animator(str(pipeline.resolve_checkpoint(args.checkpoint)))
-        secs = anim.warm_up(anim.prepare(facetrack.PORTRAITS["astronaut"], crop="center"))
+        secs = anim.warm_up(anim.prepare(PORTRAITS["astronaut"], crop="center"))
         print(f"compiled in {secs:.1f} s")
     page.queue().launch(server_name=args.host, server_port=args.port, inbrowser=False, show_error=True)
     return 0

@@ -52,7 +52,7 @@ from vasajax import config_io
 from vasajax.errors import UserError
 from vasajax.face.config import FaceConfig
 from vasajax.face.model import FaceLatentModel
-from vasajax.facetrack import CropConfig
+from vasajax.facetrack.crop import CropConfig
 from vasajax.motion.audio import AudioConfig
 from vasajax.motion.diffusion import DiffusionConfig
 from vasajax.motion.dit import MotionConfig, MotionDiT

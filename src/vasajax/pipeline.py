@@ -5,7 +5,7 @@ latency; project page: 45 fps offline, 170 ms start latency on an RTX 4090) is w
 ``Animator`` runs, for one portrait photo and one audio clip:
 
 1. **The crop** — MediaPipe finds the face (several: the largest, with a warning) and cuts the same square
-   face crop the models were trained on (``facetrack.crop_params`` / ``apply_crop`` with the export's
+   face crop the models were trained on (``facetrack.crop.crop_params`` / ``apply_crop`` with the export's
    ``CropConfig``), at the face model's resolution.
 2. **Encode once** — the stage-1 encoders give the canonical appearance volume, the identity code and the
    portrait's own pose/dynamics (one jitted call).
@@ -15,7 +15,7 @@ latency; project page: 45 fps offline, 170 ms start latency on an RTX 4090) is w
    controls gaze g, head distance d, emotion e and classifier-free guidance (eq. 2).
 4. **Decode** — each finished window is decoded in fixed-size jitted batches (one shape, padded at the end)
    with the portrait's appearance and identity and the generated pose/dynamics; frames are optionally
-   resized or pasted back into the photo (feathered, ``facetrack.paste_crop``), watermarked
+   resized or pasted back into the photo (feathered, ``facetrack.crop.paste_crop``), watermarked
    (``provenance.embed``) and handed out as soon as their batch is done.
 
 Offline (``animate``) and streaming (``stream``) are the same code path: ``animate`` is ``stream`` collected,
@@ -364,21 +364,24 @@ class Animator:
 
     # -- the portrait -----------------------------------------------------------------------------------
     def prepare(self, image, *, crop: str | Sequence[float] | None = None, face: int = 0) -> Portrait:
-        """Load, crop and encode the portrait. ``crop``: None = find the face (MediaPipe, ``facetrack.find_faces``;
-        ``face`` picks one, 0 = the largest); ``"center"`` = the image's central square as is (an already cropped
-        portrait; no face tracking); or (cx, cy, side). A face smaller than the model's resolution is used with a
-        warning (the video will be soft)."""
-        from vasajax import facetrack
+        """Load, crop and encode the portrait. ``crop``: None = find the face (MediaPipe,
+        ``facetrack.tracker.find_faces``; ``face`` picks one, 0 = the largest); ``"center"`` = the image's central
+        square as is (an already cropped portrait; no face tracking); or (cx, cy, side). A face smaller than the
+        model's resolution is used with a warning (the video will be soft)."""
+        from vasajax.facetrack.crop import apply_crop, crop_params
+        from vasajax.facetrack.labels import head_distance
+        from vasajax.facetrack.tracker import track_image
+        from vasajax.image import MIN_IMAGE_SIDE, load_image, to_uint8_rgb
 
         if isinstance(image, (str, os.PathLike)):
-            img = facetrack.load_image(image)
+            img = load_image(image)
         else:
-            img = facetrack.to_uint8_rgb(image, min_side=facetrack.MIN_IMAGE_SIDE)
+            img = to_uint8_rgb(image, min_side=MIN_IMAGE_SIDE)
         distance = None
         if crop is None:
-            obs = facetrack.track_image(img, face=face)
-            params = facetrack.crop_params(obs.landmarks, self.renderer.crop)
-            distance = facetrack.head_distance(obs.landmarks, params)
+            obs = track_image(img, face=face)
+            params = crop_params(obs.landmarks, self.renderer.crop)
+            distance = head_distance(obs.landmarks, params)
             if params[2] < SOFT_FACE * self.renderer.image_size:
                 warnings.warn(
                     f"the face crop is {params[2]:.0f} px, well under the model's {self.renderer.image_size} px: "
@@ -395,7 +398,7 @@ class Animator:
             if params.shape != (3,) or not np.all(np.isfinite(params)) or params[2] <= 0:
                 raise UserError(f"crop must be (cx, cy, side) in photo pixels with side > 0, got {list(params)}")
         S = self.renderer.image_size
-        crop_img = facetrack.apply_crop(img, params, size=S, border=self.renderer.crop.border)
+        crop_img = apply_crop(img, params, size=S, border=self.renderer.crop.border)
         latent = self.renderer.encode_portrait(crop_img[None])
         return Portrait(image=img, crop_params=params, crop=crop_img, latent=latent, distance=distance)
 
@@ -468,7 +471,7 @@ class Animator:
         """Float crops → uint8 output frames (resized or pasted back), watermarked."""
         import cv2
 
-        from vasajax import facetrack
+        from vasajax.facetrack.crop import paste_crop
 
         crops = (np.clip(frames_BxSxSx3, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if bg is None:
@@ -477,7 +480,7 @@ class Animator:
                 crops = np.stack([cv2.resize(c, (side, side), interpolation=interp) for c in crops])
             out = crops
         else:
-            out = np.stack([facetrack.paste_crop(bg, c, params) for c in crops])
+            out = np.stack([paste_crop(bg, c, params) for c in crops])
         return _watermark(out)
 
     def frames(
@@ -630,7 +633,8 @@ def parser() -> argparse.ArgumentParser:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``vasajax animate``; bad input raises ``UserError`` (the CLI prints one line and exits 2)."""
     args = parser().parse_args(argv)
-    from vasajax import facetrack, video
+    from vasajax import video
+    from vasajax.image import load_image
     from vasajax.motion.audio import num_video_frames
 
     t_start = time.perf_counter()
@@ -640,7 +644,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
         if not c2pa_manifest.available():
             raise UserError("--c2pa needs the c2pa extra: pip install 'vasajax[c2pa]' (or drop --c2pa)")
-    facetrack.load_image(args.image)
+    load_image(args.image)
     ckpt = resolve_checkpoint(args.checkpoint)
     live = args.audio == "-"
     with tempfile.TemporaryDirectory(prefix="vasajax-animate-") as tmp:

@@ -97,7 +97,7 @@ class Renderer(Protocol):
     image_size: int
     """Side of the square face crops it reads and renders."""
     crop: Any
-    """``facetrack.CropConfig``: how a photo is cut to what it was trained on."""
+    """``facetrack.crop.CropConfig``: how a photo is cut to what it was trained on."""
 
     def encode_portrait(self, crop_1xSxSx3: np.ndarray) -> Any:
         """A face crop (float32 in [0, 1]) → the appearance state every frame is rendered from (a pytree)."""

@@ -9,11 +9,11 @@ module turns such videos into the fixed-length clip records of ``vasajax.data.cl
    (``-vf fps=25``; never the whole video in memory) through MediaPipe FaceLandmarker in VIDEO mode and keeps
    only the landmarks; frames are classified (no face / several faces / face too small) and the track is cut
    where the crop jumps (tracking lost); each usable run of frames gets smoothed crops
-   (``facetrack.smooth_crops``) and is cut into clips of T frames; **pass 2** streams the frames again and
-   crops only the frames inside clips (``facetrack.apply_crop``) to S×S;
-3. labels per frame from ``facetrack.frame_labels`` (pose, gaze, distance, blendshapes; landmarks and the
+   (``facetrack.crop.smooth_crops``) and is cut into clips of T frames; **pass 2** streams the frames again and
+   crops only the frames inside clips (``facetrack.crop.apply_crop``) to S×S;
+3. labels per frame from ``facetrack.labels.frame_labels`` (pose, gaze, distance, blendshapes; landmarks and the
    crop are kept in the record's ``ground_truth`` dict as ``landmarks_Tx478x3`` (crop units, float16) and
-   ``crop_Tx3`` (cx, cy, side in source pixels)); emotion offset from ``facetrack.clip_labels``;
+   ``crop_Tx3`` (cx, cy, side in source pixels)); emotion offset from ``facetrack.labels.clip_labels``;
 4. write ArrayRecord shards plus a JSON manifest with totals and what was dropped and why.
 
 Work is split into *units* of ``videos_per_shard`` consecutive videos (sorted by path). A unit writes its
@@ -73,9 +73,9 @@ class PrepConfig:
     clip_frames: int = 100
     """T, frames per clip (at 25 fps: T/25 s). Stage-2 windows W+K must fit in a motion record."""
     crop_scale: float = 1.35
-    """Crop side relative to the FFHQ alignment crop (``facetrack.CropConfig.scale``)."""
+    """Crop side relative to the FFHQ alignment crop (``facetrack.crop.CropConfig.scale``)."""
     crop_offset_y: float = 0.05
-    """Vertical shift of the crop centre as a fraction of its side (``facetrack.CropConfig.offset_y``)."""
+    """Vertical shift of the crop centre as a fraction of its side (``facetrack.crop.CropConfig.offset_y``)."""
     smooth_sigma_s: float | None = 0.5
     """Temporal smoothing of the crop (seconds, Gaussian); None = one fixed crop per usable run of frames."""
     min_face_frac: float = 0.5
@@ -273,9 +273,9 @@ class VideoResult:
 
 
 def _default_tracker(cfg: PrepConfig):
-    from vasajax import facetrack
+    from vasajax.facetrack.tracker import FaceTracker
 
-    return facetrack.FaceTracker(mode="video", max_faces=cfg.max_faces, min_confidence=cfg.min_confidence)
+    return FaceTracker(mode="video", max_faces=cfg.max_faces, min_confidence=cfg.min_confidence)
 
 
 def process_video(
@@ -288,11 +288,11 @@ def process_video(
     make_tracker: Callable[[PrepConfig], Any] = _default_tracker,
 ) -> VideoResult:
     """Turn one video into clip records appended to ``writer``; never raises for a bad video."""
-    from vasajax import facetrack
+    from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params, smooth_crops
 
     res = VideoResult(source=source, identity=identity)
     T, S = cfg.clip_frames, cfg.size
-    crop_cfg = facetrack.CropConfig(size=S, scale=cfg.crop_scale, offset_y=cfg.crop_offset_y)
+    crop_cfg = CropConfig(size=S, scale=cfg.crop_scale, offset_y=cfg.crop_offset_y)
     try:
         audio = read_audio(path)
         if audio.size == 0:
@@ -305,7 +305,7 @@ def process_video(
                 faces = tracker.detect(frame, timestamp_ms=t * 1000 // clips.FPS)
                 nfaces.append(len(faces))
                 ratio.append(faces[1].area / max(faces[0].area, 1e-6) if len(faces) > 1 else 0.0)
-                params.append(facetrack.crop_params(faces[0].landmarks, crop_cfg) if faces else np.full(3, np.nan))
+                params.append(crop_params(faces[0].landmarks, crop_cfg) if faces else np.full(3, np.nan))
                 obs.append(faces[0] if faces else None)
     except UserError:
         raise  # a broken model file or similar: every video would fail
@@ -339,7 +339,7 @@ def process_video(
     smoothed = {}
     for r in sorted({r for r, _ in starts}):
         a, b = runs[r]
-        smoothed[r] = facetrack.smooth_crops(np.array(params[a:b]), fps=clips.FPS, sigma_s=cfg.smooth_sigma_s)
+        smoothed[r] = smooth_crops(np.array(params[a:b]), fps=clips.FPS, sigma_s=cfg.smooth_sigma_s)
     crop_of = {}
     for r, s in starts:
         a = runs[r][0]
@@ -356,7 +356,7 @@ def process_video(
             s = order[k]
             if t < s:
                 continue
-            pending[s][1].append(facetrack.apply_crop(frame, crop_of[t], S, crop_cfg.border))
+            pending[s][1].append(apply_crop(frame, crop_of[t], S, crop_cfg.border))
             if t == s + T - 1:
                 _write_clip(writer, pending.pop(s)[1], obs[s : s + T], crop_of, s, k, audio, res, cfg)
                 k += 1
@@ -369,11 +369,11 @@ def process_video(
 
 
 def _write_clip(writer, frames, obs, crop_of, s, k, audio, res: VideoResult, cfg: PrepConfig) -> None:
-    from vasajax import facetrack
+    from vasajax.facetrack.labels import clip_labels, frame_labels
 
     T = cfg.clip_frames
     crops = np.array([crop_of[t] for t in range(s, s + T)], np.float32)
-    labels = facetrack.clip_labels([facetrack.frame_labels(o, c) for o, c in zip(obs, crops)])
+    labels = clip_labels([frame_labels(o, c) for o, c in zip(obs, crops)])
     spf = clips.SAMPLES_PER_FRAME
     rec = clips.ClipRecord(
         frames_TxSxSx3=np.stack(frames),

@@ -20,7 +20,7 @@ Identity = portrait name; source = ``<split>/clipNNNNN``.
 **Labels: from the face tracker, like prep.** ``pose_Tx6``, ``gaze_Tx2``, ``distance_T``,
 ``blendshapes_Tx52`` and ``emotion_52`` come from MediaPipe FaceLandmarker run in VIDEO mode over the rendered
 frames (a fresh tracker per utterance, so labels do not depend on which worker or unit rendered a clip),
-through ``facetrack.frame_labels`` / ``clip_labels`` exactly as ``prep`` computes them; the frame *is* the
+through ``facetrack.labels.frame_labels`` / ``clip_labels`` exactly as ``prep`` computes them; the frame *is* the
 crop, so the crop box is (S/2, S/2, S). Why not map the ground truth into those fields: (1) there is no
 ground truth for 52 blendshapes, and the emotion condition is their clip mean; (2) the pose labels are the
 tracker's absolute head pose (tz in cm) while SynthTalk knows only the motion relative to the portrait;
@@ -32,7 +32,7 @@ An utterance where the tracker misses the face on any frame is dropped (``droppe
 **Ground truth** rides in the record's ``ground_truth`` dict (stored as ``gt/<name>``): prep's own
 ``landmarks_Tx478x3`` (tracker, crop units, float16), ``gaze_head_Tx2`` and ``crop_Tx3``, and SynthTalk's truth
 as ``synth/<name>_<shape>`` (``synth/pose_Tx6``, ``synth/mouth_open_T``, ``synth/blink_T``, ``synth/gaze_Tx2``,
-``synth/emotion_T``, ``synth/phoneme_T``, ``synth/viseme_T``, ...; see ``synth.synthesize_clip``; landmarks in
+``synth/emotion_T``, ``synth/phoneme_T``, ``synth/viseme_T``, ...; see ``synth.clip.synthesize_clip``; landmarks in
 crop units, float16) plus ``synth/meta_json`` (the clip's meta as UTF-8 JSON bytes: text, voice, phoneme and
 word timings; :func:`synth_meta` decodes it). Each manifest entry also carries ``synth``: split, sentence,
 text, voice, seed and which factors are held out.
@@ -52,15 +52,12 @@ when the command is re-run (resume), and ``--workers`` renders units in local pr
 
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
 import dataclasses
 import json
-import math
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,9 +65,16 @@ from typing import Any
 
 import numpy as np
 
-from vasajax.data import clips, synth
-from vasajax.data.speech import Voice
+from vasajax.data import clips
+from vasajax.data.prep import PrepConfig
+from vasajax.data.speech import LANGUAGES, VARIANTS, Voice
+from vasajax.data.synth.clip import SynthClip, synthesize_clip
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import SENTENCES, load_sentences
+from vasajax.data.synth.portrait import Portrait
 from vasajax.errors import UserError
+from vasajax.facetrack.labels import clip_labels, frame_labels
+from vasajax.facetrack.tracker import FaceTracker
 
 SPLITS = ("train", "heldout")
 """The two folders a dataset run writes."""
@@ -81,7 +85,7 @@ _SALT = {"train": 0x7A11, "heldout": 0x4E1D}
 class ShardsConfig:
     """What a SynthTalk dataset run makes (the look and motion of each clip is ``synth``)."""
 
-    synth: synth.SynthConfig = dataclasses.field(default_factory=synth.SynthConfig)
+    synth: SynthConfig = dataclasses.field(default_factory=SynthConfig)
     """Rendering and motion of the clips (size S, silences, head motion, ...); fps must be 25."""
     num_train: int = 200
     """Train clips (utterances) planned; clips the tracker fails on are dropped, not replaced."""
@@ -112,7 +116,7 @@ class ShardsConfig:
     @classmethod
     def tiny(cls) -> ShardsConfig:
         """Tests: 96² frames, 3 + 2 clips, PNG (exact round trips)."""
-        syn = dataclasses.replace(synth.SynthConfig.tiny(), size=96)
+        syn = dataclasses.replace(SynthConfig.tiny(), size=96)
         return cls(synth=syn, num_train=3, num_heldout=2, codec="png", clips_per_unit=2)
 
     @classmethod
@@ -123,7 +127,7 @@ class ShardsConfig:
     @classmethod
     def paper(cls) -> ShardsConfig:
         """VASA-1's resolution: 512², 2000 train + 200 held-out utterances."""
-        return cls(synth=synth.SynthConfig.paper(), num_train=2000, num_heldout=200)
+        return cls(synth=SynthConfig.paper(), num_train=2000, num_heldout=200)
 
 
 # ----------------------------------------------------------------------------------------------- planning
@@ -137,8 +141,6 @@ def _dealt(i: int, n: int, seed: int, salt: int) -> int:
 
 def parse_voice(spec: str) -> Voice:
     """``LANGUAGE+VARIANT`` (e.g. ``en-gb-scotland+f5``) → ``Voice``; a UserError names the choices."""
-    from vasajax.data.speech import LANGUAGES, VARIANTS
-
     name, _, variant = spec.partition("+")
     if name not in LANGUAGES or variant not in VARIANTS:
         raise UserError(
@@ -206,10 +208,7 @@ def plan_split(
 
 def _video_tracker():
     """The tracker ``prep`` uses (VIDEO mode, its confidence), one face."""
-    from vasajax import facetrack
-    from vasajax.data.prep import PrepConfig
-
-    return facetrack.FaceTracker(mode="video", max_faces=1, min_confidence=PrepConfig().min_confidence)
+    return FaceTracker(mode="video", max_faces=1, min_confidence=PrepConfig().min_confidence)
 
 
 def _shape_name(name: str, a: np.ndarray) -> str:
@@ -217,15 +216,13 @@ def _shape_name(name: str, a: np.ndarray) -> str:
 
 
 def clip_records(
-    clip: synth.SynthClip, spec: dict[str, Any], cfg: ShardsConfig, make_tracker: Callable[[], Any] = _video_tracker
+    clip: SynthClip, spec: dict[str, Any], cfg: ShardsConfig, make_tracker: Callable[[], Any] = _video_tracker
 ) -> tuple[list[clips.ClipRecord], str | None]:
     """Label a rendered clip with the tracker (as ``prep``) and cut it into clip records.
 
     Returns (records, None), or ([], reason) with reason "no_face" (a frame without a face) or "too_short"
     (shorter than ``clip_frames``).
     """
-    from vasajax import facetrack
-
     S, T = clip.frames.shape[1], len(clip.frames)
     crop = np.array([S / 2, S / 2, S], np.float32)  # the rendered frame is the crop
     per_frame = []
@@ -234,8 +231,8 @@ def clip_records(
             faces = tracker.detect(frame, timestamp_ms=t * 1000 // clips.FPS)
             if not faces:
                 return [], "no_face"
-            per_frame.append(facetrack.frame_labels(faces[0], crop))
-    labels = facetrack.clip_labels(per_frame)
+            per_frame.append(frame_labels(faces[0], crop))
+    labels = clip_labels(per_frame)
     f16, f32 = np.float16, np.float32
     truth = {}
     for k, v in clip.ground_truth.items():
@@ -318,7 +315,7 @@ def run_unit(
     out: str | os.PathLike,
     u: int,
     specs: Sequence[dict[str, Any]],
-    portraits: Sequence[synth.Portrait],
+    portraits: Sequence[Portrait],
     cfg: ShardsConfig,
     make_tracker: Callable[[], Any] = _video_tracker,
 ) -> dict[str, Any]:
@@ -334,7 +331,7 @@ def run_unit(
         for spec in specs:
             voice = Voice(**spec["voice"])
             portrait = by_name[spec["portrait"]]
-            clip = synth.synthesize_clip(portrait, spec["text"], voice, seed=spec["seed"], cfg=cfg.synth)
+            clip = synthesize_clip(portrait, spec["text"], voice, seed=spec["seed"], cfg=cfg.synth)
             recs, reason = clip_records(clip, spec, cfg, make_tracker)
             info = {k: spec[k] for k in ("split", "sentence", "text", "seed", "heldout")}
             info["voice"] = voice.espeak_name
@@ -397,7 +394,7 @@ def merge(
 def write_dataset(
     out_dir: str | os.PathLike,
     cfg: ShardsConfig,
-    portraits: Sequence[synth.Portrait],
+    portraits: Sequence[Portrait],
     *,
     sentences_path: str | os.PathLike | None = None,
     splits: Sequence[str] = SPLITS,
@@ -423,7 +420,7 @@ def write_dataset(
             raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         if num[split] < 1:
             continue
-        specs = plan_split(split, num[split], synth.load_sentences(split, sentences_path), names, cfg)
+        specs = plan_split(split, num[split], load_sentences(split, sentences_path), names, cfg)
         units = [specs[i : i + cfg.clips_per_unit] for i in range(0, len(specs), cfg.clips_per_unit)]
         out = Path(out_dir) / split
         out.mkdir(parents=True, exist_ok=True)
@@ -453,47 +450,5 @@ def write_dataset(
     finally:
         if bar is not None:
             bar.close()
-    inputs = {"portraits": names, "sentences": str(Path(sentences_path or synth.ASSETS / "sentences.txt").resolve())}
+    inputs = {"portraits": names, "sentences": str(Path(sentences_path or SENTENCES).resolve())}
     return {split: merge(out, units, cfg, inputs) for split, (out, units) in plans.items()}
-
-
-def cli(args: argparse.Namespace) -> int:
-    """``vasajax synth --shards ...`` (arguments parsed by ``synth.cli_main``)."""
-    split = args.split or "both"
-    if split == "all":
-        raise UserError("--split all would put held-out sentences in training shards; use train, heldout or both")
-    none = ("", "none", "None")
-    syn = dataclasses.replace(synth.SynthConfig(), size=args.size)
-    cfg = ShardsConfig(
-        synth=syn,
-        num_train=args.num_clips,
-        num_heldout=args.num_heldout if args.num_heldout is not None else max(4, math.ceil(args.num_clips / 10)),
-        seed=args.seed,
-        heldout_voice=None if args.heldout_voice in none else args.heldout_voice,
-        heldout_portrait=None if args.heldout_portrait in none else args.heldout_portrait,
-        clip_frames=args.clip_frames,
-        codec=args.codec,
-        clips_per_unit=args.clips_per_shard,
-    )
-    if cfg.clip_frames is not None and cfg.clip_frames < 1:
-        raise UserError(f"--clip-frames must be at least 1, got {cfg.clip_frames}")
-    if cfg.clips_per_unit < 1:
-        raise UserError(f"--clips-per-shard must be at least 1, got {cfg.clips_per_unit}")
-    if cfg.heldout_voice:
-        parse_voice(cfg.heldout_voice)
-    splits = SPLITS if split == "both" else (split,)
-    if split == "heldout":
-        cfg = dataclasses.replace(cfg, num_heldout=args.num_clips if args.num_heldout is None else args.num_heldout)
-    t0 = time.perf_counter()
-    portraits = synth.prepare_portraits(synth.load_portraits(args.portraits), syn)
-    manifests = write_dataset(
-        args.out, cfg, portraits, sentences_path=args.sentences, splits=splits, workers=args.workers,
-        progress=sys.stderr.isatty(),
-    )  # fmt: skip
-    for name, m in manifests.items():
-        t = m["totals"]
-        drop = f", dropped {m['dropped']}" if m["dropped"] else ""
-        print(f"{name}: {t['records']} records, {t['frames']} frames ({t['seconds']:.0f} s), "
-              f"{t['identities']} identities, {t['bytes'] / 1e6:.1f} MB{drop} → {Path(args.out) / name}")  # fmt: skip
-    print(f"done in {time.perf_counter() - t0:.0f} s")
-    return 0

@@ -2,7 +2,7 @@
 
     python -m vasajax.eval.capp_train --out checkpoints/capp-synthtalk --config small --clips 800 --steps 1500
 
-Data: SynthTalk's speech and head motion without rendering frames (``synth.sample_motion`` on espeak-ng
+Data: SynthTalk's speech and head motion without rendering frames (``synth.motion.sample_motion`` on espeak-ng
 phoneme timings — exactly the motion ``synthesize_clip`` would render): head yaw/pitch/roll ground truth and
 the 16 kHz audio's per-frame features, for ``--clips`` clips of training sentences; a held-out set of
 sentences the model never saw gives the reported numbers. Training: CLIP's symmetric InfoNCE over random 3 s
@@ -34,8 +34,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from vasajax.data import synth
 from vasajax.data.speech import SAMPLE_RATE, Voice, synthesize_speech
+from vasajax.data.synth.config import SynthConfig
+from vasajax.data.synth.inputs import load_sentences
+from vasajax.data.synth.motion import sample_motion
 from vasajax.eval import capp
 from vasajax.motion.audio import AudioConfig, frame_features
 
@@ -48,8 +50,8 @@ def synthtalk_pairs(
     """``num_clips`` (pose_Tx3 radians, audio features T×A) pairs from SynthTalk speech + motion (no frames)."""
 
     audio_cfg = audio_cfg or AudioConfig.small()
-    cfg = synth.SynthConfig.small()
-    sentences = synth.load_sentences(split)
+    cfg = SynthConfig.small()
+    sentences = load_sentences(split)
     out = []
     for i in range(num_clips):
         rng = np.random.default_rng([seed, i, 0xCA99])
@@ -62,7 +64,7 @@ def synthtalk_pairs(
         wav = np.zeros(int(round(n * SAMPLE_RATE / FPS)), np.float32)
         start = int(round(cfg.lead_in_s * SAMPLE_RATE))
         wav[start : start + len(audio)] = audio[: len(wav) - start]
-        m = synth.sample_motion(phon, n, cfg, rng)
+        m = sample_motion(phon, n, cfg, rng)
         pose = np.stack([m["yaw"], m["pitch"], m["roll"]], -1)
         out.append((pose, frame_features(wav, audio_cfg)))
     return out

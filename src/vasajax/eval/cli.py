@@ -26,26 +26,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vasajax import facetrack
 from vasajax.errors import UserError
 from vasajax.eval import capp, fvd, identity, report, syncnet, syncnet_score
 from vasajax.eval.fvd import NO_CHECKPOINT
+from vasajax.image import PORTRAITS, load_image
 from vasajax.motion.audio import frame_features
 
 
 def _portrait_for(stem: str, portraits: pathlib.Path | None, vdir: pathlib.Path) -> np.ndarray | None:
 
     if portraits is not None and portraits.is_file():
-        return facetrack.load_image(portraits)
+        return load_image(portraits)
     if portraits is not None:
         for ext in (".png", ".jpg", ".jpeg", ".webp"):
             if (portraits / f"{stem}{ext}").is_file():
-                return facetrack.load_image(portraits / f"{stem}{ext}")
+                return load_image(portraits / f"{stem}{ext}")
     meta = vdir / f"{stem}.json"
     if meta.is_file():
         name = json.loads(meta.read_text()).get("portrait")
-        if name in facetrack.PORTRAITS:
-            return facetrack.load_image(facetrack.PORTRAITS[name])
+        if name in PORTRAITS:
+            return load_image(PORTRAITS[name])
     return None
 
 

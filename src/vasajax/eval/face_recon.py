@@ -25,7 +25,7 @@ from vasajax.data.loader import mouth_box
 from vasajax.errors import UserError
 from vasajax.eval.lipsync import mouth_opening
 from vasajax.face.losses import box_mask
-from vasajax.facetrack import FaceTracker
+from vasajax.facetrack.tracker import FaceTracker
 from vasajax.pipeline import resolve_checkpoint
 from vasajax.train.face import load_model
 

@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from vasajax import facetrack, video
+from vasajax import video
 from vasajax.data import clips
 from vasajax.errors import UserError
 from vasajax.eval import report
+from vasajax.image import PORTRAITS
 from vasajax.pipeline import Animator
 
 DEFAULT_SETTINGS = ("none:0:0", "audio:0.5:0", "default", "strong-audio:1.0:1.0")
@@ -102,9 +103,9 @@ def generate(
     conditions = {}
     for c in clips_info:
         stem = c["stem"]
-        if c["portrait"] not in facetrack.PORTRAITS:
+        if c["portrait"] not in PORTRAITS:
             raise UserError(f"portrait {c['portrait']!r} of {stem} is not a bundled portrait")
-        vid = animator.animate(facetrack.PORTRAITS[c["portrait"]], ref_dir / f"{stem}.wav", seed=seed,
+        vid = animator.animate(PORTRAITS[c["portrait"]], ref_dir / f"{stem}.wav", seed=seed,
                                cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, start=start)  # fmt: skip
         vid.save(out_dir / f"{stem}.mp4")
         shutil.copy(ref_dir / f"{stem}.json", out_dir / f"{stem}.json")  # portrait name (identity metric)

@@ -60,7 +60,7 @@ class OffsetResult:
 
 def mouth_opening(landmarks_Tx478xC: np.ndarray) -> np.ndarray:
     """Inner-lip gap (13/14) over outer eye-corner distance (33/263) per frame; NaN rows stay NaN."""
-    from vasajax.data.synth import mouth_opening as _mouth
+    from vasajax.data.synth.landmarks import mouth_opening as _mouth
 
     lm = np.asarray(landmarks_Tx478xC, np.float64)
     if lm.ndim != 3 or lm.shape[1] < 468:

@@ -8,11 +8,11 @@
   ``train.motion.delta_p_deg`` does the same). Poses are re-extracted from the frames by the face tracker,
   as the paper does for every method.
 - **E_g, main-gaze error** (table 5): the angle in degrees between the requested gaze direction and the
-  gaze measured in the generated video. Both are (θ, φ) spherical angles (``facetrack.gaze_from_landmarks``
+  gaze measured in the generated video. Both are (θ, φ) spherical angles (``facetrack.labels.gaze_from_landmarks``
   convention). A per-frame request (T×2) is compared frame by frame; a single (2,) request — VASA-1's "main
   gaze" — is compared with the video's main gaze, the mean of its per-frame unit gaze vectors.
 - **E_d, head-distance error** (table 5): mean absolute difference between requested and measured normalized
-  head distance (``facetrack.head_distance``; the generated frame is the crop), per frame or against the
+  head distance (``facetrack.labels.head_distance``; the generated frame is the crop), per frame or against the
   clip mean like E_g.
 """
 

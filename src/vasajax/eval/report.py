@@ -50,7 +50,7 @@ class Track:
     landmarks: np.ndarray
     """T×478×3 image pixels."""
     pose: np.ndarray
-    """T×6 [yaw, pitch, roll (radians), tx, ty, tz (cm)] (``facetrack.pose_from_matrix``)."""
+    """T×6 [yaw, pitch, roll (radians), tx, ty, tz (cm)] (``facetrack.labels.pose_from_matrix``)."""
     gaze: np.ndarray
     """T×2 camera-space (θ, φ) radians — the quantity the motion model is conditioned on."""
     gaze_head: np.ndarray
@@ -82,7 +82,8 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
 
 def track_video(frames_TxHxWx3: np.ndarray, fps: float = 25.0, tracker: Any | None = None) -> Track:
     """Track the largest face through the frames (MediaPipe video mode) and measure pose/gaze/distance."""
-    from vasajax import facetrack
+    from vasajax.facetrack.labels import gaze_from_landmarks, head_distance, pose_from_matrix
+    from vasajax.facetrack.tracker import FaceTracker
 
     frames = np.asarray(frames_TxHxWx3)
     t, h, w = frames.shape[:3]
@@ -92,7 +93,7 @@ def track_video(frames_TxHxWx3: np.ndarray, fps: float = 25.0, tracker: Any | No
     dist, valid = np.full(t, nan, np.float32), np.zeros(t, bool)
     whole = (w / 2, h / 2, float(min(h, w)))
     own = tracker is None
-    tracker = tracker or facetrack.FaceTracker(mode="video", max_faces=1, fps=fps)
+    tracker = tracker or FaceTracker(mode="video", max_faces=1, fps=fps)
     try:
         if not own:
             tracker.reset()
@@ -101,9 +102,9 @@ def track_video(frames_TxHxWx3: np.ndarray, fps: float = 25.0, tracker: Any | No
             if not faces:
                 continue
             f = faces[0]
-            cam, head = facetrack.gaze_from_landmarks(f.landmarks, f.matrix)
-            lms[i], poses[i], gazes[i], heads[i] = f.landmarks, facetrack.pose_from_matrix(f.matrix), cam, head
-            dist[i], valid[i] = facetrack.head_distance(f.landmarks, whole), True
+            cam, head = gaze_from_landmarks(f.landmarks, f.matrix)
+            lms[i], poses[i], gazes[i], heads[i] = f.landmarks, pose_from_matrix(f.matrix), cam, head
+            dist[i], valid[i] = head_distance(f.landmarks, whole), True
     finally:
         if own:
             tracker.close()

@@ -61,7 +61,7 @@ class FaceConfig:
     (``benchmarks/motion_encoder_probe.py``)."""
     glimpse_channels: tuple[int, ...] = ()
     """Widths of the motion encoder's glimpse trunks (empty: no glimpses, as in the paper). Each glimpse is a
-    fixed window of the full-resolution input where the face crop (``facetrack.CropConfig``: centred on the eyes
+    fixed window of the full-resolution input where the face crop (``facetrack.crop.CropConfig``: centred on the eyes
     and mouth, scaled by their distances) puts the mouth or the eyes (``encoders.GLIMPSES``); a small trunk of
     ResBlock2Ds (a stride-2 stem, then one 2× pool per width) reads it at full resolution and a zero-initialised
     linear head adds its flattened map to the code. At ``small()``'s 128² encoder input the lip gap is ~3 px and the

@@ -92,7 +92,7 @@ GLIMPSES: dict[str, tuple[float, float, float, float]] = {
     "eyes": (0.435, 0.5, 0.1875, 0.5),
 }
 """Glimpse windows as (centre y, centre x, height, width), fractions of the crop side. With
-``facetrack.CropConfig``'s defaults (side = 2·1.35·2·eye distance, centre 0.1 of the way from the eyes to the mouth
+``facetrack.crop.CropConfig``'s defaults (side = 2·1.35·2·eye distance, centre 0.1 of the way from the eyes to the mouth
 and 0.05 of the side lower) the eyes sit at y ≈ 0.43 and the mouth at y ≈ 0.6 of every crop, so these windows
 hold them whatever the identity; head turns move them by a few percent, which the windows' margins absorb."""
 

@@ -273,8 +273,8 @@ def ms_ssim_loss(x_BxHxWx3, y_BxHxWx3, scales: int) -> jax.Array:
 
 
 def tracker_angles_to_model(pose_Bx6) -> jax.Array:
-    """Tracker head angles (``facetrack.pose_from_matrix``: x right, y up, z to the viewer) → the model's rigid-warp
-    angles (``warp.rotation_matrix``: x right, y down, z away from the viewer): flipping y and z conjugates
+    """Tracker head angles (``facetrack.labels.pose_from_matrix``: x right, y up, z to the viewer) → the model's
+    rigid-warp angles (``warp.rotation_matrix``: x right, y down, z away from the viewer): flipping y and z conjugates
     R_y(yaw) into R_y(−yaw), R_x(pitch) into itself and R_z(roll) into R_z(−roll). The two compose the three
     rotations in different orders, which agree to first order: exact enough for a supervision signal at head
     angles of a talking face. ``B×3``: [yaw, pitch, roll] in radians."""

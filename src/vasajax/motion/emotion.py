@@ -2,7 +2,7 @@
 
 Forms: ``"neutral"`` or None → ∅ (the learned null, the model's average expression); a preset name (the export's
 ``conditions["emotions"]`` first, then ``BLENDSHAPE_EMOTIONS`` for 52-blendshape models); ``"name=value,..."`` over
-MediaPipe's 52 blendshape names (``facetrack.BLENDSHAPE_NAMES``); ``"v1,v2,..."`` or an array of the model's
+MediaPipe's 52 blendshape names (``facetrack.landmarks.BLENDSHAPE_NAMES``); ``"v1,v2,..."`` or an array of the model's
 ``emotion_dim`` values.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from vasajax.errors import UserError
-from vasajax.facetrack import BLENDSHAPE_NAMES
+from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
 
 BLENDSHAPE_EMOTIONS: dict[str, dict[str, float]] = {
     "happy": {"mouthSmileLeft": 0.6, "mouthSmileRight": 0.6, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3},
@@ -50,7 +50,7 @@ def emotion_vector(emotion, dim: int, presets: dict | None = None) -> np.ndarray
             for part in filter(None, (p.strip() for p in text.split(","))):
                 key, _, value = part.partition("=")
                 if key.strip() not in BLENDSHAPE_NAMES:
-                    raise UserError(f"unknown blendshape {key.strip()!r} in --emotion; see facetrack.BLENDSHAPE_NAMES")
+                    raise UserError(f"unknown blendshape {key.strip()!r} in --emotion; see vasajax.facetrack.landmarks")
                 vec[BLENDSHAPE_NAMES.index(key.strip())] = _float(value, "--emotion")
             return vec
         if "," in text or _is_float(text):

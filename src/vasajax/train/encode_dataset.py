@@ -58,7 +58,7 @@ from vasajax.errors import UserError
 from vasajax.face.config import PRESETS
 from vasajax.face.encoders import MotionEncoder as FaceMotionEncoder
 from vasajax.face.stage import encode_motion_fn
-from vasajax.facetrack import BLENDSHAPE_NAMES
+from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
 from vasajax.load import stage_names
 from vasajax.motion import audio as audio_lib
 from vasajax.stages import RENDERERS

@@ -40,7 +40,7 @@ from vasajax import checkpoint_export as ce
 from vasajax import config_io, params
 from vasajax.data import clips
 from vasajax.errors import UserError
-from vasajax.facetrack import CropConfig
+from vasajax.facetrack.crop import CropConfig
 from vasajax.load import stage_names
 from vasajax.motion.audio import AudioConfig, feature_dim
 from vasajax.train import encode_dataset as ed

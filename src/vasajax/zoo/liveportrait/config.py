@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from vasajax import config_io
-from vasajax.facetrack import CropConfig
+from vasajax.facetrack.crop import CropConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

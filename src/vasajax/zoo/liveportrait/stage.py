@@ -39,7 +39,7 @@ from flax import nnx
 
 from vasajax import config_io, params
 from vasajax.errors import UserError
-from vasajax.facetrack import CropConfig
+from vasajax.facetrack.crop import CropConfig
 from vasajax.zoo import export
 from vasajax.zoo.liveportrait import keypoints as kp_lib
 from vasajax.zoo.liveportrait.config import LivePortraitConfig, default_crop
