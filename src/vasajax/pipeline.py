@@ -101,11 +101,11 @@ class Video:
         return len(self.frames) / self.fps
 
     def save(self, path: str | os.PathLike, *, crf: int = 18) -> Path:
-        """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.video``)."""
-        from vasajax import video
+        """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.media``)."""
+        from vasajax import media
 
         audio = np.pad(self.audio, (0, pad_to_frames(self.audio.size, self.fps) - self.audio.size))
-        with video.VideoWriter(path, fps=self.fps, audio=audio, crf=crf, metadata=_provenance_tag()) as w:
+        with media.VideoWriter(path, fps=self.fps, audio=audio, crf=crf, metadata=_provenance_tag()) as w:
             w.write(self.frames)
         return w.path
 
@@ -630,11 +630,11 @@ def parser() -> argparse.ArgumentParser:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``vasajax animate``; bad input raises ``UserError`` (the CLI prints one line and exits 2)."""
     args = parser().parse_args(argv)
-    from vasajax import facetrack, video
+    from vasajax import facetrack, media
     from vasajax.motion.audio import num_video_frames
 
     t_start = time.perf_counter()
-    out = video.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
+    out = media.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
     if args.c2pa:
         from vasajax import c2pa_manifest
 
@@ -679,7 +679,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
         bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
         track = None if live else wav
-        with bar, video.VideoWriter(out, fps=anim.fps, audio=track, crf=args.crf, metadata=_provenance_tag()) as w:
+        with bar, media.VideoWriter(out, fps=anim.fps, audio=track, crf=args.crf, metadata=_provenance_tag()) as w:
             for batch in fs:
                 w.write(batch)
                 bar.update(len(batch))

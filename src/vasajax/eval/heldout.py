@@ -53,7 +53,7 @@ def write_reference(data: str | pathlib.Path, out: str | pathlib.Path, num_clips
     one dict per clip (stem, portrait name, held-out factors, frames)."""
     import soundfile
 
-    from vasajax import video
+    from vasajax import media
     from vasajax.data import clips
 
     out = pathlib.Path(out)
@@ -74,7 +74,7 @@ def write_reference(data: str | pathlib.Path, out: str | pathlib.Path, num_clips
         meta = json.loads(bytes(np.asarray(gt["synth/meta_json"], np.uint8)).decode("utf-8"))
         stem = f"clip{k:03d}"
         soundfile.write(out / f"{stem}.wav", rec.audio_N, 16_000, subtype="PCM_16")
-        with video.VideoWriter(out / f"{stem}.mp4", fps=fps, audio=rec.audio_N, crf=18) as w:
+        with media.VideoWriter(out / f"{stem}.mp4", fps=fps, audio=rec.audio_N, crf=18) as w:
             w.write(rec.frames_TxSxSx3)
         # The truth the tracker is scored against (eye-in-head gaze, head distance), as `vasajax synth` writes it.
         truth = {"gaze": gt.get("synth/gaze_Tx2"), "distance": gt.get("synth/distance_T")}
