@@ -9,7 +9,7 @@ latency; project page: 45 fps offline, 170 ms start latency on an RTX 4090) is w
    ``CropConfig``), at the face model's resolution.
 2. **Encode once** — the stage-1 encoders give the canonical appearance volume, the identity code and the
    portrait's own pose/dynamics (one jitted call).
-3. **Motion** — audio is decoded in chunks (``motion.audio.iter_audio`` → a temporary wav; or any iterable of
+3. **Motion** — audio is decoded in chunks (``media.iter_audio`` → a temporary wav; or any iterable of
    16 kHz chunks), turned into per-frame features incrementally (``LogMelStream``), and fed to
    ``motion.generate.MotionStream``, which samples one sliding window of W frames at a time with the
    controls gaze g, head distance d, emotion e and classifier-free guidance (eq. 2).
@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
@@ -66,8 +67,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vasajax import c2pa_manifest, facetrack, media, provenance
 from vasajax.errors import UserError
 from vasajax.load import Stages, load_stages
+from vasajax.motion.audio import num_video_frames
 from vasajax.motion.emotion import BLENDSHAPE_EMOTIONS, emotion_vector  # noqa: F401 (re-exported)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
@@ -102,8 +105,6 @@ class Video:
 
     def save(self, path: str | os.PathLike, *, crf: int = 18) -> Path:
         """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.media``)."""
-        from vasajax import media
-
         audio = np.pad(self.audio, (0, pad_to_frames(self.audio.size, self.fps) - self.audio.size))
         with media.VideoWriter(path, fps=self.fps, audio=audio, crf=crf, metadata=_provenance_tag()) as w:
             w.write(self.frames)
@@ -181,14 +182,10 @@ class FrameStream:
 
 
 def _provenance_tag() -> dict[str, str]:
-    from vasajax import provenance
-
     return dict(provenance.metadata_tag())
 
 
 def _watermark(frames_BxHxWx3: np.ndarray) -> np.ndarray:
-    from vasajax import provenance
-
     return provenance.embed(frames_BxHxWx3)
 
 
@@ -205,11 +202,9 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
 
 
 def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 chunks from a path (streamed by ffmpeg) or an array."""
-    from vasajax.motion.audio import iter_audio
-
+    """16 kHz mono float32 chunks from a path (streamed by ``media.iter_audio``) or an array."""
     if isinstance(audio, (str, os.PathLike)):
-        yield from iter_audio(audio, chunk_s=chunk_s)
+        yield from media.iter_audio(audio, chunk_s=chunk_s)
         return
     a = np.asarray(audio, np.float32)
     if a.ndim != 1:
@@ -226,16 +221,17 @@ def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
 def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLike, *, chunk_s: float = CHUNK_S) -> int:
     """Decode any audio file to a 16 kHz mono float32 wav in chunks (bounded memory); returns its samples.
     Silent audio (RMS under ``SILENT_DBFS``: a muted microphone, a wrong input) is used with a warning."""
-    import soundfile
+    energy = 0.0
 
-    n, energy = 0, 0.0
-    with soundfile.SoundFile(str(wav_path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT") as f:
+    def checked() -> Iterator[np.ndarray]:
+        nonlocal energy
         for chunk in _audio_chunks(audio_path, chunk_s):
             if not np.all(np.isfinite(chunk)):
                 raise UserError(f"audio {audio_path} contains NaN or infinite samples")
-            f.write(chunk)
-            n += chunk.size
             energy += float(np.sum(np.square(chunk, dtype=np.float64)))
+            yield chunk
+
+    n = media.write_wav(wav_path, checked())
     rms_dbfs = 10 * np.log10(max(energy / max(n, 1), 1e-20))
     if n and rms_dbfs < SILENT_DBFS:
         warnings.warn(
@@ -248,19 +244,11 @@ def pad_wav_to_frames(wav_path: str | os.PathLike, num_samples: int, fps: float)
     """Append silence to a wav up to a whole number of video frames (``pad_to_frames``): the features do
     not change (samples past the end count as silence) and the mp4's last frame keeps its sound (the muxer
     cuts the video at the end of the audio)."""
-    import soundfile
-
-    with soundfile.SoundFile(str(wav_path), "r+") as f:
-        f.seek(0, soundfile.SEEK_END)
-        f.write(np.zeros(pad_to_frames(num_samples, fps) - num_samples, np.float32))
+    media.append_silence(wav_path, pad_to_frames(num_samples, fps) - num_samples)
 
 
 def pad_to_frames(num_samples: int, fps: float) -> int:
     """Samples spanned by the ``num_video_frames`` frames that cover ``num_samples`` (≥ ``num_samples``)."""
-    import math
-
-    from vasajax.motion.audio import num_video_frames
-
     T = num_video_frames(num_samples, fps, SAMPLE_RATE)
     return max(num_samples, math.ceil(T * SAMPLE_RATE / fps - 1e-9))
 
@@ -293,12 +281,6 @@ def pcm_chunks(stream, chunk_ms: float = 20.0) -> Iterator[np.ndarray]:
         carry = data[cut:]
         if cut:
             yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
-
-
-def _wav_chunks(wav_path: str | os.PathLike, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
-    import soundfile
-
-    yield from soundfile.blocks(str(wav_path), blocksize=int(chunk_s * SAMPLE_RATE), dtype="float32")
 
 
 # ---------------------------------------------------------------------------------------------- Animator
@@ -368,8 +350,6 @@ class Animator:
         ``face`` picks one, 0 = the largest); ``"center"`` = the image's central square as is (an already cropped
         portrait; no face tracking); or (cx, cy, side). A face smaller than the model's resolution is used with a
         warning (the video will be soft)."""
-        from vasajax import facetrack
-
         if isinstance(image, (str, os.PathLike)):
             img = facetrack.load_image(image)
         else:
@@ -467,8 +447,6 @@ class Animator:
     def _finish(self, frames_BxSxSx3: np.ndarray, bg, params, side) -> np.ndarray:
         """Float crops → uint8 output frames (resized or pasted back), watermarked."""
         import cv2
-
-        from vasajax import facetrack
 
         crops = (np.clip(frames_BxSxSx3, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if bg is None:
@@ -630,16 +608,10 @@ def parser() -> argparse.ArgumentParser:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``vasajax animate``; bad input raises ``UserError`` (the CLI prints one line and exits 2)."""
     args = parser().parse_args(argv)
-    from vasajax import facetrack, media
-    from vasajax.motion.audio import num_video_frames
-
     t_start = time.perf_counter()
     out = media.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
-    if args.c2pa:
-        from vasajax import c2pa_manifest
-
-        if not c2pa_manifest.available():
-            raise UserError("--c2pa needs the c2pa extra: pip install 'vasajax[c2pa]' (or drop --c2pa)")
+    if args.c2pa and not c2pa_manifest.available():
+        raise UserError("--c2pa needs the c2pa extra: pip install 'vasajax[c2pa]' (or drop --c2pa)")
     facetrack.load_image(args.image)
     ckpt = resolve_checkpoint(args.checkpoint)
     live = args.audio == "-"
@@ -674,7 +646,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         if live:  # compile before the first audio is read: the latency is then the model's, not XLA's
             warm_s = anim.warm_up(portrait, **controls)
             print(f"ready (compiled in {warm_s:.1f} s); reading 16 kHz s16le PCM from stdin", file=sys.stderr)
-        fs = anim.frames(portrait, stdin_chunks() if live else _wav_chunks(wav), **controls)
+        fs = anim.frames(portrait, stdin_chunks() if live else media.iter_wav(wav, chunk_s=CHUNK_S), **controls)
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
