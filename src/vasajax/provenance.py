@@ -97,6 +97,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from vasajax import c2pa_manifest, media
+
 TILE = 16
 """Cells per tile side."""
 TILES = 4
@@ -474,8 +476,6 @@ def has_tag(metadata: dict[str, str]) -> str | None:
 
 def detect_video(path: str | os.PathLike, key: str | bytes | None = None, *, max_frames: int = 250) -> VideoDetection:
     """Check a video file for the metadata tag, a C2PA manifest and the watermark (first ``max_frames`` frames)."""
-    from vasajax import c2pa_manifest, media
-
     tag = has_tag(media.read_metadata(path))
     manifest = c2pa_manifest.read(path)
     wm = detect_frames(media.iter_frames(path), key, max_frames=max_frames)
