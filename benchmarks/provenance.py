@@ -31,7 +31,6 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -97,13 +96,9 @@ def edit_args(name: str, rng: np.random.Generator, h: int, w: int, photo: pathli
 
 
 def run_edit(src: pathlib.Path, dst: pathlib.Path, pre: list, args: list, crf: int) -> None:
-    ff = [media.ffmpeg_exe(), "-v", "error", "-y"]
-    if "-loop" in pre:  # paste: the photo is input 0, the video input 1
-        cmd = [*ff, *pre, "-i", str(src), *args]
-    else:
-        cmd = [*ff, *pre, "-i", str(src), *args]
-    cmd += ["-an", "-map_metadata", "-1", "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", str(dst)]
-    subprocess.run(cmd, check=True)
+    # paste: the photo (in ``pre``) is input 0, the video input 1
+    out = ["-an", "-map_metadata", "-1", "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", dst]
+    media.run_ffmpeg(*pre, "-i", src, *args, *out)
 
 
 def evaluate(frames: np.ndarray, audio, folder: pathlib.Path, name: str, rng: np.random.Generator, photo) -> dict:

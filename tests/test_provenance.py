@@ -4,7 +4,6 @@ positives, the metadata tag, ``vasajax detect`` naming the edit it undid, and th
 
 import json
 import pathlib
-import subprocess
 
 import imageio.v3 as iio
 import numpy as np
@@ -141,8 +140,7 @@ def test_the_null_comes_from_the_same_search(small):
 
 
 def _ffmpeg(src, dst, *args):
-    cmd = [media.ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), *args, "-c:v", "libx264", "-pix_fmt", "yuv420p"]
-    subprocess.run([*cmd, str(dst)], check=True)
+    media.run_ffmpeg("-i", src, *args, "-c:v", "libx264", "-pix_fmt", "yuv420p", dst)
 
 
 def test_survives_h264_edits_and_tag_round_trip(clip, marked, tmp_path):
