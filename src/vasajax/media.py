@@ -16,10 +16,11 @@ frames, optionally resampled to a frame rate (``-vf fps=N``) and resized; a cont
 
 **A file without an audio track.** One contract for every function that returns audio: it raises
 :class:`NoAudioError` (a :class:`UserError`, so the CLI prints one line and exits 2). That covers a file with
-no audio stream (a silent video, a picture) and an audio stream with no samples. Callers for which a silent
-video is not an error catch it (``vasajax prep`` counts the video as ``no_audio``) or ask ``probe(path)
-.has_audio`` first. A file ffmpeg cannot read at all raises :class:`MediaError` (also a ``UserError``;
-``NoAudioError`` is a ``MediaError``), so batch jobs can skip bad files and still stop on other errors.
+no audio stream (a silent video, a picture) and an audio stream with no samples; the message is the one
+line the CLI shows. Callers for which a silent video is not an error catch it (``vasajax prep`` counts the
+video as ``no_audio``) or check ``probe(path).has_audio`` first. A file that is missing, empty or that ffmpeg
+cannot read raises :class:`MediaError` (also a ``UserError``; ``NoAudioError`` is a ``MediaError``), so
+batch jobs can skip bad files and still stop on other errors. Errors while writing are plain ``UserError``.
 
 **Encoding.** :class:`VideoWriter` runs the bundled ffmpeg in two passes:
 
