@@ -1,6 +1,6 @@
 """Audio front-end throughput: seconds of audio processed per second of wall time.
 
-Measures (after one warm-up call each): decoding a 60 s stereo 44.1 kHz mp3 with ``load_audio``; log-mel
+Measures (after one warm-up call each): decoding a 60 s stereo 44.1 kHz mp3 with ``media.read_audio``; log-mel
 ``frame_features`` on 60 s (``AudioConfig.small()``, 80 bins → 160-d per frame); wav2vec2-base (random init,
 ``Wav2Vec2Config.base()``, 95 M parameters) forward on one 20 s window (the default ``w2v_window_s``; the
 audio path adds only a cheap resampling). Writes ``benchmarks/results/audio-<device>-<date>.json``.
@@ -16,17 +16,16 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
 import jax
 import numpy as np
 import soundfile
 from flax import nnx
 
+from vasajax import media
 from vasajax.motion import audio, wav2vec2
 
 SR = audio.SAMPLE_RATE
@@ -73,14 +72,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stereo = np.stack([_speech_like(secs, 44_100, rng)] * 2, 1)
         soundfile.write(f"{tmp}/a.wav", stereo, 44_100, subtype="FLOAT")
-        subprocess.run(
-            [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-i", f"{tmp}/a.wav", f"{tmp}/a.mp3"],
-            check=True,
-            timeout=120,
-        )
-        t = _best_of(lambda: audio.load_audio(f"{tmp}/a.mp3"), args.repeats)
+        media.run_ffmpeg("-i", f"{tmp}/a.wav", f"{tmp}/a.mp3", timeout_s=120)
+        t = _best_of(lambda: media.read_audio(f"{tmp}/a.mp3"), args.repeats)
         results["load_mp3_audio_s_per_s"] = secs / t
-        print(f"load_audio (stereo 44.1 kHz mp3 → 16 kHz mono): {secs / t:8.1f} s of audio per s")
+        print(f"read_audio (stereo 44.1 kHz mp3 → 16 kHz mono): {secs / t:8.1f} s of audio per s")
 
     wave = _speech_like(secs, SR, rng)
     cfg = audio.AudioConfig.small()

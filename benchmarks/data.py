@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vasajax import media
 from vasajax.data import clips, loader, prep
 
 
@@ -47,7 +48,6 @@ def portrait(size: int) -> np.ndarray:
 
 
 def make_video(path: Path, seconds: float, size: int = 512, fps: int = 25) -> None:
-    import imageio_ffmpeg
     import soundfile as sf
 
     img = portrait(size)
@@ -55,17 +55,11 @@ def make_video(path: Path, seconds: float, size: int = 512, fps: int = 25) -> No
     t = np.arange(int(seconds * clips.SAMPLE_RATE)) / clips.SAMPLE_RATE
     wav = path.with_suffix(".wav")
     sf.write(wav, (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t)).astype(np.float32), 16000)
-    opts = ["-crf", "20", "-preset", "veryfast"]
-    w = imageio_ffmpeg.write_frames(
-        str(path), (size, size), fps=fps, codec="libx264", output_params=opts,
-        audio_path=str(wav), audio_codec="aac", macro_block_size=1,
-    )  # fmt: skip
-    w.send(None)
-    for i in range(n):
-        dx = int(12 * np.sin(i / 20))
-        dy = int(6 * np.sin(i / 13))
-        w.send(np.ascontiguousarray(np.roll(img, (dy, dx), axis=(0, 1))))
-    w.close()
+    with media.VideoWriter(path, fps=fps, audio=wav, crf=20, preset="veryfast") as w:
+        for i in range(n):
+            dx = int(12 * np.sin(i / 20))
+            dy = int(6 * np.sin(i / 13))
+            w.write(np.roll(img, (dy, dx), axis=(0, 1)))
     wav.unlink()
 
 

@@ -4,7 +4,7 @@
     python benchmarks/provenance.py --clips 10      # what docs/provenance.md reports on the 2-core CPU (~25 min)
 
 Makes ``--clips`` SynthTalk clips at 256² (bundled portraits alternating, sentences 0..N-1, seeds 0..N-1, ~3 s
-each), writes each twice with :func:`vasajax.video.write_video` at CRF 18 — marked (``provenance.embed`` + the
+each), writes each twice with :func:`vasajax.media.write_video` at CRF 18 — marked (``provenance.embed`` + the
 metadata tag) and unmarked — then edits both copies with the bundled ffmpeg, metadata stripped
 (``-map_metadata -1``), and runs :func:`vasajax.provenance.detect_video` on each file. The edits (random
 parameters drawn per clip from a seeded generator, the same for the marked and the unmarked copy):
@@ -31,7 +31,6 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 import imageio.v3 as iio  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vasajax import provenance, video  # noqa: E402
+from vasajax import media, provenance  # noqa: E402
 from vasajax.data.synth.clip import synthesize_clip  # noqa: E402
 from vasajax.data.synth.config import SynthConfig  # noqa: E402
 from vasajax.data.synth.inputs import load_portraits, load_sentences  # noqa: E402
@@ -100,13 +99,9 @@ def edit_args(name: str, rng: np.random.Generator, h: int, w: int, photo: pathli
 
 
 def run_edit(src: pathlib.Path, dst: pathlib.Path, pre: list, args: list, crf: int) -> None:
-    ff = [video.ffmpeg_exe(), "-v", "error", "-y"]
-    if "-loop" in pre:  # paste: the photo is input 0, the video input 1
-        cmd = [*ff, *pre, "-i", str(src), *args]
-    else:
-        cmd = [*ff, *pre, "-i", str(src), *args]
-    cmd += ["-an", "-map_metadata", "-1", "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", str(dst)]
-    subprocess.run(cmd, check=True)
+    # paste: the photo (in ``pre``) is input 0, the video input 1
+    out = ["-an", "-map_metadata", "-1", "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", dst]
+    media.run_ffmpeg(*pre, "-i", src, *args, *out)
 
 
 def evaluate(frames: np.ndarray, audio, folder: pathlib.Path, name: str, rng: np.random.Generator, photo) -> dict:
@@ -116,8 +111,8 @@ def evaluate(frames: np.ndarray, audio, folder: pathlib.Path, name: str, rng: np
     row = {"frames": len(frames), "psnr_db": psnr(marked, frames), "embed_ms_per_frame": 1e3 * embed_s / len(frames)}
     h, w = frames.shape[1:3]
     paths = {
-        "marked": video.write_video(folder / f"{name}.m.mp4", marked, audio=audio, metadata=provenance.metadata_tag()),
-        "plain": video.write_video(folder / f"{name}.u.mp4", frames, audio=audio),
+        "marked": media.write_video(folder / f"{name}.m.mp4", marked, audio=audio, metadata=provenance.metadata_tag()),
+        "plain": media.write_video(folder / f"{name}.u.mp4", frames, audio=audio),
     }
     times = []
     for e in EDITS:
@@ -263,7 +258,7 @@ def main() -> None:
                 flush=True,
             )
         if args.demo and pathlib.Path(args.demo).is_file():
-            frames = np.stack(list(video.iter_frames(args.demo)))
+            frames = np.stack(list(media.iter_frames(args.demo)))
             demo_row = evaluate(frames, None, folder, "demo", np.random.default_rng(7), photos[0])
     result = {
         "device": device_name(),

@@ -40,8 +40,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
+from vasajax import media, provenance
 from vasajax import notebook as nb
-from vasajax import provenance, video
 from vasajax.data.speech import Voice, synthesize_speech
 from vasajax.data.synth.clip import synthesize_clip
 from vasajax.data.synth.config import SynthConfig
@@ -106,7 +106,7 @@ chunks = (long_wave[i : i + SR // 5] for i in range(0, long_wave.size, SR // 5))
 fs = anim.stream(portrait, chunks, seed=0, steps=STEPS)
 audio = np.pad(long_wave, (0, pad_to_frames(long_wave.size, anim.fps) - long_wave.size))  # whole frames
 arrivals = []  # (wall seconds, frames so far)
-with video.VideoWriter(OUT / "long.mp4", fps=anim.fps, audio=audio, metadata=provenance.metadata_tag()) as writer:
+with media.VideoWriter(OUT / "long.mp4", fps=anim.fps, audio=audio, metadata=provenance.metadata_tag()) as writer:
     for batch in fs:
         writer.write(batch)
         arrivals.append((fs.elapsed_s, fs.frames))
@@ -274,8 +274,8 @@ print(f"PSNR {psnr:.1f} dB, max change {np.abs(delta).max()} grey levels")
 cfg = SynthConfig(size=nb.pick(smoke=128, full=256))
 face = prepare_portraits(load_portraits()[:1], cfg)[0]  # the astronaut, rigged for warping
 clip = synthesize_clip(face, sentences[2], seed=0, cfg=cfg)
-other = video.write_video(OUT / "synthtalk.mp4", clip.frames, fps=clip.fps, audio=clip.audio)
-marked_other = video.write_video(
+other = media.write_video(OUT / "synthtalk.mp4", clip.frames, fps=clip.fps, audio=clip.audio)
+marked_other = media.write_video(
     OUT / "synthtalk_marked_crf28.mp4", provenance.embed(clip.frames), fps=clip.fps, audio=clip.audio, crf=28
 )
 results = {p.name: provenance.detect_video(p) for p in (writer.path, other, marked_other)}
@@ -284,7 +284,7 @@ for name, d in results.items():
         f"{name:>28}: watermark {'FOUND' if d.watermark.present else 'absent'} (z = {d.z:6.1f}, confidence "
         f"{d.confidence:.6f}, {d.watermark.num_frames} frames); metadata tag {'found' if d.tag else 'absent'}"
     )
-print("\nthe tag:", video.read_metadata(writer.path).get("comment"))
+print("\nthe tag:", media.read_metadata(writer.path).get("comment"))
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 2.8))

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from test_pipeline import make_export, speechlike
-from vasajax import cli, modelfiles, provenance, video
+from vasajax import cli, media, modelfiles, provenance
 from vasajax.image import PORTRAITS
 from vasajax.motion.audio import num_video_frames
 from vasajax.pipeline import cli_main
@@ -58,9 +58,9 @@ def test_animate_writes_tagged_watermarked_video(files, capsys):
     T = num_video_frames(wave.size, 25, SR)
     assert f"{T} frames" in stdout and "s per second of audio" in stdout and "first frame after" in stdout
     assert sorted(os.listdir(out.parent)) == ["talk.mp4"]  # no temporary files left
-    info = video.probe(out)
+    info = media.probe(out)
     assert (info.width, info.height) == (256, 256) and info.has_audio and info.fps == 25
-    frames, fps, audio = video.read_video(out, stack=True)
+    frames, fps, audio = media.read_video(out, stack=True)
     assert len(frames) == T and abs(len(frames) - wave.size / SR * fps) <= 1  # audio duration ± 1 frame
     assert audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
     found = provenance.detect_video(out)
@@ -186,7 +186,7 @@ def test_live_pcm_on_stdin_is_animated_as_it_arrives(files, capsys, monkeypatch)
     latency = float(re.search(r"\(([0-9.]+) s after the first audio arrived\)", stdout).group(1))
     assert 0 < latency < 2.0  # ≤ 0.3 s is the goal on an idle CPU (benchmarks/animate.py measures it)
     T = num_video_frames(wave.size, 25, SR)
-    frames, _, audio = video.read_video(out, stack=True)
+    frames, _, audio = media.read_video(out, stack=True)
     assert abs(len(frames) - T) <= 1 and audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
     assert provenance.detect_video(out).present
 

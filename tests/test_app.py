@@ -19,7 +19,7 @@ import soundfile as sf
 
 from test_animate_cli import needs_landmarker
 from test_pipeline import make_export
-from vasajax import provenance, video
+from vasajax import media, provenance
 from vasajax.image import ASSETS, PORTRAITS
 from vasajax.motion.audio import num_video_frames
 
@@ -106,8 +106,8 @@ def status(pg) -> str:
 
 def test_page_animates_photo_with_streamed_preview_and_downloads_watermarked_mp4(page, files, tmp_path, monkeypatch):
     d, ckpt = files
-    write = video.VideoWriter.write
-    monkeypatch.setattr(video.VideoWriter, "write", lambda w, x: (time.sleep(0.3), write(w, x)))  # a slow machine
+    write = media.VideoWriter.write
+    monkeypatch.setattr(media.VideoWriter, "write", lambda w, x: (time.sleep(0.3), write(w, x)))  # a slow machine
     page.locator("#image input[type=file]").set_input_files(str(PORTRAITS["astronaut"]))
     page.locator("#audio input[type=file]").set_input_files(str(d / "speech.wav"))
     page.locator("#image img").wait_for()
@@ -131,7 +131,7 @@ def test_page_animates_photo_with_streamed_preview_and_downloads_watermarked_mp4
 
     wave, _ = sf.read(d / "speech.wav", dtype="float32")
     T = num_video_frames(wave.size, 25, SR)
-    frames, fps, audio = video.read_video(out, stack=True)
+    frames, fps, audio = media.read_video(out, stack=True)
     assert fps == 25 and len(frames) == T and frames.std() > 5  # a picture, not a blank
     assert audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
     found = provenance.detect_video(out)
@@ -141,7 +141,7 @@ def test_page_animates_photo_with_streamed_preview_and_downloads_watermarked_mp4
     cli_out = tmp_path / "cli.mp4"  # the CLI, same inputs and defaults: the same video
     args = ["--image", str(PORTRAITS["astronaut"]), "--audio", str(d / "speech.wav"), "--paste-back"]
     assert cli.main(["animate", *args, "--out", str(cli_out), "--checkpoint", str(ckpt), "--no-progress"]) == 0
-    cli_frames, _, _ = video.read_video(cli_out, stack=True)
+    cli_frames, _, _ = media.read_video(cli_out, stack=True)
     assert cli_frames.shape == frames.shape
     assert np.abs(cli_frames.astype(int) - frames).mean() < 1.0
 

@@ -1,92 +1,26 @@
-"""Audio front end: loading (many formats, bad input), exact frame alignment, streaming == whole."""
+"""Audio front end: exact frame alignment, streaming == whole (decoding files: test_media.py)."""
 
-import subprocess
-
-import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
 
+from vasajax import media
 from vasajax.errors import UserError
 from vasajax.motion import audio
 
 SR = 16_000
 
 
-def _tone(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(round(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def _peak_hz(wave: np.ndarray, sr: int = SR) -> float:
-    spec = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
-    return float(np.argmax(spec) * sr / len(wave))
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", *args], check=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def stereo_mp3(tmp_path_factory):
-    """2 s stereo 44.1 kHz mp3: 440 Hz at amplitude 0.6 on the left, 0.2 on the right."""
-    d = tmp_path_factory.mktemp("mp3")
-    left, right = _tone(440, 2.0, 44_100, 0.6), _tone(440, 2.0, 44_100, 0.2)
-    soundfile.write(d / "src.wav", np.stack([left, right], 1), 44_100, subtype="FLOAT")
-    _ffmpeg("-i", str(d / "src.wav"), "-c:a", "libmp3lame", "-b:a", "192k", str(d / "stereo.mp3"))
-    return d / "stereo.mp3"
-
-
-def test_load_stereo_44k_mp3(stereo_mp3):
-    wave = audio.load_audio(stereo_mp3)
-    assert wave.dtype == np.float32 and wave.ndim == 1
-    assert abs(len(wave) - 2 * SR) < 0.1 * SR  # mp3 adds encoder delay/padding, never more than ~2 frames
-    mid = wave[SR // 2 : 3 * SR // 2]
-    assert abs(_peak_hz(mid) - 440) < 2
-    # channels are averaged: (0.6 + 0.2) / 2 = 0.4 amplitude → RMS 0.4/√2
-    assert np.sqrt(np.mean(mid**2)) == pytest.approx(0.4 / np.sqrt(2), rel=0.05)
-
-
-def test_iter_audio_chunks_equal_whole(stereo_mp3):
-    whole = audio.load_audio(stereo_mp3)
-    chunks = list(audio.iter_audio(stereo_mp3, chunk_s=0.3))
-    assert all(len(c) == round(0.3 * SR) for c in chunks[:-1]) and 0 < len(chunks[-1]) <= round(0.3 * SR)
-    np.testing.assert_array_equal(np.concatenate(chunks), whole)
-
-
-def test_load_8k_wav_resamples(tmp_path):
-    soundfile.write(tmp_path / "a.wav", _tone(1000, 1.5, 8000), 8000, subtype="PCM_16")
-    wave = audio.load_audio(tmp_path / "a.wav")
-    assert len(wave) == int(1.5 * SR)
-    assert abs(_peak_hz(wave) - 1000) < 2
-    assert np.sqrt(np.mean(wave[2000:-2000] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
-
-
 def test_silence_is_valid(tmp_path):
     soundfile.write(tmp_path / "s.wav", np.zeros(SR // 2, np.float32), SR)  # 16 kHz: soundfile fast path
     soundfile.write(tmp_path / "s.flac", np.zeros((SR // 2, 2), np.float32), 22_050)  # ffmpeg path
     for name in ("s.wav", "s.flac"):
-        wave = audio.load_audio(tmp_path / name)
+        wave = media.read_audio(tmp_path / name)
         assert len(wave) > 0 and np.all(wave == 0)
-    feats = audio.frame_features(audio.load_audio(tmp_path / "s.wav"), audio.AudioConfig())
+    feats = audio.frame_features(media.read_audio(tmp_path / "s.wav"), audio.AudioConfig())
     assert feats.shape == (audio.num_video_frames(SR // 2), 160)
     cfg = audio.AudioConfig()
     np.testing.assert_allclose(feats, (np.log(cfg.log_floor) - cfg.norm_mean) / cfg.norm_std, rtol=1e-6)
-
-
-@pytest.mark.parametrize("what", ["empty", "text", "no_samples", "missing"])
-def test_bad_input_is_one_line_user_error(tmp_path, what):
-    path = tmp_path / "x.wav"
-    if what == "empty":
-        path.write_bytes(b"")
-    elif what == "text":
-        path.write_text("this is not audio, just a text file with a .wav name\n" * 20)
-    elif what == "no_samples":
-        soundfile.write(path, np.zeros(0, np.float32), SR)
-    for load in (audio.load_audio, lambda p: list(audio.iter_audio(p))):
-        with pytest.raises(UserError) as e:
-            load(path)
-        assert "\n" not in str(e.value) and str(path.name) in str(e.value)
 
 
 def test_num_video_frames_rounding():

@@ -80,12 +80,12 @@ def test_video_shape_duration_and_motion(anim, video0, wave):
 
 
 def test_video_save_has_audio_and_provenance_tag(video0, tmp_path):
-    from vasajax import provenance, video
+    from vasajax import media, provenance
 
     out = video0.save(tmp_path / "v.mp4")
-    info = video.probe(out)
+    info = media.probe(out)
     assert info.has_audio and provenance.has_tag(info.metadata) and (info.width, info.height) == (64, 64)
-    frames, _, _ = video.read_video(out, stack=True)
+    frames, _, _ = media.read_video(out, stack=True)
     assert len(frames) == len(video0.frames)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vasajax import media
 from vasajax.data import clips, loader, prep
 
 
@@ -47,7 +48,6 @@ def test_identity_layouts(tmp_path):
 
 
 def _write_video(path: Path, wav_dir: Path, *, n: int, fps: int, black_from: int, audio: bool) -> None:
-    import imageio_ffmpeg
     import skimage.data
     import soundfile as sf
 
@@ -55,15 +55,9 @@ def _write_video(path: Path, wav_dir: Path, *, n: int, fps: int, black_from: int
     wav = wav_dir / (path.stem + ".wav")
     t = np.arange(int(round(n / fps * clips.SAMPLE_RATE))) / clips.SAMPLE_RATE
     sf.write(wav, (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), clips.SAMPLE_RATE)
-    w = imageio_ffmpeg.write_frames(
-        str(path), (256, 256), fps=fps, codec="libx264", output_params=["-crf", "18"], macro_block_size=1,
-        audio_path=str(wav) if audio else None, audio_codec="aac" if audio else None,
-    )  # fmt: skip
-    w.send(None)
-    for i in range(n):
-        frame = np.roll(img, (i // 3, i // 2), axis=(0, 1)) if i < black_from else np.zeros_like(img)
-        w.send(np.ascontiguousarray(frame))
-    w.close()
+    with media.VideoWriter(path, fps=fps, audio=wav if audio else None, crf=18, preset="medium") as w:
+        for i in range(n):
+            w.write(np.roll(img, (i // 3, i // 2), axis=(0, 1)) if i < black_from else np.zeros_like(img))
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ positives, the metadata tag, ``vasajax detect`` naming the edit it undid, and th
 
 import json
 import pathlib
-import subprocess
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from vasajax import c2pa_manifest, video
+from vasajax import c2pa_manifest, media
 from vasajax import provenance as pv
 
 ASSETS = pathlib.Path(pv.__file__).parent / "assets"
@@ -141,15 +140,14 @@ def test_the_null_comes_from_the_same_search(small):
 
 
 def _ffmpeg(src, dst, *args):
-    cmd = [video.ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), *args, "-c:v", "libx264", "-pix_fmt", "yuv420p"]
-    subprocess.run([*cmd, str(dst)], check=True)
+    media.run_ffmpeg("-i", src, *args, "-c:v", "libx264", "-pix_fmt", "yuv420p", dst)
 
 
 def test_survives_h264_edits_and_tag_round_trip(clip, marked, tmp_path):
     marked_mp4, plain_mp4 = tmp_path / "marked.mp4", tmp_path / "plain.mp4"
-    video.write_video(marked_mp4, marked, metadata=pv.metadata_tag())
-    video.write_video(plain_mp4, clip)
-    assert pv.has_tag(video.read_metadata(marked_mp4)) == pv.TAG_VALUE
+    media.write_video(marked_mp4, marked, metadata=pv.metadata_tag())
+    media.write_video(plain_mp4, clip)
+    assert pv.has_tag(media.read_metadata(marked_mp4)) == pv.TAG_VALUE
     _ffmpeg(marked_mp4, tmp_path / "crf28.mp4", "-crf", "28")  # ffmpeg copies the tag
     crop = ["-vf", "crop=208:192:40:9,hflip", "-map_metadata", "-1"]  # 61 % of the area kept, flipped
     _ffmpeg(marked_mp4, tmp_path / "crop.mp4", *crop)
@@ -165,7 +163,7 @@ def test_survives_h264_edits_and_tag_round_trip(clip, marked, tmp_path):
 
 def test_cli_detect_says_what_it_undid(small_marked, tmp_path, capsys):
     out = tmp_path / "m.mp4"
-    video.write_video(out, small_marked[:, :, ::-1], metadata=pv.metadata_tag())  # flipped
+    media.write_video(out, small_marked[:, :, ::-1], metadata=pv.metadata_tag())  # flipped
     assert pv.cli_main([str(out), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["present"] and d["watermark_present"] and d["metadata_tag"] and d["frames_examined"] == T
@@ -178,7 +176,7 @@ def test_cli_detect_says_what_it_undid(small_marked, tmp_path, capsys):
 @pytest.mark.skipif(not c2pa_manifest.available(), reason="needs the c2pa extra (c2pa-python, cryptography)")
 def test_c2pa_manifest_signed_read_back_and_tamper_evident(small_marked, tmp_path, monkeypatch):
     monkeypatch.setenv("VASAJAX_C2PA_DIR", str(tmp_path / "keys"))
-    out = video.write_video(tmp_path / "s.mp4", small_marked[:4], metadata=pv.metadata_tag())
+    out = media.write_video(tmp_path / "s.mp4", small_marked[:4], metadata=pv.metadata_tag())
     assert c2pa_manifest.read(out)["found"] is False
     c2pa_manifest.sign(out)
     keys = tmp_path / "keys"

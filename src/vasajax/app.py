@@ -5,7 +5,7 @@ and watch the frames appear while they are generated; the page then plays the mp
 is the file ``vasajax animate`` writes: same frames for the same seed, watermark and metadata tag (``vasajax
 detect`` finds them). Bad input shows the CLI's one-line ``error:`` message in the page's status box.
 
-The module is glue over :mod:`vasajax.pipeline` (``Animator.prepare`` / ``stream``, ``video.VideoWriter``) and
+The module is glue over :mod:`vasajax.pipeline` (``Animator.prepare`` / ``stream``, ``media.VideoWriter``) and
 Gradio, the browser front end this ecosystem's users know (LivePortrait, SadTalker, Hallo ship one). The preview
 is a picture updated as frames are made, not Gradio's streaming video: that one needs a system ffmpeg and ffprobe
 and plays HLS, which stalls whenever generation runs below real time (the demo checkpoint makes ~6 frames/s on
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vasajax import pipeline, provenance, video
+from vasajax import media, pipeline, provenance
 from vasajax.errors import UserError
 from vasajax.image import PORTRAITS, load_image
 from vasajax.motion.audio import num_video_frames
@@ -116,7 +116,7 @@ def generate(image, audio, checkpoint, emotion, theta, phi, cfg_audio, cfg_gaze,
             fs = anim.stream(portrait, wav, **controls)
             total, t0 = num_video_frames(n, anim.fps, pipeline.SAMPLE_RATE), time.perf_counter()
             yield None, f"{notes}generating {total} frames...", None, None
-            with video.VideoWriter(out, fps=anim.fps, audio=wav, metadata=provenance.metadata_tag()) as w:
+            with media.VideoWriter(out, fps=anim.fps, audio=wav, metadata=provenance.metadata_tag()) as w:
 
                 def written():
                     for batch in fs:

@@ -9,7 +9,7 @@ latency; project page: 45 fps offline, 170 ms start latency on an RTX 4090) is w
    ``CropConfig``), at the face model's resolution.
 2. **Encode once** — the stage-1 encoders give the canonical appearance volume, the identity code and the
    portrait's own pose/dynamics (one jitted call).
-3. **Motion** — audio is decoded in chunks (``motion.audio.iter_audio`` → a temporary wav; or any iterable of
+3. **Motion** — audio is decoded in chunks (``media.iter_audio`` → a temporary wav; or any iterable of
    16 kHz chunks), turned into per-frame features incrementally (``LogMelStream``), and fed to
    ``motion.generate.MotionStream``, which samples one sliding window of W frames at a time with the
    controls gaze g, head distance d, emotion e and classifier-free guidance (eq. 2).
@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
@@ -66,8 +67,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vasajax import c2pa_manifest, media, provenance
 from vasajax.errors import UserError
+from vasajax.facetrack.crop import apply_crop, crop_params, paste_crop
+from vasajax.facetrack.labels import head_distance
+from vasajax.facetrack.tracker import track_image
+from vasajax.image import MIN_IMAGE_SIDE, load_image, to_uint8_rgb
 from vasajax.load import Stages, load_stages
+from vasajax.motion.audio import num_video_frames
 from vasajax.motion.emotion import BLENDSHAPE_EMOTIONS, emotion_vector  # noqa: F401 (re-exported)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
@@ -101,11 +108,9 @@ class Video:
         return len(self.frames) / self.fps
 
     def save(self, path: str | os.PathLike, *, crf: int = 18) -> Path:
-        """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.video``)."""
-        from vasajax import video
-
+        """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.media``)."""
         audio = np.pad(self.audio, (0, pad_to_frames(self.audio.size, self.fps) - self.audio.size))
-        with video.VideoWriter(path, fps=self.fps, audio=audio, crf=crf, metadata=_provenance_tag()) as w:
+        with media.VideoWriter(path, fps=self.fps, audio=audio, crf=crf, metadata=_provenance_tag()) as w:
             w.write(self.frames)
         return w.path
 
@@ -181,14 +186,10 @@ class FrameStream:
 
 
 def _provenance_tag() -> dict[str, str]:
-    from vasajax import provenance
-
     return dict(provenance.metadata_tag())
 
 
 def _watermark(frames_BxHxWx3: np.ndarray) -> np.ndarray:
-    from vasajax import provenance
-
     return provenance.embed(frames_BxHxWx3)
 
 
@@ -205,11 +206,9 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
 
 
 def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 chunks from a path (streamed by ffmpeg) or an array."""
-    from vasajax.motion.audio import iter_audio
-
+    """16 kHz mono float32 chunks from a path (streamed by ``media.iter_audio``) or an array."""
     if isinstance(audio, (str, os.PathLike)):
-        yield from iter_audio(audio, chunk_s=chunk_s)
+        yield from media.iter_audio(audio, chunk_s=chunk_s)
         return
     a = np.asarray(audio, np.float32)
     if a.ndim != 1:
@@ -226,16 +225,17 @@ def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
 def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLike, *, chunk_s: float = CHUNK_S) -> int:
     """Decode any audio file to a 16 kHz mono float32 wav in chunks (bounded memory); returns its samples.
     Silent audio (RMS under ``SILENT_DBFS``: a muted microphone, a wrong input) is used with a warning."""
-    import soundfile
+    energy = 0.0
 
-    n, energy = 0, 0.0
-    with soundfile.SoundFile(str(wav_path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT") as f:
+    def checked() -> Iterator[np.ndarray]:
+        nonlocal energy
         for chunk in _audio_chunks(audio_path, chunk_s):
             if not np.all(np.isfinite(chunk)):
                 raise UserError(f"audio {audio_path} contains NaN or infinite samples")
-            f.write(chunk)
-            n += chunk.size
             energy += float(np.sum(np.square(chunk, dtype=np.float64)))
+            yield chunk
+
+    n = media.write_wav(wav_path, checked())
     rms_dbfs = 10 * np.log10(max(energy / max(n, 1), 1e-20))
     if n and rms_dbfs < SILENT_DBFS:
         warnings.warn(
@@ -248,19 +248,11 @@ def pad_wav_to_frames(wav_path: str | os.PathLike, num_samples: int, fps: float)
     """Append silence to a wav up to a whole number of video frames (``pad_to_frames``): the features do
     not change (samples past the end count as silence) and the mp4's last frame keeps its sound (the muxer
     cuts the video at the end of the audio)."""
-    import soundfile
-
-    with soundfile.SoundFile(str(wav_path), "r+") as f:
-        f.seek(0, soundfile.SEEK_END)
-        f.write(np.zeros(pad_to_frames(num_samples, fps) - num_samples, np.float32))
+    media.append_silence(wav_path, pad_to_frames(num_samples, fps) - num_samples)
 
 
 def pad_to_frames(num_samples: int, fps: float) -> int:
     """Samples spanned by the ``num_video_frames`` frames that cover ``num_samples`` (≥ ``num_samples``)."""
-    import math
-
-    from vasajax.motion.audio import num_video_frames
-
     T = num_video_frames(num_samples, fps, SAMPLE_RATE)
     return max(num_samples, math.ceil(T * SAMPLE_RATE / fps - 1e-9))
 
@@ -293,12 +285,6 @@ def pcm_chunks(stream, chunk_ms: float = 20.0) -> Iterator[np.ndarray]:
         carry = data[cut:]
         if cut:
             yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
-
-
-def _wav_chunks(wav_path: str | os.PathLike, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
-    import soundfile
-
-    yield from soundfile.blocks(str(wav_path), blocksize=int(chunk_s * SAMPLE_RATE), dtype="float32")
 
 
 # ---------------------------------------------------------------------------------------------- Animator
@@ -368,10 +354,6 @@ class Animator:
         ``facetrack.tracker.find_faces``; ``face`` picks one, 0 = the largest); ``"center"`` = the image's central
         square as is (an already cropped portrait; no face tracking); or (cx, cy, side). A face smaller than the
         model's resolution is used with a warning (the video will be soft)."""
-        from vasajax.facetrack.crop import apply_crop, crop_params
-        from vasajax.facetrack.labels import head_distance
-        from vasajax.facetrack.tracker import track_image
-        from vasajax.image import MIN_IMAGE_SIDE, load_image, to_uint8_rgb
 
         if isinstance(image, (str, os.PathLike)):
             img = load_image(image)
@@ -470,8 +452,6 @@ class Animator:
     def _finish(self, frames_BxSxSx3: np.ndarray, bg, params, side) -> np.ndarray:
         """Float crops → uint8 output frames (resized or pasted back), watermarked."""
         import cv2
-
-        from vasajax.facetrack.crop import paste_crop
 
         crops = (np.clip(frames_BxSxSx3, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if bg is None:
@@ -633,17 +613,10 @@ def parser() -> argparse.ArgumentParser:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``vasajax animate``; bad input raises ``UserError`` (the CLI prints one line and exits 2)."""
     args = parser().parse_args(argv)
-    from vasajax import video
-    from vasajax.image import load_image
-    from vasajax.motion.audio import num_video_frames
-
     t_start = time.perf_counter()
-    out = video.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
-    if args.c2pa:
-        from vasajax import c2pa_manifest
-
-        if not c2pa_manifest.available():
-            raise UserError("--c2pa needs the c2pa extra: pip install 'vasajax[c2pa]' (or drop --c2pa)")
+    out = media.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
+    if args.c2pa and not c2pa_manifest.available():
+        raise UserError("--c2pa needs the c2pa extra: pip install 'vasajax[c2pa]' (or drop --c2pa)")
     load_image(args.image)
     ckpt = resolve_checkpoint(args.checkpoint)
     live = args.audio == "-"
@@ -678,12 +651,12 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         if live:  # compile before the first audio is read: the latency is then the model's, not XLA's
             warm_s = anim.warm_up(portrait, **controls)
             print(f"ready (compiled in {warm_s:.1f} s); reading 16 kHz s16le PCM from stdin", file=sys.stderr)
-        fs = anim.frames(portrait, stdin_chunks() if live else _wav_chunks(wav), **controls)
+        fs = anim.frames(portrait, stdin_chunks() if live else media.iter_wav(wav, chunk_s=CHUNK_S), **controls)
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
         track = None if live else wav
-        with bar, video.VideoWriter(out, fps=anim.fps, audio=track, crf=args.crf, metadata=_provenance_tag()) as w:
+        with bar, media.VideoWriter(out, fps=anim.fps, audio=track, crf=args.crf, metadata=_provenance_tag()) as w:
             for batch in fs:
                 w.write(batch)
                 bar.update(len(batch))

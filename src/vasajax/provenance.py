@@ -97,6 +97,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from vasajax import c2pa_manifest, media
+
 TILE = 16
 """Cells per tile side."""
 TILES = 4
@@ -136,7 +138,7 @@ def default_key() -> str:
 
 
 def metadata_tag() -> dict[str, str]:
-    """Metadata to pass to :class:`vasajax.video.VideoWriter` for every output."""
+    """Metadata to pass to :class:`vasajax.media.VideoWriter` for every output."""
     return {TAG_KEY: TAG_VALUE}
 
 
@@ -474,11 +476,9 @@ def has_tag(metadata: dict[str, str]) -> str | None:
 
 def detect_video(path: str | os.PathLike, key: str | bytes | None = None, *, max_frames: int = 250) -> VideoDetection:
     """Check a video file for the metadata tag, a C2PA manifest and the watermark (first ``max_frames`` frames)."""
-    from vasajax import c2pa_manifest, video
-
-    tag = has_tag(video.read_metadata(path))
+    tag = has_tag(media.read_metadata(path))
     manifest = c2pa_manifest.read(path)
-    wm = detect_frames(video.iter_frames(path), key, max_frames=max_frames)
+    wm = detect_frames(media.iter_frames(path), key, max_frames=max_frames)
     signed = bool(manifest and manifest.get("vasajax") and manifest.get("valid"))
     present = wm.present or tag is not None or signed
     return VideoDetection(present=present, confidence=wm.confidence, z=wm.z, watermark=wm, tag=tag, c2pa=manifest)

@@ -5,10 +5,11 @@ VASA-1 trains its face latent space on VoxCeleb2 after discarding clips with sev
 module turns such videos into the fixed-length clip records of ``vasajax.data.clips``:
 
 1. list the videos (a plain folder, or the VoxCeleb2 / HDTF / CelebV-HQ layouts, which give the identity);
-2. per video: extract 16 kHz mono float32 audio with ffmpeg; **pass 1** streams frames resampled to 25 fps
-   (``-vf fps=25``; never the whole video in memory) through MediaPipe FaceLandmarker in VIDEO mode and keeps
-   only the landmarks; frames are classified (no face / several faces / face too small) and the track is cut
-   where the crop jumps (tracking lost); each usable run of frames gets smoothed crops
+2. per video: decode the audio as 16 kHz mono float32 (``media.read_audio``; a video without sound is
+   dropped as ``no_audio``); **pass 1** streams frames resampled to 25 fps (``media.iter_frames(fps=25)``,
+   ffmpeg's ``-vf fps=25``; never the whole video in memory) through MediaPipe FaceLandmarker in VIDEO mode
+   and keeps only the landmarks; frames are classified (no face / several faces / face too small) and the
+   track is cut where the crop jumps (tracking lost); each usable run of frames gets smoothed crops
    (``facetrack.crop.smooth_crops``) and is cut into clips of T frames; **pass 2** streams the frames again and
    crops only the frames inside clips (``facetrack.crop.apply_crop``) to S×S;
 3. labels per frame from ``facetrack.labels.frame_labels`` (pose, gaze, distance, blendshapes; landmarks and the
@@ -23,9 +24,9 @@ with a sidecar is finished and skipped on the next run (resume after a crash or 
 array jobs, see ``data_prep/prep_slurm.sbatch``). When every unit of the dataset is finished, whichever job
 finishes last merges the sidecars into ``manifest.json`` (``--merge-only`` does just that).
 
-A video ffmpeg cannot read is logged and counted as ``unreadable``, never fatal. Audio and video are assumed
-to start together (true for VoxCeleb2/HDTF/CelebV-HQ mp4s; a container with an audio delay would need an
-``-itsoffset``).
+A video ffmpeg cannot read (``media.MediaError``) is logged and counted as ``unreadable``, never fatal. Audio
+and video are assumed to start together (true for VoxCeleb2/HDTF/CelebV-HQ mp4s; a container with an audio
+delay would need an ``-itsoffset``).
 """
 
 from __future__ import annotations
@@ -39,17 +40,20 @@ import logging
 import multiprocessing
 import os
 import re
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vasajax import media
 from vasajax.data import clips
 from vasajax.errors import UserError
+from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params, smooth_crops
+from vasajax.facetrack.labels import clip_labels, frame_labels
+from vasajax.facetrack.tracker import FaceTracker
 
 log = logging.getLogger("vasajax.prep")
 
@@ -161,38 +165,6 @@ def list_videos(root: str | os.PathLike, layout: str = "folder") -> list[tuple[s
     return sorted(out)
 
 
-# ----------------------------------------------------------------------------------------------- decoding
-
-
-def read_audio(path: str | os.PathLike, *, timeout_s: float = 600.0) -> np.ndarray:
-    """The whole audio track as 16 kHz mono float32 (ffmpeg); empty if the file has no audio stream."""
-    import imageio_ffmpeg
-
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1"]
-    cmd += ["-ar", str(clips.SAMPLE_RATE), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
-    res = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
-    if res.returncode != 0:
-        msg = res.stderr.decode(errors="replace").strip().splitlines()
-        if any("does not contain any stream" in m or "matches no streams" in m for m in msg):
-            return np.zeros(0, np.float32)
-        raise RuntimeError(msg[-1] if msg else f"ffmpeg exited with {res.returncode}")
-    return np.frombuffer(res.stdout, "<f4").astype(np.float32)
-
-
-def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Stream the video's frames resampled to 25 fps as uint8 H×W×3 (one frame in memory at a time)."""
-    import imageio_ffmpeg
-
-    gen = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", f"fps={clips.FPS}", "-an", "-sn"])
-    try:
-        meta = next(gen)
-        w, h = meta["size"]
-        for buf in gen:
-            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-    finally:
-        gen.close()
-
-
 # ----------------------------------------------------------------------------------------------- segmentation
 
 
@@ -273,7 +245,6 @@ class VideoResult:
 
 
 def _default_tracker(cfg: PrepConfig):
-    from vasajax.facetrack.tracker import FaceTracker
 
     return FaceTracker(mode="video", max_faces=cfg.max_faces, min_confidence=cfg.min_confidence)
 
@@ -288,28 +259,27 @@ def process_video(
     make_tracker: Callable[[PrepConfig], Any] = _default_tracker,
 ) -> VideoResult:
     """Turn one video into clip records appended to ``writer``; never raises for a bad video."""
-    from vasajax.facetrack.crop import CropConfig, apply_crop, crop_params, smooth_crops
 
     res = VideoResult(source=source, identity=identity)
     T, S = cfg.clip_frames, cfg.size
     crop_cfg = CropConfig(size=S, scale=cfg.crop_scale, offset_y=cfg.crop_offset_y)
     try:
-        audio = read_audio(path)
-        if audio.size == 0:
-            res.status = "no_audio"
-            return res
+        audio = media.read_audio(path)
         obs: list[Any] = []
         nfaces, ratio, params = [], [], []
         with make_tracker(cfg) as tracker:
-            for t, frame in enumerate(iter_frames(path)):
+            for t, frame in enumerate(media.iter_frames(path, fps=clips.FPS)):
                 faces = tracker.detect(frame, timestamp_ms=t * 1000 // clips.FPS)
                 nfaces.append(len(faces))
                 ratio.append(faces[1].area / max(faces[0].area, 1e-6) if len(faces) > 1 else 0.0)
                 params.append(crop_params(faces[0].landmarks, crop_cfg) if faces else np.full(3, np.nan))
                 obs.append(faces[0] if faces else None)
-    except UserError:
-        raise  # a broken model file or similar: every video would fail
-    except Exception as e:  # noqa: BLE001 - any decoding failure skips the video
+    except media.NoAudioError:
+        res.status = "no_audio"
+        return res
+    except Exception as e:  # noqa: BLE001 - a video ffmpeg cannot read or decode is skipped
+        if isinstance(e, UserError) and not isinstance(e, media.MediaError):
+            raise  # a broken model file or similar: every video would fail
         res.status, res.message = "unreadable", f"{type(e).__name__}: {str(e).strip()[:300]}"
         log.warning("skipping %s: %s", source, res.message)
         return res
@@ -350,7 +320,7 @@ def process_video(
     order = sorted(pending)
     k = 0
     try:
-        for t, frame in enumerate(iter_frames(path)):
+        for t, frame in enumerate(media.iter_frames(path, fps=clips.FPS)):
             if k >= len(order):
                 break
             s = order[k]
@@ -369,7 +339,6 @@ def process_video(
 
 
 def _write_clip(writer, frames, obs, crop_of, s, k, audio, res: VideoResult, cfg: PrepConfig) -> None:
-    from vasajax.facetrack.labels import clip_labels, frame_labels
 
     T = cfg.clip_frames
     crops = np.array([crop_of[t] for t in range(s, s + T)], np.float32)

@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from vasajax import video
+from vasajax import media
 from vasajax.data import clips
 from vasajax.errors import UserError
 from vasajax.eval import report
@@ -56,8 +57,6 @@ def parse_setting(text: str) -> tuple[str, float | None, float | None]:
 def write_reference(data: str | pathlib.Path, out: str | pathlib.Path, num_clips: int) -> list[dict[str, Any]]:
     """Write the first ``num_clips`` SynthTalk clip records of ``data`` as real videos under ``out``; returns
     one dict per clip (stem, portrait name, held-out factors, frames)."""
-    import soundfile
-
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = clips.read_manifest(data)
@@ -75,8 +74,8 @@ def write_reference(data: str | pathlib.Path, out: str | pathlib.Path, num_clips
             raise UserError(f"{data}: record {rec.source} has no SynthTalk ground truth; this needs SynthTalk shards")
         meta = json.loads(bytes(np.asarray(gt["synth/meta_json"], np.uint8)).decode("utf-8"))
         stem = f"clip{k:03d}"
-        soundfile.write(out / f"{stem}.wav", rec.audio_N, 16_000, subtype="PCM_16")
-        with video.VideoWriter(out / f"{stem}.mp4", fps=fps, audio=rec.audio_N, crf=18) as w:
+        media.write_wav(out / f"{stem}.wav", rec.audio_N, sample_rate=16_000, subtype="PCM_16")
+        with media.VideoWriter(out / f"{stem}.mp4", fps=fps, audio=rec.audio_N, crf=18) as w:
             w.write(rec.frames_TxSxSx3)
         # The truth the tracker is scored against (eye-in-head gaze, head distance), as `vasajax synth` writes it.
         truth = {"gaze": gt.get("synth/gaze_Tx2"), "distance": gt.get("synth/distance_T")}
@@ -97,8 +96,6 @@ def generate(
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Animate each clip's portrait with its speech into ``out_dir``; returns the requested conditions per stem
     (forward gaze, the export's default distance) for the gaze/distance errors."""
-    import shutil
-
     out_dir.mkdir(parents=True, exist_ok=True)
     conditions = {}
     for c in clips_info:
@@ -119,7 +116,6 @@ def generate(
 
 def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
         settings: Sequence[str] = DEFAULT_SETTINGS, start: str = "portrait") -> dict[str, Any]:  # fmt: skip
-
     out_p = pathlib.Path(out)
     ref = out_p / "real"
     clips_info = write_reference(data, ref, num_clips)
@@ -163,7 +159,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--start", choices=("portrait", "free"), default="portrait", help="Animator start (first window)")
     args = ap.parse_args(argv)
     doc = run(args.checkpoint, args.data, args.out, num_clips=args.num_clips, settings=args.settings, start=args.start)
-
     print("Table 1 (held-out SynthTalk)\n" + report.markdown_table(doc["table1"]["summary"], first="set"))
     print("\nTable 5 (CFG ablation)\n" + report.markdown_table(doc["table5"]["summary"], first="set"))
     return 0

@@ -31,8 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from vasajax import media
 from vasajax.errors import UserError
 from vasajax.eval import lipsync, pose
+from vasajax.facetrack.labels import gaze_from_landmarks, head_distance, pose_from_matrix
+from vasajax.facetrack.tracker import FaceTracker
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".aac", ".mp4")
@@ -62,28 +65,16 @@ class Track:
 
 
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """Frames (T×H×W×3 uint8 RGB) and frame rate of a video file (imageio-ffmpeg)."""
-    import imageio_ffmpeg
-
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise UserError(f"video {p} not found")
-    try:
-        gen = imageio_ffmpeg.read_frames(str(p))
-        meta = next(gen)
-        w, h = meta["size"]
-        frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen]
-    except (RuntimeError, OSError, StopIteration) as e:
-        raise UserError(f"cannot read video {p} ({type(e).__name__}); is it a video file ffmpeg can decode?") from e
-    if not frames:
-        raise UserError(f"video {p} has no frames")
-    return np.stack(frames), float(meta.get("fps") or 25.0)
+    """Frames (T×H×W×3 uint8 RGB) and frame rate (25 when the file does not say) of a video file, through
+    ``vasajax.media``; a missing, unreadable or empty video is a one-line ``UserError``."""
+    frames = media.read_frames(path)
+    if not len(frames):
+        raise UserError(f"video {path} has no frames")
+    return frames, media.probe(path).fps or 25.0
 
 
 def track_video(frames_TxHxWx3: np.ndarray, fps: float = 25.0, tracker: Any | None = None) -> Track:
     """Track the largest face through the frames (MediaPipe video mode) and measure pose/gaze/distance."""
-    from vasajax.facetrack.labels import gaze_from_landmarks, head_distance, pose_from_matrix
-    from vasajax.facetrack.tracker import FaceTracker
 
     frames = np.asarray(frames_TxHxWx3)
     t, h, w = frames.shape[:3]
@@ -217,8 +208,6 @@ def evaluate_videos(
     (beside the video when it carries its own sound). ``per_video(stem, frames, fps)`` may return more
     ``extra`` callables for that video (identity needs the video's portrait, FVD the frames). Returns rows,
     the summary and the frames' tracks."""
-    from vasajax.motion.audio import load_audio
-
     vdir = pathlib.Path(videos)
     if not vdir.is_dir():
         raise UserError(f"--videos {vdir} is not a folder; pass a folder of .mp4 files")
@@ -234,7 +223,7 @@ def evaluate_videos(
         a = _find(adir, f.stem, AUDIO_EXTS) if adir is not None else None
         if adir is not None and a is None:
             raise UserError(f"no audio for {f.name} in {adir} (expected {f.stem}.wav or another audio file)")
-        wave = load_audio(a or f)
+        wave = media.read_audio(a or f)
         frames, fps = read_video(f)
         track = track_video(frames, fps)
         phon = _phonemes_of(_find(adir or vdir, f.stem, (".json",)))  # timings belong to the audio

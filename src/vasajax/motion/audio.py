@@ -1,4 +1,6 @@
-"""Audio front end: load any audio as 16 kHz mono, and turn it into per-video-frame features.
+"""Audio front end: turn 16 kHz mono waves into per-video-frame features (no media decoding here).
+
+Files are decoded by ``vasajax.media`` (``read_audio`` / ``iter_audio``); this module only computes.
 
 VASA-1 §3.2 conditions the motion diffusion transformer on "synchronized audio features A = {f_audio^i}", one
 per motion frame, from a pretrained Wav2Vec2. We offer that (``kind="wav2vec2"``, a local Hugging Face
@@ -30,8 +32,6 @@ import dataclasses
 import functools
 import math
 import os
-import subprocess
-import threading
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -53,7 +53,7 @@ class AudioConfig:
     fps: float = 25
     """Video frame rate; two feature slots per frame. Exact for any rational rate (29.97 → 2997/100)."""
     sample_rate: int = SAMPLE_RATE
-    """Waveform rate (Hz) the features expect; ``load_audio`` resamples to it."""
+    """Waveform rate (Hz) the features expect; ``vasajax.media.read_audio`` resamples to it."""
     n_mels: int = 80
     """Mel bins per slot (log-mel); the feature dim is ``2·n_mels``."""
     n_fft: int = 512
@@ -112,136 +112,6 @@ class AudioConfig:
     def paper(cls, checkpoint: str | None = None) -> AudioConfig:
         """VASA-1: wav2vec2 features (A = 2·hidden, 1536 for base); ``checkpoint`` must be set to extract."""
         return cls(kind="wav2vec2", checkpoint=checkpoint)
-
-
-# ----------------------------------------------------------------------------------------------- loading
-
-
-def _ffmpeg_exe() -> str:
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise UserError("imageio-ffmpeg is not installed; `pip install imageio-ffmpeg` to read audio") from None
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _ffmpeg_cmd(path: Path, sample_rate: int) -> list[str]:
-    # -rematrix_maxval 1: downmix coefficients sum to 1, so stereo becomes (L+R)/2 (ffmpeg's default is
-    # (L+R)/√2, which can clip) and matches the soundfile path's channel mean.
-    out = ["-vn", "-sn", "-dn", "-rematrix_maxval", "1.0", "-ac", "1", "-ar", str(sample_rate)]
-    pcm = ["-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    return [_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), *out, *pcm]
-
-
-def _check_file(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"audio file not found: {p}")
-    if p.stat().st_size == 0:
-        raise UserError(f"audio file is empty (0 bytes): {p}")
-    return p
-
-
-def _ffmpeg_error(p: Path, stderr: bytes) -> UserError:
-    lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-    why = lines[-1].strip() if lines else "ffmpeg failed"
-    return UserError(f"cannot read audio from {p} ({why}); give a wav, mp3, m4a, flac or ogg file")
-
-
-def _to_mono_float32(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x
-
-
-def load_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, timeout_s: float = 600.0) -> np.ndarray:
-    """Any audio ffmpeg reads (any rate, mono or stereo, also a video's sound track) → mono float32 at
-    ``sample_rate``. Channels are averaged (ffmpeg: downmix weights normalised to sum 1). Silence is fine; an
-    empty, unreadable or sound-less file raises ``UserError``. wav/flac already at ``sample_rate`` take a
-    soundfile fast path; everything else is decoded and resampled by imageio-ffmpeg's ffmpeg, killed after
-    ``timeout_s``. One hour is 230 MB of float32; for bounded memory use ``iter_audio``.
-    """
-    p = _check_file(path)
-    if p.suffix.lower() in (".wav", ".flac"):
-        try:
-            import soundfile
-
-            info = soundfile.info(str(p))
-            if info.samplerate == sample_rate:
-                wave = _to_mono_float32(soundfile.read(str(p), dtype="float32", always_2d=True)[0])
-                if wave.size == 0:
-                    raise UserError(f"audio file has no samples: {p}")
-                return wave
-        except UserError:
-            raise
-        except Exception:  # not really wav/flac, or a codec soundfile lacks: let ffmpeg decide
-            pass
-    try:
-        r = subprocess.run(_ffmpeg_cmd(p, sample_rate), capture_output=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"decoding {p} took longer than {timeout_s:.0f} s; pass a larger timeout_s") from None
-    if r.returncode != 0:
-        raise _ffmpeg_error(p, r.stderr)
-    wave = np.frombuffer(r.stdout, dtype="<f4").astype(np.float32)
-    if wave.size == 0:
-        raise UserError(f"no audio samples in {p} (no sound track, or zero length)")
-    return wave
-
-
-def iter_audio(
-    path: str | os.PathLike,
-    *,
-    chunk_s: float = 10.0,
-    sample_rate: int = SAMPLE_RATE,
-    stall_timeout_s: float = 60.0,
-) -> Iterator[np.ndarray]:
-    """Streams a file as mono float32 chunks of ``chunk_s`` seconds (the last one shorter), with bounded
-    memory for audio of any length. ffmpeg is killed if a chunk takes longer than ``stall_timeout_s`` to
-    arrive, or when the generator is closed. Errors as in ``load_audio``.
-    """
-    p = _check_file(path)
-    chunk_bytes = 4 * max(1, round(chunk_s * sample_rate))
-    proc = subprocess.Popen(_ffmpeg_cmd(p, sample_rate), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stderr: list[bytes] = []
-    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
-    reader.start()
-    total, stalled = 0, threading.Event()
-
-    def _kill():
-        stalled.set()
-        proc.kill()
-
-    try:
-        pending = b""
-        while True:
-            timer = threading.Timer(stall_timeout_s, _kill)
-            timer.start()
-            try:
-                data = proc.stdout.read(chunk_bytes - len(pending))
-            finally:
-                timer.cancel()
-            if stalled.is_set():
-                raise UserError(f"decoding {p} stalled for {stall_timeout_s:.0f} s; pass a larger stall_timeout_s")
-            if not data:
-                break
-            pending += data
-            if len(pending) >= chunk_bytes:
-                total += len(pending) // 4
-                yield np.frombuffer(pending, dtype="<f4").astype(np.float32)
-                pending = b""
-        rc = proc.wait(timeout=stall_timeout_s)
-        reader.join(timeout=5)
-        if rc != 0:
-            raise _ffmpeg_error(p, b"".join(stderr))
-        n = len(pending) // 4
-        if total + n == 0:
-            raise UserError(f"no audio samples in {p} (no sound track, or zero length)")
-        if n:
-            yield np.frombuffer(pending[: 4 * n], dtype="<f4").astype(np.float32)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
 
 
 # ------------------------------------------------------------------------------------------- alignment
@@ -375,7 +245,7 @@ class LogMelStream:
 
 
 def iter_frame_features(chunks: Iterable[np.ndarray], cfg: AudioConfig) -> Iterator[np.ndarray]:
-    """Streams log-mel ``n×A`` blocks for an iterable of wave chunks (e.g. ``iter_audio(path)``)."""
+    """Streams log-mel ``n×A`` blocks for an iterable of wave chunks (e.g. ``vasajax.media.iter_audio(path)``)."""
     stream = LogMelStream(cfg)
     for chunk in chunks:
         out = stream.push(chunk)
@@ -542,7 +412,7 @@ def frame_features(wave_16k: np.ndarray, cfg: AudioConfig, stats: FeatureStats |
     which samples feed it). ``stats`` applies per-dimension normalisation on top of the fixed one."""
     wave = np.asarray(wave_16k)
     if wave.ndim != 1:
-        raise UserError(f"frame_features expects a mono 1-D wave, got shape {wave.shape}; see load_audio")
+        raise UserError(f"frame_features expects a mono 1-D wave, got shape {wave.shape}; see vasajax.media.read_audio")
     if not np.all(np.isfinite(wave)):
         raise UserError("audio contains NaN or infinite samples")
     feats = logmel_features(wave, cfg) if cfg.kind == "logmel" else wav2vec2_features(wave, cfg)

@@ -1,10 +1,28 @@
-"""Video I/O: h264 yuv420p + AAC mp4 written atomically, read back as frames, audio and metadata.
+"""Media: every decode and encode of audio and video files in vasajax, and the only module that starts ffmpeg.
 
-VASA-1 (Xu et al. 2024, §4 and the project page) delivers its results as mp4 video with the driving speech;
-this module is that last step of the pipeline (DESIGN.md "Video I/O") and the first step of any evaluation
-that reads videos back.
+VASA-1 (Xu et al. 2024, §4 and the project page) delivers its results as mp4 video with the driving speech,
+and learns from talking-face videos; this module is both ends (DESIGN.md "Video I/O"). Everything else gets
+its media through it: the pipeline and the app (speech in, mp4 out), ``vasajax prep`` (frames and audio of
+real videos), evaluation (frames of generated videos, their speech) and provenance (frames and tags). The
+feature code (``vasajax.motion``) starts no processes: it takes the decoded arrays.
 
-Writing (:class:`VideoWriter`) runs the ffmpeg that ships inside the imageio-ffmpeg wheel in two passes:
+**Decoding.** ``read_audio`` / ``iter_audio``: any audio ffmpeg reads (any rate, mono or stereo, a video's
+sound track) as mono float32 at 16 kHz; channels are averaged (ffmpeg with ``-rematrix_maxval 1``, so stereo
+becomes (L+R)/2, the same as the soundfile fast path for wav/flac already at the rate). ``probe`` and
+``read_metadata``: size, frame rate, duration, audio presence and the container tags, parsed from the stderr
+of ``ffmpeg -i`` (the imageio-ffmpeg wheel has no ffprobe). ``iter_frames`` / ``read_frames``: RGB uint8
+frames, optionally resampled to a frame rate (``-vf fps=N``) and resized; a container's rotation is applied
+(as ffmpeg does) and reflected in ``probe``'s width and height. ``read_video``: frames, fps and audio.
+
+**A file without an audio track.** One contract for every function that returns audio: it raises
+:class:`NoAudioError` (a :class:`UserError`, so the CLI prints one line and exits 2). That covers a file with
+no audio stream (a silent video, a picture) and an audio stream with no samples; the message is the one
+line the CLI shows. Callers for which a silent video is not an error catch it (``vasajax prep`` counts the
+video as ``no_audio``) or check ``probe(path).has_audio`` first. A file that is missing, empty or that ffmpeg
+cannot read raises :class:`MediaError` (also a ``UserError``; ``NoAudioError`` is a ``MediaError``), so
+batch jobs can skip bad files and still stop on other errors. Errors while writing are plain ``UserError``.
+
+**Encoding.** :class:`VideoWriter` runs the bundled ffmpeg in two passes:
 
 1. frames are piped in as raw RGB, one or a batch at a time (nothing is held in memory), and encoded to
    h264 yuv420p (``-crf``, ``-preset``) into a hidden temporary file *in the output folder*;
@@ -15,13 +33,15 @@ then the result is renamed onto ``OUT`` (``os.replace``, atomic on one filesyste
 included, the temporary files are removed and a file already at ``OUT`` is left untouched. We drive ffmpeg
 with ``subprocess`` rather than ``imageio_ffmpeg.write_frames`` because that generator ignores ffmpeg's
 exit status (a disk filling up while the index is written would go unnoticed) and sends its log to the
-terminal; the executable is the same (``imageio_ffmpeg.get_ffmpeg_exe()``).
+terminal; the executable is the same (``imageio_ffmpeg.get_ffmpeg_exe()``). ``write_wav`` / ``iter_wav`` /
+``append_silence`` handle the pipeline's temporary 16 kHz wav (soundfile, in chunks: flat memory).
 
 Metadata: the mp4 muxer of the bundled ffmpeg 9 keeps standard keys (``comment``, ``description``,
 ``title``, ...) through re-encodes and ``-c copy`` remuxes; any other key is written only with
 ``-movflags use_metadata_tags`` (done automatically) and is *dropped* by a later plain remux, so provenance
-uses ``comment``. There is no ffprobe in the wheel: :func:`read_metadata` and :func:`probe` parse the
-stderr of ``ffmpeg -i``.
+uses ``comment``.
+
+``run_ffmpeg`` runs the bundled ffmpeg with any arguments (tests and benchmarks make and edit media with it).
 """
 
 from __future__ import annotations
@@ -35,7 +55,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
 import numpy as np
@@ -56,16 +77,41 @@ MIN_FREE_BYTES = 4 << 20
 PathLike = str | os.PathLike
 
 
+class MediaError(UserError):
+    """A media file could not be read or decoded (missing, empty, not media, a decoder failure or timeout)."""
+
+
+class NoAudioError(MediaError):
+    """The file has no audio track, or its audio track has no samples."""
+
+
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg executable bundled with imageio-ffmpeg."""
-    import imageio_ffmpeg
-
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise UserError(
+            "imageio-ffmpeg is not installed; `pip install imageio-ffmpeg` to read and write media"
+        ) from None
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def _tail(text: str, n: int = 1) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-n:]) if lines else "no message"
+
+
+def run_ffmpeg(*args: str | os.PathLike, timeout_s: float = 600.0) -> None:
+    """Run the bundled ffmpeg as ``ffmpeg -y -nostdin -v error ARGS`` (make or edit a file; tests, benchmarks).
+
+    Raises :class:`MediaError` with ffmpeg's last message when it fails or runs past ``timeout_s``."""
+    cmd = [ffmpeg_exe(), "-y", "-nostdin", "-hide_banner", "-v", "error", *map(str, args)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"ffmpeg took longer than {timeout_s:.0f} s: {' '.join(cmd[1:])}") from None
+    if r.returncode != 0:
+        raise MediaError(f"ffmpeg failed ({_tail(r.stderr.decode('utf-8', 'replace'))}): {' '.join(cmd[1:])}")
 
 
 def check_output_path(path: PathLike, *, min_free_bytes: int = MIN_FREE_BYTES) -> pathlib.Path:
@@ -353,7 +399,7 @@ def write_video(
 
 
 # --------------------------------------------------------------------------------------------------------
-# Reading
+# Decoding: video
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -362,9 +408,9 @@ class VideoInfo:
     """What ``ffmpeg -i`` says about a file."""
 
     width: int
-    """Frame width in pixels of the first video stream."""
+    """Width in pixels of the first video stream's frames as decoded (after the container's rotation)."""
     height: int
-    """Frame height in pixels."""
+    """Frame height in pixels (as decoded)."""
     fps: float
     """Frame rate of the first video stream."""
     duration_s: float
@@ -378,11 +424,11 @@ class VideoInfo:
 def _ffmpeg_info(path: PathLike) -> str:
     p = pathlib.Path(path)
     if not p.is_file():
-        raise UserError(f"video file {p} not found")
+        raise MediaError(f"video file {p} not found")
     r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)], capture_output=True, timeout=60)
     text = r.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
-        raise UserError(f"{p} is not a readable video ({_tail(text)})")
+        raise MediaError(f"{p} is not a readable video ({_tail(text)})")
     return text
 
 
@@ -411,6 +457,21 @@ def _parse_metadata(text: str) -> dict[str, str]:
     return meta
 
 
+def _rotation(text: str) -> float:
+    """Degrees of the first video stream's display matrix (0 without one): ffmpeg rotates frames by it."""
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if re.search(r"Stream #0:\d+.*?: Video:", ln)), None)
+    if start is None:
+        return 0.0
+    for ln in lines[start + 1 :]:
+        if re.search(r"Stream #\d+:\d+", ln):
+            break
+        m = re.search(r"(?i)display ?matrix: rotation of (-?[\d.]+) degrees", ln)
+        if m:
+            return float(m[1])
+    return 0.0
+
+
 def read_metadata(path: PathLike) -> dict[str, str]:
     """Container metadata tags of a video (``comment``, ``encoder``, custom keys, ...)."""
     return _parse_metadata(_ffmpeg_info(path))
@@ -421,13 +482,16 @@ def probe(path: PathLike) -> VideoInfo:
     text = _ffmpeg_info(path)
     video = re.search(r"Stream #0:\d+.*?: Video: .*?, (\d+)x(\d+)", text)
     if video is None:
-        raise UserError(f"{path} has no video stream")
+        raise MediaError(f"{path} has no video stream")
+    width, height = int(video[1]), int(video[2])
+    if round(_rotation(text)) % 180 == 90:  # ffmpeg turns the frames upright: a quarter turn swaps the sides
+        width, height = height, width
     fps = re.search(r"Stream #0:\d+.*?: Video: .*?([\d.]+) fps", text) or re.search(r"([\d.]+) tbr", text)
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     duration = 0.0 if dur is None else int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3])
     return VideoInfo(
-        width=int(video[1]),
-        height=int(video[2]),
+        width=width,
+        height=height,
         fps=float(fps[1]) if fps else 0.0,
         duration_s=duration,
         has_audio=re.search(r"Stream #0:\d+.*?: Audio:", text) is not None,
@@ -435,18 +499,25 @@ def probe(path: PathLike) -> VideoInfo:
     )
 
 
-def iter_frames(path: PathLike, *, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Decode a video lazily: yields H×W×3 uint8 frames (resized to ``size`` = (H, W) if given)."""
+def iter_frames(
+    path: PathLike, *, fps: float | None = None, size: tuple[int, int] | None = None
+) -> Iterator[np.ndarray]:
+    """Decode a video lazily: yields H×W×3 uint8 RGB frames, one in memory at a time; resampled to ``fps``
+    (ffmpeg's ``fps`` filter: frames dropped or repeated) and resized to ``size`` = (H, W) (area) if given.
+
+    Raises :class:`MediaError` for a file that is missing or not a video, or that ends inside a frame."""
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise UserError(f"video file {p} not found")
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(p), "-an", "-sn"]
     info = probe(p)
     h, w = (info.height, info.width) if size is None else size
+    filters = [] if fps is None else [f"fps={fps}"]
     if size is not None:
-        cmd += ["-vf", f"scale={w}:{h}:flags=area"]
+        filters.append(f"scale={w}:{h}:flags=area")
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(p), "-an", "-sn"]
+    if filters:
+        cmd += ["-vf", ",".join(filters)]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
     n = h * w * 3
     try:
         while True:
@@ -454,32 +525,212 @@ def iter_frames(path: PathLike, *, size: tuple[int, int] | None = None) -> Itera
             if len(buf) < n:
                 break
             yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+        if buf:
+            proc.wait()
+            log.seek(0)
+            why = _tail(log.read().decode("utf-8", "replace"))
+            raise MediaError(f"{p}: the video ended inside a frame ({len(buf)} of {n} bytes; {why})")
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
         proc.wait()
+        log.close()
 
 
-def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
-    """The audio track as mono float32 at ``sample_rate`` (None when the file has no audio)."""
-    if not probe(path).has_audio:
-        return None
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sample_rate)]
-    r = subprocess.run(cmd + ["-f", "f32le", "pipe:1"], capture_output=True)
-    if r.returncode != 0:
-        raise UserError(f"could not decode the audio of {path} ({_tail(r.stderr.decode('utf-8', 'replace'))})")
-    return np.frombuffer(r.stdout, np.float32).copy()
+def read_frames(path: PathLike, *, fps: float | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """All frames of a video as a T×H×W×3 uint8 array (T may be 0); see :func:`iter_frames`."""
+    got = list(iter_frames(path, fps=fps, size=size))
+    if got:
+        return np.stack(got)
+    info = probe(path)
+    h, w = (info.height, info.width) if size is None else size
+    return np.zeros((0, h, w, 3), np.uint8)
 
 
 def read_video(
     path: PathLike, *, stack: bool = False, size: tuple[int, int] | None = None
-) -> tuple[Iterator[np.ndarray] | np.ndarray, float, np.ndarray | None]:
+) -> tuple[Iterator[np.ndarray] | np.ndarray, float, np.ndarray]:
     """``(frames, fps, audio)``: frames as an iterator of H×W×3 uint8 (a T×H×W×3 array if ``stack``),
-    audio as 16 kHz mono float32 or None."""
+    audio as 16 kHz mono float32. A video without sound raises :class:`NoAudioError` (use
+    :func:`read_frames` for the frames alone)."""
     info = probe(path)
-    frames: Iterator[np.ndarray] | np.ndarray = iter_frames(path, size=size)
-    if stack:
-        got = list(frames)
-        frames = np.stack(got) if got else np.zeros((0, info.height, info.width, 3), np.uint8)
+    frames = read_frames(path, size=size) if stack else iter_frames(path, size=size)
     return frames, info.fps, read_audio(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Decoding: audio
+# --------------------------------------------------------------------------------------------------------
+
+
+def _audio_cmd(path: pathlib.Path, sample_rate: int) -> list[str]:
+    # -rematrix_maxval 1: downmix coefficients sum to 1, so stereo becomes (L+R)/2 (ffmpeg's default is
+    # (L+R)/√2, which can clip) and matches the soundfile path's channel mean.
+    out = ["-vn", "-sn", "-dn", "-rematrix_maxval", "1.0", "-ac", "1", "-ar", str(sample_rate)]
+    pcm = ["-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), *out, *pcm]
+
+
+def _check_audio_file(path: PathLike) -> pathlib.Path:
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise MediaError(f"audio file not found: {p}")
+    if p.stat().st_size == 0:
+        raise MediaError(f"audio file is empty (0 bytes): {p}")
+    return p
+
+
+_NO_STREAM = ("does not contain any stream", "matches no streams")
+"""What ffmpeg says when a file has no stream of the kind asked for (here: no audio)."""
+
+
+def _audio_error(p: pathlib.Path, stderr: bytes) -> MediaError:
+    text = stderr.decode(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    why = lines[-1].strip() if lines else "ffmpeg failed"
+    kind = NoAudioError if any(s in text for s in _NO_STREAM) else MediaError
+    return kind(f"cannot read audio from {p} ({why}); give a wav, mp3, m4a, flac or ogg file")
+
+
+def _no_samples(p: pathlib.Path) -> NoAudioError:
+    return NoAudioError(f"no audio samples in {p} (no sound track, or zero length)")
+
+
+def _to_mono_float32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x
+
+
+def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, timeout_s: float = 600.0) -> np.ndarray:
+    """Any audio ffmpeg reads (any rate, mono or stereo, also a video's sound track) → mono float32 at
+    ``sample_rate``. Channels are averaged (ffmpeg: downmix weights normalised to sum 1). Silence is fine; a
+    file without audio raises :class:`NoAudioError`, an empty or unreadable one :class:`MediaError`. wav/flac
+    already at ``sample_rate`` take a soundfile fast path; everything else is decoded and resampled by
+    imageio-ffmpeg's ffmpeg, killed after ``timeout_s``. One hour is 230 MB of float32; for bounded memory
+    use :func:`iter_audio`.
+    """
+    p = _check_audio_file(path)
+    if p.suffix.lower() in (".wav", ".flac"):
+        try:
+            import soundfile
+
+            info = soundfile.info(str(p))
+            if info.samplerate == sample_rate:
+                wave = _to_mono_float32(soundfile.read(str(p), dtype="float32", always_2d=True)[0])
+                if wave.size == 0:
+                    raise NoAudioError(f"audio file has no samples: {p}")
+                return wave
+        except UserError:
+            raise
+        except Exception:  # not really wav/flac, or a codec soundfile lacks: let ffmpeg decide
+            pass
+    try:
+        r = subprocess.run(_audio_cmd(p, sample_rate), capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"decoding {p} took longer than {timeout_s:.0f} s; pass a larger timeout_s") from None
+    if r.returncode != 0:
+        raise _audio_error(p, r.stderr)
+    wave = np.frombuffer(r.stdout, dtype="<f4").astype(np.float32)
+    if wave.size == 0:
+        raise _no_samples(p)
+    return wave
+
+
+def iter_audio(
+    path: PathLike,
+    *,
+    chunk_s: float = 10.0,
+    sample_rate: int = SAMPLE_RATE,
+    stall_timeout_s: float = 60.0,
+) -> Iterator[np.ndarray]:
+    """Streams a file as mono float32 chunks of ``chunk_s`` seconds (the last one shorter), with bounded
+    memory for audio of any length. ffmpeg is killed if a chunk takes longer than ``stall_timeout_s`` to
+    arrive, or when the generator is closed. Errors as in :func:`read_audio` (a file without audio raises
+    :class:`NoAudioError` once ffmpeg has finished, before any chunk).
+    """
+    p = _check_audio_file(path)
+    chunk_bytes = 4 * max(1, round(chunk_s * sample_rate))
+    proc = subprocess.Popen(_audio_cmd(p, sample_rate), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stderr: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    total, stalled = 0, threading.Event()
+
+    def _kill():
+        stalled.set()
+        proc.kill()
+
+    try:
+        pending = b""
+        while True:
+            timer = threading.Timer(stall_timeout_s, _kill)
+            timer.start()
+            try:
+                data = proc.stdout.read(chunk_bytes - len(pending))
+            finally:
+                timer.cancel()
+            if stalled.is_set():
+                raise MediaError(f"decoding {p} stalled for {stall_timeout_s:.0f} s; pass a larger stall_timeout_s")
+            if not data:
+                break
+            pending += data
+            if len(pending) >= chunk_bytes:
+                total += len(pending) // 4
+                yield np.frombuffer(pending, dtype="<f4").astype(np.float32)
+                pending = b""
+        rc = proc.wait(timeout=stall_timeout_s)
+        reader.join(timeout=5)
+        if rc != 0:
+            raise _audio_error(p, b"".join(stderr))
+        n = len(pending) // 4
+        if total + n == 0:
+            raise _no_samples(p)
+        if n:
+            yield np.frombuffer(pending[: 4 * n], dtype="<f4").astype(np.float32)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+# --------------------------------------------------------------------------------------------------------
+# wav files (the pipeline's decoded speech)
+# --------------------------------------------------------------------------------------------------------
+
+
+def write_wav(
+    path: PathLike,
+    audio: np.ndarray | Iterable[np.ndarray],
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    subtype: str = "FLOAT",
+) -> int:
+    """Write mono samples as a wav: one array, or an iterable of chunks (written as they come: flat memory).
+    ``subtype``: soundfile's sample format ("FLOAT", "PCM_16", ...). Returns the number of samples written."""
+    import soundfile
+
+    chunks = [audio] if isinstance(audio, np.ndarray) else audio
+    n = 0
+    with soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype=subtype) as f:
+        for chunk in chunks:
+            f.write(chunk)
+            n += len(chunk)
+    return n
+
+
+def iter_wav(path: PathLike, *, chunk_s: float = 10.0, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """A wav (or any soundfile format) in float32 chunks of ``chunk_s`` seconds at ``sample_rate``."""
+    import soundfile
+
+    yield from soundfile.blocks(str(path), blocksize=int(chunk_s * sample_rate), dtype="float32")
+
+
+def append_silence(path: PathLike, num_samples: int) -> None:
+    """Append ``num_samples`` zeros to a mono wav in place."""
+    import soundfile
+
+    with soundfile.SoundFile(str(path), "r+") as f:
+        f.seek(0, soundfile.SEEK_END)
+        f.write(np.zeros(max(0, int(num_samples)), np.float32))
