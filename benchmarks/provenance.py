@@ -6,7 +6,7 @@
 Makes ``--clips`` SynthTalk clips at 256² (bundled portraits alternating, sentences 0..N-1, seeds 0..N-1, ~3 s
 each), writes each twice with :func:`vasajax.media.write_video` at CRF 18 — marked (``provenance.embed`` + the
 metadata tag) and unmarked — then edits both copies with the bundled ffmpeg, metadata stripped
-(``-map_metadata -1``), and runs :func:`vasajax.provenance.detect_video` on each file. The edits (random
+(``-map_metadata -1``), and runs :func:`vasajax.detect.detect_video` on each file. The edits (random
 parameters drawn per clip from a seeded generator, the same for the marked and the unmarked copy):
 
 * ``crf28``: re-encode h264 at CRF 28;
@@ -40,7 +40,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 import imageio.v3 as iio  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vasajax import media, provenance  # noqa: E402
+from vasajax import detect, media, provenance  # noqa: E402
 from vasajax.data.synth.clip import synthesize_clip  # noqa: E402
 from vasajax.data.synth.config import SynthConfig  # noqa: E402
 from vasajax.data.synth.inputs import load_portraits, load_sentences  # noqa: E402
@@ -126,7 +126,7 @@ def evaluate(frames: np.ndarray, audio, folder: pathlib.Path, name: str, rng: np
                 dst = folder / f"{name}.{kind}.{key}.mp4"
                 run_edit(src, dst, pre, args, crf)
                 t0 = time.perf_counter()
-                d = provenance.detect_video(dst)
+                d = detect.detect_video(dst)
                 times.append(time.perf_counter() - t0)
                 wm = d.watermark
                 row[key][kind] = {

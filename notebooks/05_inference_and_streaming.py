@@ -40,7 +40,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vasajax import media, provenance
+from vasajax import detect, media, provenance
 from vasajax import notebook as nb
 from vasajax.data.speech import Voice, synthesize_speech
 from vasajax.data.synth.clip import synthesize_clip
@@ -278,7 +278,7 @@ other = media.write_video(OUT / "synthtalk.mp4", clip.frames, fps=clip.fps, audi
 marked_other = media.write_video(
     OUT / "synthtalk_marked_crf28.mp4", provenance.embed(clip.frames), fps=clip.fps, audio=clip.audio, crf=28
 )
-results = {p.name: provenance.detect_video(p) for p in (writer.path, other, marked_other)}
+results = {p.name: detect.detect_video(p) for p in (writer.path, other, marked_other)}
 for name, d in results.items():
     print(
         f"{name:>28}: watermark {'FOUND' if d.watermark.present else 'absent'} (z = {d.z:6.1f}, confidence "
@@ -303,7 +303,7 @@ fig.tight_layout()
 
 # %%
 for path in (writer.path, other):
-    provenance.cli_main([str(path)])
+    detect.cli_main([str(path)])
 
 # %% [markdown]
 # Limits, honestly: the default key is public, so anyone can estimate and subtract the pattern (or forge it) —

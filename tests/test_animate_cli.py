@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from test_pipeline import make_export, speechlike
-from vasajax import cli, media, modelfiles, provenance
+from vasajax import cli, detect, media, modelfiles
 from vasajax.image import PORTRAITS
 from vasajax.motion.audio import num_video_frames
 from vasajax.pipeline import cli_main
@@ -63,7 +63,7 @@ def test_animate_writes_tagged_watermarked_video(files, capsys):
     frames, fps, audio = media.read_video(out, stack=True)
     assert len(frames) == T and abs(len(frames) - wave.size / SR * fps) <= 1  # audio duration ± 1 frame
     assert audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
-    found = provenance.detect_video(out)
+    found = detect.detect_video(out)
     assert found.present and found.tag and found.watermark.present
 
 
@@ -188,7 +188,7 @@ def test_live_pcm_on_stdin_is_animated_as_it_arrives(files, capsys, monkeypatch)
     T = num_video_frames(wave.size, 25, SR)
     frames, _, audio = media.read_video(out, stack=True)
     assert abs(len(frames) - T) <= 1 and audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
-    assert provenance.detect_video(out).present
+    assert detect.detect_video(out).present
 
 
 @needs_landmarker

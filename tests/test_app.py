@@ -19,7 +19,7 @@ import soundfile as sf
 
 from test_animate_cli import needs_landmarker
 from test_pipeline import make_export
-from vasajax import media, provenance
+from vasajax import detect, media
 from vasajax.image import ASSETS, PORTRAITS
 from vasajax.motion.audio import num_video_frames
 
@@ -134,7 +134,7 @@ def test_page_animates_photo_with_streamed_preview_and_downloads_watermarked_mp4
     frames, fps, audio = media.read_video(out, stack=True)
     assert fps == 25 and len(frames) == T and frames.std() > 5  # a picture, not a blank
     assert audio is not None and abs(audio.size - wave.size) <= 0.05 * SR
-    found = provenance.detect_video(out)
+    found = detect.detect_video(out)
     assert found.present and found.tag and found.watermark.present
     from vasajax import cli
 

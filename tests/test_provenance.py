@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from vasajax import c2pa_manifest, media
+from vasajax import c2pa_manifest, detect, media
 from vasajax import provenance as pv
 
 ASSETS = pathlib.Path(pv.__file__).parent / "assets"
@@ -152,23 +152,23 @@ def test_survives_h264_edits_and_tag_round_trip(clip, marked, tmp_path):
     crop = ["-vf", "crop=208:192:40:9,hflip", "-map_metadata", "-1"]  # 61 % of the area kept, flipped
     _ffmpeg(marked_mp4, tmp_path / "crop.mp4", *crop)
     _ffmpeg(plain_mp4, tmp_path / "plain_crop.mp4", *crop)
-    crf28 = pv.detect_video(tmp_path / "crf28.mp4")
+    crf28 = detect.detect_video(tmp_path / "crf28.mp4")
     assert crf28.present and crf28.watermark.present and crf28.tag is not None
-    cropped = pv.detect_video(tmp_path / "crop.mp4")
+    cropped = detect.detect_video(tmp_path / "crop.mp4")
     assert cropped.watermark.present and cropped.tag is None  # the watermark alone finds it
     assert cropped.watermark.flipped and cropped.watermark.hypothesis.kind == "crop"
-    plain = pv.detect_video(tmp_path / "plain_crop.mp4")
+    plain = detect.detect_video(tmp_path / "plain_crop.mp4")
     assert not plain.present and not plain.watermark.present and plain.tag is None
 
 
 def test_cli_detect_says_what_it_undid(small_marked, tmp_path, capsys):
     out = tmp_path / "m.mp4"
     media.write_video(out, small_marked[:, :, ::-1], metadata=pv.metadata_tag())  # flipped
-    assert pv.cli_main([str(out), "--json"]) == 0
+    assert detect.cli_main([str(out), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["present"] and d["watermark_present"] and d["metadata_tag"] and d["frames_examined"] == T
     assert "horizontal flip" in d["watermark_edit"]
-    assert pv.cli_main([str(out), "--key", "other", "--max-frames", "4"]) == 0
+    assert detect.cli_main([str(out), "--key", "other", "--max-frames", "4"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("present: watermark not found") and "4 frames" in line and "tag found" in line
 
@@ -183,7 +183,7 @@ def test_c2pa_manifest_signed_read_back_and_tamper_evident(small_marked, tmp_pat
     assert (keys / "signer-key.pem").stat().st_mode & 0o077 == 0  # private key: owner only
     m = c2pa_manifest.read(out)
     assert m["found"] and m["valid"] and m["vasajax"], m
-    d = pv.detect_video(out)
+    d = detect.detect_video(out)
     assert d.present and d.c2pa["valid"] and d.watermark.present
     data = bytearray(out.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the video data

@@ -27,6 +27,8 @@ import json
 import os
 import pathlib
 
+import vasajax
+from vasajax import provenance
 from vasajax.errors import UserError
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -120,9 +122,6 @@ def ensure_keys(folder: str | os.PathLike | None = None) -> tuple[pathlib.Path, 
 
 
 def manifest_definition(title: str) -> dict:
-    import vasajax
-    from vasajax import provenance
-
     agent = {"name": "vasajax", "version": vasajax.__version__}
     return {
         "claim_generator_info": [agent],

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "face-recon": ("vasajax.eval.face_recon", "stage-1 self-reenactment PSNR and a cross-identity grid"),
     "app": ("vasajax.app", "a local web page: drop a photo, record speech, watch it talk (pip install 'vasajax[app]')"),
     "convert": ("vasajax.zoo.cli", "released LivePortrait / JoyVASA weights -> an export for animate --checkpoint"),
-    "detect": ("vasajax.provenance", "is this a vasajax video? (watermark + metadata tag)"),
+    "detect": ("vasajax.detect", "is this a vasajax video? (watermark + metadata tag)"),
     "models": ("vasajax.modelfiles", "fetch (or locate) the MediaPipe face-landmarker model file"),
     "info": ("vasajax.cli", "print versions, devices and model sizes of the config presets"),
 }
