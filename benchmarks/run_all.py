@@ -334,6 +334,12 @@ def _synth(t: Tables, doc, dev, src):
                      "ms/frame render)", source=src)  # fmt: skip
 
 
+def _parts_load(r: dict[str, Any], *parts: str) -> str:
+    """:func:`_load` of the first of ``parts`` that was timed under load (parts the row lacks are skipped)."""
+    have = (r.get("contention") or {}).get("parts") or {}
+    return next((m for p in parts if p in have and (m := _load(r, p))), "" if have else _load(r))
+
+
 def _zoo(t: Tables, doc, dev, src):
     """benchmarks/zoo.py: LivePortrait's renderer (encode F+M, render W+G; torch CPU beside it with --upstream) and
     JoyVASA's motion generator (a CFG window; the audio encoder)."""
@@ -349,7 +355,7 @@ def _zoo(t: Tables, doc, dev, src):
                 torch = (f"; torch CPU {_f(r['torch_render_ms_per_frame'])} ms/frame"
                          + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
             res = (f"{_f(r.get('render_fps'))} fps ({_f(r.get('render_ms_per_frame'))} ms/frame){torch}"
-                   f"{_load(r, 'render') or _load(r, 'torch_render')}")  # fmt: skip
+                   f"{_parts_load(r, 'render', 'torch_render')}")  # fmt: skip
             t.add("infer", what="LivePortrait render (W+G)", result=res, **{"peak mem (GiB)": _gib(r)},
                   **_base(r, dev, src))  # fmt: skip
             torch = ""
@@ -357,7 +363,7 @@ def _zoo(t: Tables, doc, dev, src):
                 ratio = r.get("jax_over_torch_encode")
                 torch = (f"; torch CPU {_f(r['torch_encode_ms'])} ms"
                          + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
-            res = f"{_f(r.get('encode_ms'))} ms per source image{torch}{_load(r, 'encode') or _load(r, 'torch_encode')}"
+            res = f"{_f(r.get('encode_ms'))} ms per source image{torch}{_parts_load(r, 'encode', 'torch_encode')}"
             t.add("infer", what="LivePortrait encode (F+M)", result=res, **{"peak mem (GiB)": None},
                   **{**_base(r, dev, src), "batch": 1})  # fmt: skip
             t.roofline("LivePortrait render (W+G)", r, dev, src, r.get("render_gflops_per_frame"),
