@@ -21,7 +21,9 @@ depend on them.
   JAX/torch time ratio (< 1: JAX faster; only when JAX runs on the CPU too, else null), and
   ``frame_rel_err_vs_torch`` checks that both rendered the same frame (float32). Without ``--upstream`` the
   JAX model gets random init (spectral-norm vectors power-iterated so that outputs stay finite) and the torch
-  columns are absent (the upstream files are not part of the repository).
+  columns are absent (the upstream files are not part of the repository). Compare on an idle machine: under
+  load torch's OpenMP threads wait for each other at every op (on the busy 2-core machine at nice 19 a tiny
+  W+G took ~1.5 s of CPU with 2 torch threads, 25–30 ms with ``--torch-threads 1``), far more than JAX does.
 * JoyVASA, jitted JAX, ``--batch`` clips per window: ``ms_per_window``: one generation window as
   ``vasajax.zoo.joyvasa.sample`` runs it: ancestral DDPM over all ``--steps`` steps (default: the config's
   T, 50 for the released model, 10 for tiny) with classifier-free guidance (``--cfg-scale`` 2.8, upstream's;
