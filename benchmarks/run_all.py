@@ -49,6 +49,7 @@ QUICK: dict[str, list[str]] = {
     "synth.py": ["--sizes", "128", "256", "--clips", "1", "--no-strip"],
     "provenance.py": ["--clips", "1", "--demo", ""],
     "animate.py": ["--configs", "tiny", "--seconds", "4"],
+    "zoo.py": ["--size", "tiny", "--repeats", "2"],
 }
 """Quick CPU settings per benchmark script (everything else in ``benchmarks/`` is probed for ``--quick``).
 train.py / train_motion.py run on one device: with ``--devices 1 2`` on a CPU they set ``jax_num_cpu_devices``
@@ -333,6 +334,63 @@ def _synth(t: Tables, doc, dev, src):
                      "ms/frame render)", source=src)  # fmt: skip
 
 
+def _parts_load(r: dict[str, Any], *parts: str) -> str:
+    """:func:`_load` of the first of ``parts`` that was timed under load (parts the row lacks are skipped)."""
+    have = (r.get("contention") or {}).get("parts") or {}
+    return next((m for p in parts if p in have and (m := _load(r, p))), "" if have else _load(r))
+
+
+def _zoo(t: Tables, doc, dev, src):
+    """benchmarks/zoo.py: LivePortrait's renderer (encode F+M, render W+G; torch CPU beside it with --upstream) and
+    JoyVASA's motion generator (a CFG window; the audio encoder)."""
+    for r in _rows(doc):
+        if r.get("model") == "liveportrait":
+            t.size("LivePortrait (zoo)", r.get("config"), r.get("params_M"),
+                   f"render (W+G) {_f(r.get('render_gflops_per_frame'))}, encode (F+M) {_f(r.get('encode_gflops'))}",
+                   f"{r.get('image_size')}² source → {r.get('output_size')}² frame, {r.get('num_kp')} keypoints",
+                   src)  # fmt: skip
+            torch = ""
+            if r.get("torch_render_ms_per_frame") is not None:
+                ratio = r.get("jax_over_torch_render")
+                torch = (f"; torch CPU {_f(r['torch_render_ms_per_frame'])} ms/frame"
+                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
+            res = (f"{_f(r.get('render_fps'))} fps ({_f(r.get('render_ms_per_frame'))} ms/frame){torch}"
+                   f"{_parts_load(r, 'render', 'torch_render')}")  # fmt: skip
+            t.add("infer", what="LivePortrait render (W+G)", result=res, **{"peak mem (GiB)": _gib(r)},
+                  **_base(r, dev, src))  # fmt: skip
+            torch = ""
+            if r.get("torch_encode_ms") is not None:
+                ratio = r.get("jax_over_torch_encode")
+                torch = (f"; torch CPU {_f(r['torch_encode_ms'])} ms"
+                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
+            res = f"{_f(r.get('encode_ms'))} ms per source image{torch}{_parts_load(r, 'encode', 'torch_encode')}"
+            t.add("infer", what="LivePortrait encode (F+M)", result=res, **{"peak mem (GiB)": None},
+                  **{**_base(r, dev, src), "batch": 1})  # fmt: skip
+            t.roofline("LivePortrait render (W+G)", r, dev, src, r.get("render_gflops_per_frame"),
+                       r.get("render_tflops_achieved"))  # fmt: skip
+        elif r.get("model") == "joyvasa":
+            cfg = "no CFG" if not r.get("cfg_scale") else f"CFG {r['cfg_scale']:g}, {r.get('cfg_branches')} branches"
+            t.size("JoyVASA DiT (zoo)", r.get("config"), r.get("params_M"),
+                   f"{_f(r.get('gflops_per_frame'))} ({r.get('steps')} steps; {_f(r.get('gflops_per_window'))} "
+                   "per window)", f"W={r.get('window')}+K={r.get('context')}, {r.get('layers')} layers × "
+                   f"{r.get('width')}, {cfg}", src)  # fmt: skip
+            enc = r.get("audio_encoder") or {}
+            t.size("JoyVASA audio encoder (zoo)", r.get("config"), r.get("audio_params_M"),
+                   f"{_f(r.get('audio_gflops_per_audio_s'))} per s of audio",
+                   f"HuBERT, {enc.get('layers')} layers × {enc.get('hidden_size')}", src)  # fmt: skip
+            res = (f"{_f(r.get('motion_fps'))} motion frames/s ({_f(r.get('ms_per_window'))} ms/window, "
+                   f"{_f(r.get('realtime_factor'))}× real time; {_f(r.get('realtime_factor_with_audio'))}× with "
+                   f"the audio encoder){_load(r, 'window')}")  # fmt: skip
+            t.add("infer", what=f"JoyVASA window, {r.get('steps')} steps, {cfg}", result=res,
+                  **{"peak mem (GiB)": _gib(r)}, **_base(r, dev, src))  # fmt: skip
+            res = (f"{_f(r.get('audio_s_per_s'))} s of audio per s ({_f(r.get('audio_ms_per_audio_s'))} ms per s "
+                   f"of audio){_load(r, 'audio')}")  # fmt: skip
+            t.add("infer", what="JoyVASA audio encoder (HuBERT)", result=res, **{"peak mem (GiB)": None},
+                  **_base(r, dev, src))  # fmt: skip
+            t.roofline(f"JoyVASA window, {r.get('steps')} steps", r, dev, src, r.get("gflops_per_window"),
+                       r.get("achieved_tflops"))  # fmt: skip
+
+
 def _generic(t: Tables, doc, dev, src):
     """Unknown benchmarks: list streaming/latency numbers and fps-like numbers found anywhere in the file."""
     found = []
@@ -365,6 +423,7 @@ PARSERS: dict[str, Callable] = {
     "data": _data,
     "facetrack": _facetrack,
     "synth": _synth,
+    "zoo": _zoo,
 }
 
 
@@ -416,7 +475,8 @@ def summary_markdown(t: Tables) -> str:
         '2-core x86-64 development machine, usually busy with other jobs). Rows marked "(quick)" come from '
         "`run_all.py`'s short settings and are noisier than the per-benchmark runs.",
         "",
-        "Rows marked ⚠ were timed under load. The CPU-timed benchmarks (`motion.py`, `face_latent.py`, `animate.py`) "
+        "Rows marked ⚠ were timed under load. The CPU-timed benchmarks (`motion.py`, `face_latent.py`, `animate.py`, "
+        "`zoo.py`) "
         "time through `benchmarks/timing.py`: during each timed call it measures the CPU time other processes used "
         "(`/proc/stat` busy time of the CPUs this process may run on, minus its own), and `others_share` = that / "
         "(wall × cores). A call with `others_share` > 0.1 is contended: retried (up to `--max-tries`) and left out "

@@ -58,3 +58,36 @@ def test_summary_only_reads_the_committed_results(run_all, tmp_path):
     assert run_all.main(["--summary-only", "--out", str(out)]) == 0
     md = out.read_text()
     assert "## Roofline (GPU)" in md and "2-core CPU" in md and "unreadable" not in md
+
+
+def test_summary_renders_zoo_rows(run_all, tmp_path):
+    busy = {"measured": True, "contended": True, "others_share": 0.55, "discarded": 4,
+            "parts": {"render": {"measured": True, "contended": True, "others_share": 0.55},
+                      "encode": {"measured": True, "contended": False, "others_share": 0.02}}}  # fmt: skip
+    lp = {"model": "liveportrait", "config": "paper", "dtype": "float32", "batch": 1, "image_size": 256,
+          "output_size": 512, "num_kp": 21, "params_M": 49.1, "encode_gflops": 30.0, "render_gflops_per_frame": 510.0,
+          "encode_ms": 120.0, "render_ms_per_frame": 900.0, "render_fps": 1.11, "render_tflops_achieved": 0.57,
+          "torch_render_ms_per_frame": 1800.0, "jax_over_torch_render": 0.5, "torch_encode_ms": 240.0,
+          "jax_over_torch_encode": 0.5, "contention": busy}  # fmt: skip
+    jv = {"model": "joyvasa", "config": "paper", "dtype": "bfloat16", "batch": 1, "steps": 50, "cfg_scale": 2.8,
+          "cfg_branches": 2, "window": 100, "context": 25, "layers": 8, "width": 512, "params_M": 30.0,
+          "audio_params_M": 94.4, "audio_encoder": {"layers": 12, "hidden_size": 768}, "gflops_per_window": 800.0,
+          "gflops_per_frame": 8.0, "audio_gflops_per_audio_s": 70.0, "ms_per_window": 400.0, "motion_fps": 250.0,
+          "realtime_factor": 10.0, "realtime_factor_with_audio": 9.0, "audio_s_per_s": 80.0,
+          "audio_ms_per_audio_s": 12.5, "achieved_tflops": 2.0, "peak_memory_gib": 1.5}  # fmt: skip
+    doc = {"benchmark": "zoo", "device": "NVIDIA_H200", "device_kind": "NVIDIA H200", "rows": [lp, jv]}
+    (tmp_path / "zoo-NVIDIA_H200-2026-01-01.json").write_text(json.dumps(doc))
+    t = run_all.collect(tmp_path)
+    sizes = {r["model"]: r for r in t.rows["size"]}
+    assert set(sizes) == {"LivePortrait (zoo)", "JoyVASA DiT (zoo)", "JoyVASA audio encoder (zoo)"}
+    assert "render (W+G) 510" in sizes["LivePortrait (zoo)"]["GFLOP/frame"]
+    infer = {r["what"]: r for r in t.rows["infer"]}
+    render = infer["LivePortrait render (W+G)"]["result"]
+    assert "torch CPU 1,800 ms/frame (JAX/torch 0.5)" in render and "⚠ contended" in render
+    assert "⚠" not in infer["LivePortrait encode (F+M)"]["result"]
+    window = infer["JoyVASA window, 50 steps, CFG 2.8, 2 branches"]
+    assert "250 motion frames/s" in window["result"] and window["peak mem (GiB)"] == 1.5
+    assert window["device"] == "NVIDIA H200"
+    assert "80 s of audio per s" in infer["JoyVASA audio encoder (HuBERT)"]["result"]
+    assert {r["what"] for r in t.rows["roofline"]} == {"LivePortrait render (W+G)", "JoyVASA window, 50 steps"}
+    assert "unreadable" not in run_all.summary_markdown(t)
