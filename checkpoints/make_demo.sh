@@ -12,8 +12,12 @@
 # everything after the fit (unmeasured). PRESET=curriculum replays the ten warm-started runs the previous demo
 # (December 3) grew from over four sessions of design work: ~3,500 stage-1 steps, the same renderer within 0.1 dB
 # (checkpoints/README.md, "One run instead of ten"). Every stage resumes where it stopped when run again (orbax
-# checkpoints in WORK_DIR); a finished stage is skipped. OUT (default checkpoints/demo) is where the export goes,
-# CFG_AUDIO (default 1.0) the export's default audio CFG scale λ_A.
+# checkpoints in WORK_DIR); a finished stage is skipped. OUT (default checkpoints/demo) is where the export goes;
+# CFG_AUDIO, if set, the export's default audio CFG scale λ_A (default: the motion run's, 0.5). FACE_TIME and
+# MOTION_TIME (seconds, optional) cap each stage-1 run's and the stage-2 run's training loop (--time-limit: a
+# fixed budget of accelerator time; the cosine schedule still spans FACE_STEPS / MOTION_STEPS). SYNTH_WORKERS
+# (default 2): SynthTalk's processes; FACE_EMA (GPU preset, default 0.999): stage 1's EMA decay. VASAJAX: the
+# command (default `vasajax`; `python3 -m vasajax` works too).
 #
 # Objective (CPU): reconstruction only (L1 + SSIM + face-crop SSIM + mouth-box L1 + tracker head pose), then the
 # tracker's blendshapes on z_dyn[:52] (expression_weight), the decoder's flow at the tracker's landmarks
@@ -35,7 +39,7 @@ mkdir -p "$W"
 # 1. SynthTalk: 120 training clips (train sentences, 2 bundled portraits, random espeak-ng voices) + 12 held-out
 #    clips (held-out sentences; odd clips use the held-out voice), 256², with tracker labels and ground truth.
 [ -f "$W/synthtalk/train/manifest.json" ] ||
-  $VJ synth --shards --out "$W/synthtalk" --num-clips 120 --num-heldout 12 --size 256 --workers 2
+  $VJ synth --shards --out "$W/synthtalk" --num-clips 120 --num-heldout 12 --size 256 --workers "${SYNTH_WORKERS:-2}"
 
 CPU_LOSS=(--no-gan --loss transfer_weight=0 --loss identity_weight=0 --loss contrastive_weight=0)
 SUPERVISE=(--loss expression_weight=10 --loss flow_weight=100)
@@ -45,15 +49,24 @@ FLOWS=(--model warp_keypoints=32 --model fine_flow=1 --model stretch_cue=1)
 POINTS=(--model landmark_flow=98)
 COMMON=(--data "$W/synthtalk/train" --batch 2 --ema-decay 0.99 --log-every 10 --sample-every 100)
 
+# trained CMD...: run a trainer; with a time budget (--time-limit in CMD) its "stopped early" exit (75) is the
+# budget being spent, and the recipe goes on with the checkpoint it left.
+trained() {
+  local rc=0
+  "$@" || rc=$?
+  [ "$rc" = 0 ] || { [ "$rc" = 75 ] && [[ " $* " == *" --time-limit "* ]]; } || return "$rc"
+}
+
 # face RUN PREVIOUS STEPS STOP LR WARMUP CKPT_EVERY [train-face options...]: one curriculum stage, skipped when
-# its run already holds the checkpoint at STOP.
+# its run already holds the checkpoint at STOP. FACE_TIME (seconds, optional) caps each run's training loop.
 face() {
   local run=$1 prev=$2 steps=$3 stop=$4 lr=$5 warmup=$6 every=$7
   shift 7
   [ -d "$W/$run/checkpoints/$stop" ] && return 0
   local init=()
   [ "$prev" = - ] || init=(--init-from "$W/$prev")
-  $VJ train-face --config small_warp "$@" "${init[@]}" --workdir "$W/$run" "${COMMON[@]}" \
+  [ -n "${FACE_TIME:-}" ] && init+=(--time-limit "$FACE_TIME")
+  trained $VJ train-face --config small_warp "$@" "${init[@]}" --workdir "$W/$run" "${COMMON[@]}" \
     --steps "$steps" --stop-after "$stop" --lr "$lr" --warmup "$warmup" --ckpt-every "$every"
 }
 
@@ -106,7 +119,8 @@ elif [ "$PRESET" = gpu ]; then
   MOTION_STEPS=${MOTION_STEPS:-6000}; MOTION_BATCH=${MOTION_BATCH:-64}
   GAN=()
   [ -n "${VGG_WEIGHTS:-}" ] && GAN+=(--vgg-weights "$VGG_WEIGHTS")
-  COMMON=(--data "$W/synthtalk/train" --batch "${FACE_BATCH:-16}" --ema-decay 0.999 --log-every 10 --sample-every 500)
+  COMMON=(--data "$W/synthtalk/train" --batch "${FACE_BATCH:-16}" --ema-decay "${FACE_EMA:-0.999}" --log-every 10
+    --sample-every 500)
   FACE_STEPS=${FACE_STEPS:-4000}
   face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 200 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" \
     "${SUPERVISE[@]}" --loss landmark_weight=100
@@ -114,8 +128,12 @@ elif [ "$PRESET" = gpu ]; then
     $VJ fit-landmarks --face-run "$W/face-i" --data "$W/synthtalk/train" --eval-data "$W/synthtalk/heldout" \
       --out "$W/face-j"
   TUNE_STEPS=${TUNE_STEPS:-1000}
-  face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 1e-4 50 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" \
-    "${SUPERVISE[@]}" --loss landmark_weight=100
+  if [ "$TUNE_STEPS" -gt 0 ]; then
+    face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 1e-4 50 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
+      "${GAN[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
+  else
+    FINAL=face-j
+  fi
 else
   echo "PRESET must be cpu (= fast), gpu or curriculum, not $PRESET" >&2; exit 2
 fi
@@ -127,9 +145,12 @@ for split in train heldout; do
 done
 
 # 4. Stage 2 (motion DiT, small config: W = 50, K = 10), evaluated on the held-out clips.
-$VJ train-motion --config small --data "$W/motion/train" --eval-data "$W/motion/heldout" --workdir "$W/motion-run" \
-  --steps "$MOTION_STEPS" --batch "$MOTION_BATCH" --lr 3e-4 --warmup 100 --log-every 50 --ckpt-every 250 --sample-every 1000
+MOTION_LIMIT=()
+[ -n "${MOTION_TIME:-}" ] && MOTION_LIMIT=(--time-limit "$MOTION_TIME")
+trained $VJ train-motion --config small --data "$W/motion/train" --eval-data "$W/motion/heldout" \
+  --workdir "$W/motion-run" --steps "$MOTION_STEPS" --batch "$MOTION_BATCH" --lr 3e-4 --warmup 100 --log-every 50 \
+  --ckpt-every 250 --sample-every 1000 "${MOTION_LIMIT[@]}"
 
 # 5. The export: bf16 params, configs, sha256 manifest.
 $VJ export --face-run "$W/$FINAL" --motion-run "$W/motion-run" --motion-data "$W/motion/train" --out "$OUT" \
-  --steps 25 --cfg-audio "${CFG_AUDIO:-1.0}" --note "SynthTalk demo model ($PRESET preset): see checkpoints/README.md for what it can and cannot do"
+  --steps 25 ${CFG_AUDIO:+--cfg-audio "$CFG_AUDIO"} --note "SynthTalk demo model ($PRESET preset): see checkpoints/README.md for what it can and cannot do"

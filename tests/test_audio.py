@@ -126,3 +126,14 @@ def test_to_video_rate():
     # 50 fps: slot k at row position k/2 − 1/4; linear input → linear output (clamped at row 0)
     got = audio.to_video_rate(x_NxD, 30, audio.AudioConfig(fps=50)).reshape(60, 2)
     np.testing.assert_allclose(got[:, 0], np.clip(np.arange(60) / 2 - 0.25, 0, 39), atol=1e-6)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 512, 80, 0.0, None), (16000, 400, 16, 55.0, 7600.0)])
+def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin, fmax):
+    """Our Slaney filterbank is librosa's, bit for bit (librosa is a test dependency only)."""
+    librosa = pytest.importorskip("librosa")
+    ours = audio.mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
+    np.testing.assert_array_equal(ours, librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax))
+    hz = np.array([0.0, 200.0, 999.0, 1000.0, 4000.0, 8000.0])
+    np.testing.assert_allclose(audio.mel_to_hz(audio.hz_to_mel(hz)), hz, rtol=1e-12)
+    assert audio.hz_to_mel(1000.0) == pytest.approx(15.0)

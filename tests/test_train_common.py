@@ -67,6 +67,10 @@ def test_accumulate_equals_full_batch_and_schedule():
     assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(upd))
     ema = common.ema_update({"a": jnp.zeros(3)}, {"a": jnp.ones(3)}, 0.9)
     np.testing.assert_allclose(ema["a"], 0.1, rtol=1e-6)
+    # warm-up: the first update moves 90 % of the way (d = 1/10); by step 1,000 the decay is the configured one
+    first = common.ema_update({"a": jnp.zeros(3)}, {"a": jnp.ones(3)}, 0.999, step=0)
+    late = common.ema_update({"a": jnp.zeros(3)}, {"a": jnp.ones(3)}, 0.9, step=1000)
+    np.testing.assert_allclose([first["a"][0], late["a"][0]], [0.9, 0.1], rtol=1e-6)
     assert not np.array_equal(jax.random.key_data(common.step_key(0, 1)), jax.random.key_data(common.step_key(0, 2)))
 
 
@@ -98,6 +102,12 @@ def test_stop_signal_and_logger(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)  # handled: the process keeps running
         assert stop.requested and stop.should_stop() and stop.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == before
+    with common.StopSignal(time_limit=0.0) as stop:  # a spent time budget stops at the next step boundary
+        assert stop.should_stop() and stop.timed_out and not stop.requested
+    with common.StopSignal(time_limit=3600.0) as stop:
+        assert not stop.should_stop() and not stop.timed_out
+    with pytest.raises(ValueError, match="time_limit"):
+        common.StopSignal(time_limit=-1.0)
     with common.MetricLogger(tmp_path, total_steps=4, enabled=True) as lg:
         lg.advance(2)
         row = lg.log(2, {"loss": jnp.float32(0.5)})

@@ -81,9 +81,10 @@ def test_one_step_lowers_loss_on_fixed_batch(one_step):
 
 
 def test_ema_update_math(one_step):
-    # EMA starts at the initial params and moves (1 - d) of the way to the updated params: d·p0 + (1 − d)·p1.
+    # EMA starts at the initial params and moves (1 - d) of the way to the updated params: d·p0 + (1 − d)·p1,
+    # with the warmed-up decay of the first update, d = min(ema_decay, 1/10).
     cfg, _, _, before, after, _ = one_step
-    d = cfg.optim.ema_decay
+    d = min(cfg.optim.ema_decay, 0.1)
     leaves = zip(jax.tree.leaves(after["ema"]), jax.tree.leaves(before["params"]), jax.tree.leaves(after["params"]))
     moved = 0
     for e, p0, p1 in leaves:
@@ -128,6 +129,9 @@ def test_cli_two_steps_checkpoint_resume_plot_eval(motion_dir, tmp_path, capsys)
     base = [*BASE, "--data", str(motion_dir)]
     a, b = tmp_path / "a", tmp_path / "b"
     assert tm.cli_main([*base, "--workdir", str(b), "--stop-after", "1"]) == tm.EXIT_STOPPED
+    c = tmp_path / "c"  # a spent time budget: stops before its first step, with a checkpoint to resume from
+    assert tm.cli_main([*base, "--workdir", str(c), "--time-limit", "0"]) == tm.EXIT_STOPPED
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 0
     assert tm.load_config(b).model.motion_dim == 14 and not (b / "plots").exists()
     with pytest.raises(UserError, match="another config"):  # a different config in an existing run folder
         tm.cli_main([*base, "--workdir", str(b), "--lr", "0.5"])

@@ -370,7 +370,7 @@ def _search(y_HxW: np.ndarray, key: str | bytes) -> tuple[np.ndarray, tuple]:
 def _one_blas_thread():
     """Small matrix products on a busy CPU: one BLAS thread is 10-50× faster than two fighting for a core."""
     try:
-        import threadpoolctl  # a dependency of scikit-learn (librosa)
+        import threadpoolctl  # a dependency; optional here so a bare environment still detects
     except ImportError:
         return contextlib.nullcontext()
     return threadpoolctl.threadpool_limits(1, user_api="blas")

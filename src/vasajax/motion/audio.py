@@ -137,11 +137,43 @@ def slot_centers(first_slot: int, num_slots: int, cfg: AudioConfig) -> np.ndarra
 # -------------------------------------------------------------------------------------------- log-mel
 
 
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Slaney's mel scale (the Auditory Toolbox's; librosa's default, ``htk=False``): linear below 1 kHz
+    (3 mels per 200 Hz), logarithmic above (27 steps per factor 6.4)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    lin = hz / (200.0 / 3.0)
+    log = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log, lin)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """Inverse of ``hz_to_mel``."""
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3.0))
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None):
+    """``n_mels × (n_fft//2 + 1)`` float32 triangular filters, equally spaced on the Slaney mel scale between
+    ``fmin`` and ``fmax`` (default Nyquist), each scaled to unit area in Hz (Slaney normalisation: 2/bandwidth).
+
+    The weights librosa's ``filters.mel`` gives with its defaults (tests/test_audio.py compares them), computed
+    here so the feature path needs no audio library."""
+    fmax = sample_rate / 2.0 if fmax is None else fmax
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    width = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    weights = np.zeros((n_mels, len(fft_hz)), dtype=np.float32)
+    for i in range(n_mels):
+        rising, falling = -ramps[i] / width[i], ramps[i + 2] / width[i + 1]
+        weights[i] = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return weights
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_tables(sample_rate: int, n_fft: int, win_length: int, n_mels: int, fmin: float, fmax: float | None):
-    import librosa
-
-    mel_FxM = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).T
+    mel_FxM = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).T
     window = np.zeros(n_fft)
     lo = (n_fft - win_length) // 2
     window[lo : lo + win_length] = np.hanning(win_length + 1)[:-1]  # periodic Hann, centred in the FFT

@@ -284,7 +284,7 @@ def generator_step(
     params = optax.apply_updates(gen["params"], updates)
     new_gen = {"params": params, "opt": opt}
     if "ema" in gen:
-        ema = common.ema_update(gen["ema"], params, cfg.optim.ema_decay)
+        ema = common.ema_update(gen["ema"], params, cfg.optim.ema_decay, state["step"])
         # frozen parts keep their average too: the EMA weights are what an export ships
         new_gen["ema"] = common.keep_frozen(ema, gen["ema"], cfg.freeze) if cfg.freeze else ema
     return {**state, "step": state["step"] + 1, "gen": new_gen}, metrics, fakes
@@ -419,6 +419,7 @@ def train(
     workdir: str | Path,
     *,
     stop_after: int | None = None,
+    time_limit: float | None = None,
     on_step: Callable[[int], None] | None = None,
     read_threads: int = 2,
     workers: int = 0,
@@ -428,7 +429,9 @@ def train(
     """Train (or resume) the run in ``workdir`` on the clip shards in ``data``.
 
     ``stop_after``: stop (with a checkpoint) after this many steps in this call, e.g. to fit a job's time
-    limit. ``on_step(step)`` is called after each step (tests, custom hooks). Returns
+    limit; ``time_limit``: stop (with a checkpoint) at the first step boundary after this many seconds of the
+    training loop (set-up and compilation do not count); either way the run resumes when started again.
+    ``on_step(step)`` is called after each step (tests, custom hooks). Returns
     ``{"step", "stopped", "metrics", "state"}``: the last logged scalars (process 0) and the final train state.
     """
     mesh = common.make_mesh(cfg.run.fsdp)
@@ -471,7 +474,7 @@ def train(
     keys = batch_keys(cfg)
     step, stopped, last = start, False, {}
     with (
-        common.StopSignal() as stop,
+        common.StopSignal(time_limit=time_limit) as stop,
         common.MetricLogger(workdir, cfg.run.steps, start, progress=progress) as logger,
     ):
         while step < end:
@@ -710,6 +713,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="run folder (created; resumed if it holds checkpoints)")
     p.add_argument("--steps", type=int, help="total optimiser steps of the run (sets the cosine schedule)")
     p.add_argument("--stop-after", type=int, help="stop with a checkpoint after this many steps in this job")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        help="stop with a checkpoint at the first step after this many seconds of training in this job (set-up and "
+        "compilation before the first step do not count), e.g. to fit a fixed budget of accelerator time",
+    )
     p.add_argument("--batch", type=int, help="global batch size")
     p.add_argument("--accum", type=int, help="gradient accumulation micro-batches per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
@@ -767,7 +776,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     common.init_distributed(args.coordinator, args.num_processes, args.process_id)
     cfg = build_config(args)
-    out = train(cfg, args.data, args.workdir, stop_after=args.stop_after, workers=args.workers)
+    out = train(
+        cfg, args.data, args.workdir, stop_after=args.stop_after, time_limit=args.time_limit, workers=args.workers
+    )
     if common.is_main_process():
         print(json.dumps({"step": out["step"], "stopped": out["stopped"], **out["metrics"]}))
     return EXIT_STOPPED if out["stopped"] else 0

@@ -254,7 +254,7 @@ def train_step(
     params = optax.apply_updates(state["params"], updates)
     new = {**state, "step": state["step"] + 1, "params": params, "opt": opt}
     if "ema" in state:
-        new["ema"] = common.ema_update(state["ema"], params, cfg.optim.ema_decay)
+        new["ema"] = common.ema_update(state["ema"], params, cfg.optim.ema_decay, state["step"])
     return new, {**metrics, "grad_norm": optax.global_norm(grads)}
 
 
@@ -431,6 +431,7 @@ def train(
     *,
     eval_data: str | Path | None = None,
     stop_after: int | None = None,
+    time_limit: float | None = None,
     on_step: Callable[[int], None] | None = None,
     read_threads: int = 2,
     workers: int = 0,
@@ -439,7 +440,8 @@ def train(
     """Train (or resume) the run in ``workdir`` on the motion shards in ``data``.
 
     ``eval_data``: held-out motion shards for the plots and a final ``evaluate``. ``stop_after``: stop (with
-    a checkpoint) after this many steps in this call. ``on_step(step)`` is called after each step. Returns
+    a checkpoint) after this many steps in this call; ``time_limit``: after this many seconds of the training loop
+    (set-up and compilation do not count). ``on_step(step)`` is called after each step. Returns
     ``{"step", "stopped", "metrics", "eval"}`` (last logged scalars and evaluation, on process 0).
     """
     workdir = Path(workdir)
@@ -468,7 +470,7 @@ def train(
     end = cfg.run.steps if stop_after is None else min(cfg.run.steps, start + stop_after)
     step, stopped, last = start, False, {}
     with (
-        common.StopSignal() as stop,
+        common.StopSignal(time_limit=time_limit) as stop,
         common.MetricLogger(workdir, cfg.run.steps, start, enabled=common.is_main_process() and progress) as logger,
     ):
         while step < end:
@@ -559,6 +561,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-records", type=int, default=16, help="records used by --evaluate")
     p.add_argument("--steps", type=int, help="total optimiser steps of the run (sets the cosine schedule)")
     p.add_argument("--stop-after", type=int, help="stop with a checkpoint after this many steps in this job")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        help="stop with a checkpoint at the first step after this many seconds of training in this job (set-up and "
+        "compilation before the first step do not count), e.g. to fit a fixed budget of accelerator time",
+    )
     p.add_argument("--batch", type=int, help="global batch size (windows)")
     p.add_argument("--accum", type=int, help="gradient accumulation micro-batches per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
@@ -592,8 +600,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     common.init_distributed(args.coordinator, args.num_processes, args.process_id)
     cfg = build_config(args)
     out = train(
-        cfg, args.data, args.workdir, eval_data=args.eval_data, stop_after=args.stop_after, workers=args.workers,
-        progress=not args.no_progress,
+        cfg, args.data, args.workdir, eval_data=args.eval_data, stop_after=args.stop_after,
+        time_limit=args.time_limit, workers=args.workers, progress=not args.no_progress,
     )  # fmt: skip
     if common.is_main_process():
         print(json.dumps({"step": out["step"], "stopped": out["stopped"], **out["metrics"]}))

@@ -150,9 +150,16 @@ def merge_microbatches(extra: Any, batch: Any) -> Any:
     return jax.tree.map(merge, extra)
 
 
-def ema_update(ema: Any, params: Any, decay: float) -> Any:
-    """``ema ← decay·ema + (1 − decay)·params`` (float leaves only)."""
-    return jax.tree.map(lambda e, p: e + (1.0 - decay) * (p.astype(e.dtype) - e), ema, params)
+def ema_update(ema: Any, params: Any, decay: float, step: jax.Array | int | None = None) -> Any:
+    """``ema ← d·ema + (1 − d)·params`` (float leaves only).
+
+    With ``step`` (updates before this one) the decay warms up, ``d = min(decay, (1 + step) / (10 + step))``, so
+    the average forgets its starting point within a few hundred steps instead of ~1/(1 − decay): a 0.999 EMA
+    without it still holds 0.999^3000 ≈ 5 % of the initial weights after 3,000 steps."""
+    if step is not None:
+        t = jnp.asarray(step, jnp.float32)
+        decay = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+    return jax.tree.map(lambda e, p: e + (1.0 - decay) * (p.astype(e.dtype) - e).astype(e.dtype), ema, params)
 
 
 def step_key(seed: int, step: jax.Array | int) -> jax.Array:

@@ -1,10 +1,11 @@
-"""Stop on SIGTERM/SIGINT at the next step boundary with a checkpoint (preemption)."""
+"""Stop at the next step boundary with a checkpoint: on SIGTERM/SIGINT (preemption) or at a wall-clock limit."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from vasajax.train.distributed import any_process
@@ -19,12 +20,20 @@ class StopSignal:
     sends SIGINT. The first signal sets ``requested``; a second SIGINT interrupts at once (KeyboardInterrupt).
     ``should_stop()`` agrees across processes (any process signalled → all stop at the same step), so every
     process joins the final collective save. Handlers are installed only in the main thread and restored on exit.
+
+    ``time_limit`` (seconds, counted from ``__enter__``): also stop at the first step boundary after it, e.g. to
+    fit a fixed budget of accelerator time (``--time-limit``); ``timed_out`` says whether that is why.
     """
 
-    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT), *, time_limit: float | None = None):
+        if time_limit is not None and time_limit < 0:
+            raise ValueError(f"time_limit must be >= 0 seconds, not {time_limit}")
         self.signals = signals
+        self.time_limit = time_limit
         self.requested = False
+        self.timed_out = False
         self.signum: int | None = None
+        self._deadline: float | None = None
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
@@ -35,9 +44,16 @@ class StopSignal:
 
     def should_stop(self) -> bool:
         """Whether any process was signalled (a collective when multi-process: call it on every step)."""
-        return any_process(self.requested)
+        if self._deadline is not None and not self.timed_out and time.monotonic() >= self._deadline:
+            self.timed_out = True
+            log.warning(
+                "time limit of %.0f s reached: will save a checkpoint and stop after this step", self.time_limit
+            )
+        return any_process(self.requested or self.timed_out)
 
     def __enter__(self) -> StopSignal:
+        if self.time_limit is not None:
+            self._deadline = time.monotonic() + self.time_limit
         if threading.current_thread() is threading.main_thread():
             for s in self.signals:
                 self._old[s] = signal.signal(s, self._handle)
