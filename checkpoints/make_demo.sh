@@ -26,7 +26,10 @@
 # pay. GPU preset: the final design from step 0 with the full objective (SSIM or, with
 # VGG_WEIGHTS=path/to/torchvision-vgg19.pth, the VGG19 perceptual loss; hinge GAN + feature matching; transfer
 # consistency; cross-identity identity loss; CosFace contrastive), then the same landmark fit and fine-tune.
-# The GPU preset has never run (no GPU has been lent to this project's sessions yet).
+# The GPU preset ran once, time-boxed into one 10-minute call on an H200 (benchmarks/results/demo_recipe-nvidia-h200-
+# 2026-12-04.json): 0.167 s per batch-16 full-objective step after ~160 s of compilation, which the time limit then
+# counted, so stage 1 stopped at step 258 — too short to beat the CPU recipe (24.8 dB, mouth r −0.13). Untested
+# beyond that: a full-length run (FACE_STEPS=4000 ≈ 11 min of steps).
 set -euo pipefail
 W=${1:-runs/demo}
 VJ=${VASAJAX:-vasajax}

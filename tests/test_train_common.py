@@ -203,3 +203,16 @@ def test_resume_may_change_logging_and_checkpoint_intervals_not_the_math(tmp_pat
     for changed in (dataclasses.replace(cfg.run, steps=cfg.run.steps + 1), dataclasses.replace(cfg.run, seed=9)):
         with pytest.raises(UserError, match="another config"):
             common.check_config(tmp_path, dataclasses.replace(cfg, run=changed).to_dict())
+
+
+def test_strong_types_removes_weak_leaves():
+    """A fresh state with weakly typed leaves would make the train step compile twice (weak, then strong)."""
+    tree = {"w": jnp.ones(3) * 0.5, "s": jnp.asarray(2.0), "n": jnp.int32(1)}
+    weak = jax.jit(lambda: {"a": jnp.float32(1) * 2.0, "b": jnp.full((2,), 3.0)})()
+    assert any(x.weak_type for x in jax.tree.leaves(weak))
+    for t in (tree, weak, jax.jit(lambda: common.strong_types({"a": jnp.asarray(1.0), "b": jnp.zeros(2) + 1.0}))()):
+        out = common.strong_types(t)
+        assert not any(x.weak_type for x in jax.tree.leaves(out))
+        for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(t), strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)

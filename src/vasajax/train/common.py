@@ -79,6 +79,7 @@ from vasajax.train.optim import (  # noqa: F401
     merge_microbatches,
     split_microbatches,
     step_key,
+    strong_types,
 )
 from vasajax.train.sharding import (  # noqa: F401
     DATA_AXES,

@@ -245,7 +245,7 @@ def init_state(cfg: FaceTrainConfig) -> dict:
         drngs = nnx.Rngs(jax.random.fold_in(key, 1))
         _, dparams = nnx.split(disc_lib.PatchDiscriminator(cfg.disc_cfg, rngs=drngs))
         state["disc"] = {"params": dparams, "opt": disc_tx.init(dparams)}
-    return state
+    return common.strong_types(state)
 
 
 # ----------------------------------------------------------------------------------------------- steps
@@ -429,8 +429,9 @@ def train(
     """Train (or resume) the run in ``workdir`` on the clip shards in ``data``.
 
     ``stop_after``: stop (with a checkpoint) after this many steps in this call, e.g. to fit a job's time
-    limit; ``time_limit``: stop (with a checkpoint) at the first step boundary after this many seconds of the
-    training loop (set-up and compilation do not count); either way the run resumes when started again.
+    limit; ``time_limit``: stop (with a checkpoint) at the first step boundary after this many seconds of
+    training (the clock starts after the first step, so compilation does not count); either way the run resumes
+    when started again.
     ``on_step(step)`` is called after each step (tests, custom hooks). Returns
     ``{"step", "stopped", "metrics", "state"}``: the last logged scalars (process 0) and the final train state.
     """
@@ -487,6 +488,8 @@ def train(
                 state, dmetrics = disc_step(state, batch["driver"], fakes)
                 metrics = {**metrics, **dmetrics}
             step += 1
+            if step == start + 1:
+                stop.start_clock()  # the time limit counts training, not the first step's compilation
             logger.advance()
             if step % cfg.run.log_every == 0 or step == end:
                 last = _host_scalars(metrics)
@@ -717,7 +720,7 @@ def parser() -> argparse.ArgumentParser:
         "--time-limit",
         type=float,
         help="stop with a checkpoint at the first step after this many seconds of training in this job (set-up and "
-        "compilation before the first step do not count), e.g. to fit a fixed budget of accelerator time",
+        "compilation in the first step do not count), e.g. to fit a fixed budget of accelerator time",
     )
     p.add_argument("--batch", type=int, help="global batch size")
     p.add_argument("--accum", type=int, help="gradient accumulation micro-batches per step")

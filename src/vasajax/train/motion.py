@@ -228,7 +228,7 @@ def init_state(cfg: MotionTrainConfig, stats: Mapping[str, Any] | None = None) -
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "rest": rest, "opt": optimizer(cfg).init(params)}
     if cfg.optim.ema_decay is not None:
         state["ema"] = jax.tree.map(jnp.copy, params)
-    return state
+    return common.strong_types(state)
 
 
 def graphdef_of(cfg: MotionTrainConfig) -> nnx.GraphDef:
@@ -441,7 +441,8 @@ def train(
 
     ``eval_data``: held-out motion shards for the plots and a final ``evaluate``. ``stop_after``: stop (with
     a checkpoint) after this many steps in this call; ``time_limit``: after this many seconds of the training loop
-    (set-up and compilation do not count). ``on_step(step)`` is called after each step. Returns
+    (its clock starts after the first step: compilation does not count). ``on_step(step)`` is called after
+    each step. Returns
     ``{"step", "stopped", "metrics", "eval"}`` (last logged scalars and evaluation, on process 0).
     """
     workdir = Path(workdir)
@@ -480,6 +481,8 @@ def train(
             batch = common.global_batch(model_batch(next(it), cfg.model), mesh, BATCH_KEYS)
             state, metrics = step_fn(state, batch)
             step += 1
+            if step == start + 1:
+                stop.start_clock()  # the time limit counts training, not the first step's compilation
             logger.advance()
             if step % cfg.run.log_every == 0 or step == end:
                 last = _host_scalars(metrics)
@@ -565,7 +568,7 @@ def parser() -> argparse.ArgumentParser:
         "--time-limit",
         type=float,
         help="stop with a checkpoint at the first step after this many seconds of training in this job (set-up and "
-        "compilation before the first step do not count), e.g. to fit a fixed budget of accelerator time",
+        "compilation in the first step do not count), e.g. to fit a fixed budget of accelerator time",
     )
     p.add_argument("--batch", type=int, help="global batch size (windows)")
     p.add_argument("--accum", type=int, help="gradient accumulation micro-batches per step")

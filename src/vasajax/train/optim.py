@@ -162,6 +162,21 @@ def ema_update(ema: Any, params: Any, decay: float, step: jax.Array | int | None
     return jax.tree.map(lambda e, p: e + (1.0 - decay) * (p.astype(e.dtype) - e).astype(e.dtype), ema, params)
 
 
+def strong_types(tree: Any) -> Any:
+    """``tree`` with every weakly typed array made strongly typed (same dtype and values).
+
+    Leaves built from Python scalars are weakly typed; a train step returns them strongly typed, so a fresh state
+    with weak leaves makes ``jit`` trace and compile the whole step a second time at step 2 (minutes for stage 1).
+    Init functions pass their state through this."""
+
+    def strong(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.number):
+            return jax.lax.convert_element_type(x, x.dtype)
+        return x
+
+    return jax.tree.map(strong, tree)
+
+
 def step_key(seed: int, step: jax.Array | int) -> jax.Array:
     """The random key of one step: ``fold_in(key(seed), step)`` — a pure function of (seed, step)."""
     return jax.random.fold_in(jax.random.key(seed), step)
