@@ -349,7 +349,7 @@ def test_export_errors_name_the_problem(export_dir, tmp_path):
     cfg["face"]["warp_speed"] = 1
     (d / ce.CONFIG_FILE).write_text(json.dumps(cfg))
     _rehash(d)
-    with pytest.raises(UserError, match="face field 'warp_speed' is unknown"):
+    with pytest.raises(UserError, match="face: field 'warp_speed' is unknown"):
         ce.load_export(d)
 
 
