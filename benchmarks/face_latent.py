@@ -49,16 +49,18 @@ def flops_of(lowered) -> float:
     convolutions that run as cuDNN custom calls, which undercounts this model by ~300×.
     """
     cost = lowered.cost_analysis()
-    if isinstance(cost, list):  # older JAX returned a list with one dict
-        cost = cost[0]
+    if isinstance(cost, list | tuple):  # older JAX returned a list with one dict
+        cost = cost[0] if cost else None
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
 def peak_memory_gib() -> float | None:
-    stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None
-    if stats and "peak_bytes_in_use" in stats:
-        return stats["peak_bytes_in_use"] / 2**30
-    return None
+    """The device's peak bytes in use (GPUs keep it; the CPU backend does not: None)."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # not implemented on every backend / version
+        stats = {}
+    return stats["peak_bytes_in_use"] / 2**30 if "peak_bytes_in_use" in stats else None
 
 
 def timed(fn, *args, iters: int, max_tries: int | None = None, threshold: float = CONTENDED_SHARE) -> Timing:

@@ -76,12 +76,14 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from face_latent import device_name, flops_of, peak_memory_gib  # noqa: E402
 from vasajax.motion.wav2vec2 import Wav2Vec2, Wav2Vec2Config  # noqa: E402
 from vasajax.zoo.joyvasa.audio import encode_fn  # noqa: E402
 from vasajax.zoo.joyvasa.config import JoyVASAConfig  # noqa: E402
@@ -103,36 +105,12 @@ DRIVE = dict(pitch=10.0, yaw=-15.0, roll=4.0)  # the driving pose change, degree
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def device_name() -> str:
-    d = jax.devices()[0]
-    if d.platform == "cpu":
-        return f"cpu-{os.cpu_count()}core-{platform.machine()}"
-    return d.device_kind.replace(" ", "_")
-
-
-def flops_of(lowered) -> float:
-    """FLOPs from XLA's HLO cost analysis of a *lowered* function (device-independent; see face_latent.py)."""
-    cost = lowered.cost_analysis()
-    if isinstance(cost, list | tuple):  # older JAX returned a list with one dict
-        cost = cost[0] if cost else None
-    return float(cost.get("flops", float("nan"))) if cost else float("nan")
-
-
 def memory_bytes(compiled) -> int | None:
     try:
         m = compiled.memory_analysis()
         return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
     except Exception:  # not implemented on every backend / version
         return None
-
-
-def peak_memory_gib() -> float | None:
-    """The device's peak bytes in use (GPUs keep it; the CPU backend does not: None)."""
-    try:
-        stats = jax.devices()[0].memory_stats() or {}
-    except Exception:
-        stats = {}
-    return stats["peak_bytes_in_use"] / 2**30 if "peak_bytes_in_use" in stats else None
 
 
 def peak_rss_gib() -> float:

@@ -315,28 +315,19 @@ def cli_main(argv: list[str] | None = None) -> int:
             extra.update(json.loads(Path(args.facts).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"--facts {args.facts}: {e}") from None
+    export, face = export_runs, args.face_run
     if args.renderer_export:
-        out = export_with_renderer(
-            args.renderer_export,
-            args.motion_run,
-            args.motion_data,
-            args.out,
-            sampling_steps=args.steps,
-            cfg_audio=args.cfg_audio,
-            cfg_gaze=args.cfg_gaze,
-            extra=extra,
-        )
-    else:
-        out = export_runs(
-            args.face_run,
-            args.motion_run,
-            args.motion_data,
-            args.out,
-            sampling_steps=args.steps,
-            cfg_audio=args.cfg_audio,
-            cfg_gaze=args.cfg_gaze,
-            extra=extra,
-        )
+        export, face = export_with_renderer, args.renderer_export
+    out = export(
+        face,
+        args.motion_run,
+        args.motion_data,
+        args.out,
+        sampling_steps=args.steps,
+        cfg_audio=args.cfg_audio,
+        cfg_gaze=args.cfg_gaze,
+        extra=extra,
+    )
     files = json.loads((out / "manifest.json").read_text())["files"]
     total = sum(f["bytes"] for f in files.values())
     print(f"wrote {out} ({total / 1e6:.1f} MB: {', '.join(sorted(files))})")
