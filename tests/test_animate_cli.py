@@ -16,7 +16,7 @@ from test_pipeline import make_export, speechlike
 from vasajax import cli, detect, media, modelfiles
 from vasajax.image import PORTRAITS
 from vasajax.motion.audio import num_video_frames
-from vasajax.pipeline import cli_main
+from vasajax.pipeline.cli import cli_main
 
 SR = 16_000
 needs_landmarker = pytest.mark.skipif(
@@ -38,12 +38,6 @@ def files(tmp_path_factory):
     PIL.Image.new("RGB", (256, 256), (120, 140, 160)).save(d / "noface.png")
     ckpt = make_export(d / "ckpt")
     return d, ckpt, wave
-
-
-@pytest.fixture(autouse=True)
-def route_animate(monkeypatch):
-    if "animate" not in cli.COMMANDS:
-        monkeypatch.setitem(cli.COMMANDS, "animate", ("vasajax.pipeline", "animate a portrait with speech"))
 
 
 @needs_landmarker

@@ -16,7 +16,7 @@ from vasajax.errors import UserError
 
 # name -> (module with cli_main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "animate": ("vasajax.pipeline", "portrait + speech -> talking-face mp4 (watermarked)"),
+    "animate": ("vasajax.pipeline.cli", "portrait + speech -> talking-face mp4 (watermarked)"),
     "synth": ("vasajax.data.synth.cli", "make SynthTalk clips (portrait + espeak-ng speech, with ground truth)"),
     "prep": ("vasajax.data.prep", "prepare a folder of talking-face videos into clip shards"),
     "train-face": ("vasajax.train.face", "train stage 1 (face latent model) on clip shards"),

@@ -54,143 +54,33 @@ arrived before the first window is sampled) on top of the compute latency that `
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import math
 import os
-import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from vasajax import c2pa_manifest, media, provenance
+from vasajax import provenance
 from vasajax.errors import UserError
 from vasajax.facetrack.crop import apply_crop, crop_params, paste_crop
 from vasajax.facetrack.labels import head_distance
 from vasajax.facetrack.tracker import track_image
 from vasajax.image import MIN_IMAGE_SIDE, load_image, to_uint8_rgb
 from vasajax.load import Stages, load_stages
-from vasajax.motion.audio import num_video_frames
-from vasajax.motion.emotion import BLENDSHAPE_EMOTIONS, emotion_vector  # noqa: F401 (re-exported)
+from vasajax.pipeline.audio_input import SAMPLE_RATE, iter_audio_chunks
+from vasajax.pipeline.results import FrameStream, Portrait, Video
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "demo"
 """The shipped demo checkpoint (``$VASAJAX_CHECKPOINT`` overrides it)."""
-SAMPLE_RATE = 16_000
-"""Audio rate of every waveform in the pipeline."""
-CHUNK_S = 10.0
-"""Seconds of audio read per chunk from a file (bounded memory)."""
-SILENT_DBFS = -60.0
-"""Audio whose RMS level is under this (dB relative to full scale) is warned about as silent."""
 
+SOFT_FACE = 0.8
+"""A face crop smaller than this fraction of the model's resolution gets a warning (upscaled: a soft video)."""
 
-# ---------------------------------------------------------------------------------------------- results
-
-
-@dataclasses.dataclass(frozen=True)
-class Video:
-    """A generated clip: watermarked frames, the driving audio, and the motion that made them."""
-
-    frames: np.ndarray
-    """T×H×W×3 uint8."""
-    fps: float
-    """Frame rate."""
-    audio: np.ndarray
-    """The input audio, 16 kHz mono float32."""
-    motion: np.ndarray
-    """T×M generated motion latents [pose (as decoded), dyn]."""
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.frames) / self.fps
-
-    def save(self, path: str | os.PathLike, *, crf: int = 18) -> Path:
-        """Write an h264 + AAC mp4 with the provenance tag (atomically; see ``vasajax.media``)."""
-        audio = np.pad(self.audio, (0, pad_to_frames(self.audio.size, self.fps) - self.audio.size))
-        with media.VideoWriter(path, fps=self.fps, audio=audio, crf=crf, metadata=_provenance_tag()) as w:
-            w.write(self.frames)
-        return w.path
-
-
-@dataclasses.dataclass(frozen=True)
-class Portrait:
-    """The encoded portrait: what every frame is decoded from."""
-
-    image: np.ndarray
-    """The photo, H×W×3 uint8 (EXIF-rotated, RGB)."""
-    crop_params: np.ndarray
-    """(cx, cy, side) of the face crop in photo pixels."""
-    crop: np.ndarray
-    """S×S×3 uint8 face crop at the face model's resolution."""
-    latent: object
-    """``FaceLatent`` (batch 1) on the device."""
-    distance: float | None
-    """Measured normalised head distance (None without face tracking)."""
-
-
-class FrameStream:
-    """Iterator of uint8 frame batches ``n×H×W×3`` (as decode batches finish) with timing.
-
-    After (or during) iteration: ``frames`` so far, ``first_frame_s`` (seconds from the start of iteration to
-    the first frame: audio features, the first motion window, one decode batch; the portrait is already
-    encoded), ``first_frame_after_audio_s`` (from the first audio samples' arrival: the live latency),
-    ``elapsed_s``, ``fps`` (frames per second of wall time overall) and ``steady_fps`` (after the
-    first frame), ``motion`` (list of per-window T×M arrays when ``keep_motion``).
-    """
-
-    def __init__(self, gen_factory, keep_motion: bool = False):
-        self._factory = gen_factory
-        self.keep_motion = keep_motion
-        self.motion: list[np.ndarray] = []
-        self.frames = 0
-        self.first_frame_s: float | None = None
-        self.elapsed_s = 0.0
-        self._t0: float | None = None
-        self._t_first: float | None = None
-        self.audio_t0: float | None = None  # when the first audio samples arrived (set by Animator.frames)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        self._t0 = time.perf_counter()
-        for batch in self._factory(self):
-            now = time.perf_counter()
-            if self.first_frame_s is None:
-                self.first_frame_s, self._t_first = now - self._t0, now
-            self.frames += len(batch)
-            self.elapsed_s = now - self._t0
-            yield batch
-        self.elapsed_s = time.perf_counter() - self._t0
-
-    @property
-    def first_frame_after_audio_s(self) -> float | None:
-        """Seconds from the arrival of the first audio samples to the first frame (live latency)."""
-        if self._t_first is None or self.audio_t0 is None:
-            return None
-        return self._t_first - self.audio_t0
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def steady_fps(self) -> float:
-        if self._t_first is None or self._t0 is None:
-            return 0.0
-        dt = self._t0 + self.elapsed_s - self._t_first
-        return (self.frames - 1) / dt if dt > 0 else 0.0
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def _provenance_tag() -> dict[str, str]:
-    return dict(provenance.metadata_tag())
-
-
-def _watermark(frames_BxHxWx3: np.ndarray) -> np.ndarray:
-    return provenance.embed(frames_BxHxWx3)
+LIVE_FIRST_WINDOW = 4
+"""Frames of speech (160 ms at 25 fps) live mode waits for before it samples the first motion window."""
 
 
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
@@ -205,89 +95,12 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
     return Path(path).expanduser()
 
 
-def _audio_chunks(audio, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 chunks from a path (streamed by ``media.iter_audio``) or an array."""
-    if isinstance(audio, (str, os.PathLike)):
-        yield from media.iter_audio(audio, chunk_s=chunk_s)
-        return
-    a = np.asarray(audio, np.float32)
-    if a.ndim != 1:
-        raise UserError(f"audio must be 1-D mono samples at 16 kHz; got shape {a.shape}")
-    if a.size == 0:
-        raise UserError("audio has no samples")
-    if not np.all(np.isfinite(a)):
-        raise UserError("audio contains NaN or infinite samples")
-    n = max(1, int(chunk_s * SAMPLE_RATE))
-    for i in range(0, a.size, n):
-        yield a[i : i + n]
-
-
-def decode_audio_to_wav(audio_path: str | os.PathLike, wav_path: str | os.PathLike, *, chunk_s: float = CHUNK_S) -> int:
-    """Decode any audio file to a 16 kHz mono float32 wav in chunks (bounded memory); returns its samples.
-    Silent audio (RMS under ``SILENT_DBFS``: a muted microphone, a wrong input) is used with a warning."""
-    energy = 0.0
-
-    def checked() -> Iterator[np.ndarray]:
-        nonlocal energy
-        for chunk in _audio_chunks(audio_path, chunk_s):
-            if not np.all(np.isfinite(chunk)):
-                raise UserError(f"audio {audio_path} contains NaN or infinite samples")
-            energy += float(np.sum(np.square(chunk, dtype=np.float64)))
-            yield chunk
-
-    n = media.write_wav(wav_path, checked())
-    rms_dbfs = 10 * np.log10(max(energy / max(n, 1), 1e-20))
-    if n and rms_dbfs < SILENT_DBFS:
-        warnings.warn(
-            f"the audio is silent ({rms_dbfs:.0f} dBFS): the face will not talk; check the recording", stacklevel=2
-        )
-    return n
-
-
-def pad_wav_to_frames(wav_path: str | os.PathLike, num_samples: int, fps: float) -> None:
-    """Append silence to a wav up to a whole number of video frames (``pad_to_frames``): the features do
-    not change (samples past the end count as silence) and the mp4's last frame keeps its sound (the muxer
-    cuts the video at the end of the audio)."""
-    media.append_silence(wav_path, pad_to_frames(num_samples, fps) - num_samples)
-
-
-def pad_to_frames(num_samples: int, fps: float) -> int:
-    """Samples spanned by the ``num_video_frames`` frames that cover ``num_samples`` (≥ ``num_samples``)."""
-    T = num_video_frames(num_samples, fps, SAMPLE_RATE)
-    return max(num_samples, math.ceil(T * SAMPLE_RATE / fps - 1e-9))
-
-
 def relative_pose_offset(portrait_pose, mean_pose) -> np.ndarray:
     """What is added to every generated pose so the head moves around the portrait's own pose:
     ``portrait_pose − mean_pose`` (see "Pose: relative to the portrait" above); ``mean_pose`` may be longer
     (a whole motion mean): its first ``len(portrait_pose)`` values are used."""
     p = np.asarray(portrait_pose, np.float32).reshape(-1)
     return p - np.asarray(mean_pose, np.float32).reshape(-1)[: p.size]
-
-
-SOFT_FACE = 0.8
-"""A face crop smaller than this fraction of the model's resolution gets a warning (upscaled: a soft video)."""
-
-LIVE_FIRST_WINDOW = 4
-"""Frames of speech (160 ms at 25 fps) live mode waits for before it samples the first motion window."""
-
-
-def pcm_chunks(stream, chunk_ms: float = 20.0) -> Iterator[np.ndarray]:
-    """Raw 16 kHz mono s16le PCM from a binary stream (stdin, a socket's file) as it arrives → float32 chunks
-    of at most ``chunk_ms``; ends at end of stream. Reads what is available (``read1``): a live source is never
-    waited on for a full chunk."""
-    size = max(2, int(SAMPLE_RATE * chunk_ms / 1000) * 2)
-    read = getattr(stream, "read1", stream.read)
-    carry = b""
-    while data := read(size):
-        data = carry + data
-        cut = len(data) - len(data) % 2
-        carry = data[cut:]
-        if cut:
-            yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
-
-
-# ---------------------------------------------------------------------------------------------- Animator
 
 
 class Animator:
@@ -420,8 +233,6 @@ class Animator:
     def _output_geometry(self, portrait: Portrait, paste_back: bool, size: int | None):
         """Paste-back: (photo resized to the output, crop (cx, cy, side) in its pixels, None);
         otherwise (None, None, output side of the square crop frames)."""
-        import cv2
-
         S = self.renderer.image_size
         if size is not None and (int(size) < 16 or int(size) % 2):
             raise UserError(f"size must be an even number of pixels ≥ 16, got {size}")
@@ -451,8 +262,6 @@ class Animator:
 
     def _finish(self, frames_BxSxSx3: np.ndarray, bg, params, side) -> np.ndarray:
         """Float crops → uint8 output frames (resized or pasted back), watermarked."""
-        import cv2
-
         crops = (np.clip(frames_BxSxSx3, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if bg is None:
             if side != crops.shape[1]:
@@ -461,7 +270,7 @@ class Animator:
             out = crops
         else:
             out = np.stack([paste_crop(bg, c, params) for c in crops])
-        return _watermark(out)
+        return provenance.embed(out)
 
     def frames(
         self,
@@ -552,15 +361,15 @@ class Animator:
         ``audio_chunks``: an iterable of 16 kHz mono float32 arrays (e.g. from a microphone), or a path."""
         portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop, face=face)
         if isinstance(audio_chunks, (str, os.PathLike)):
-            audio_chunks = _audio_chunks(audio_chunks)
+            audio_chunks = iter_audio_chunks(audio_chunks)
         return self.frames(portrait, audio_chunks, **controls)
 
     def animate(self, image, audio, *, crop=None, face: int = 0, **controls) -> Video:
         """The whole clip in memory: a :class:`Video` (frames, fps, audio, motion). ``audio``: a path or a
         16 kHz mono array. For long audio use :meth:`stream` or ``vasajax animate`` (flat memory)."""
         portrait = image if isinstance(image, Portrait) else self.prepare(image, crop=crop, face=face)
-        wave = np.concatenate(list(_audio_chunks(audio)))
-        fs = self.frames(portrait, _audio_chunks(wave), keep_motion=True, **controls)
+        wave = np.concatenate(list(iter_audio_chunks(audio)))
+        fs = self.frames(portrait, iter_audio_chunks(wave), keep_motion=True, **controls)
         batches = list(fs)
         frames = np.concatenate(batches) if batches else np.zeros((0, 1, 1, 3), np.uint8)
         motion = np.concatenate(fs.motion) if fs.motion else np.zeros((0, self.renderer.motion_dim), np.float32)
@@ -568,113 +377,3 @@ class Animator:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="vasajax animate", description="Animate a portrait photo with a speech clip (h264 + AAC mp4)."
-    )
-    p.add_argument("--image", required=True, help="portrait photo (PNG, JPEG, ...; one clearly visible face)")
-    p.add_argument("--audio", required=True,
-                   help="speech (wav, mp3, m4a, flac, ogg, or a video's sound); '-' = live raw 16 kHz mono s16le "
-                        "PCM on stdin, animated as it arrives (implies --live)")  # fmt: skip
-    p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
-    p.add_argument("--checkpoint", help="export folder (default: $VASAJAX_CHECKPOINT or checkpoints/demo)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed → same video)")
-    p.add_argument("--steps", type=int, help="diffusion sampling steps (default: the checkpoint's)")
-    p.add_argument("--gaze", type=float, nargs=2, metavar=("THETA", "PHI"), default=(0.0, 0.0),
-                   help="main gaze direction in radians, camera space (default 0 0 = into the camera)")  # fmt: skip
-    p.add_argument("--distance", type=float, help="normalised head distance (default: training mean / photo)")
-    p.add_argument("--emotion", default="neutral",
-                   help="neutral, happy, sad, surprised, angry; or comma-separated values; or name=value")  # fmt: skip
-    p.add_argument("--cfg-audio", type=float, help="CFG scale of the audio (default: the paper's 0.5)")
-    p.add_argument("--cfg-gaze", type=float, help="CFG scale of the gaze (default: the paper's 1.0)")
-    p.add_argument("--paste-back", action="store_true", help="paste the animated face back into the photo")
-    p.add_argument("--size", type=int, help="output side in pixels (crop side, or the photo's longer side)")
-    p.add_argument("--crop", choices=["auto", "center"], default="auto",
-                   help="auto: find the face; center: the photo is already a face crop")  # fmt: skip
-    p.add_argument("--face", type=int, default=0,
-                   help="which face of a photo with several (0 = the largest; the warning numbers them)")  # fmt: skip
-    p.add_argument("--crf", type=int, default=18, help="h264 quality (0-51, lower is better)")
-    p.add_argument("--stream", action="store_true", help="streaming mode: print first-frame latency and steady fps")
-    p.add_argument("--live", action="store_true",
-                   help=f"sample the first motion window after {LIVE_FIRST_WINDOW} frames of speech, not a whole "
-                        "window (live sources; windows shift, so the video differs from a run without it)")  # fmt: skip
-    p.add_argument("--start", choices=("portrait", "free"), default="portrait",
-                   help="first motion window: continue from the portrait's own motion (default) or sample it "
-                        "with no context")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--c2pa", action="store_true",
-                   help="also embed a signed C2PA manifest (needs the c2pa extra; your keys are created on first use "
-                        "under $VASAJAX_C2PA_DIR or ~/.config/vasajax/c2pa)")  # fmt: skip
-    return p
-
-
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    """``vasajax animate``; bad input raises ``UserError`` (the CLI prints one line and exits 2)."""
-    args = parser().parse_args(argv)
-    t_start = time.perf_counter()
-    out = media.check_output_path(args.out)  # cheap checks first: output, image, audio, then the models
-    if args.c2pa and not c2pa_manifest.available():
-        raise UserError("--c2pa needs the c2pa extra: pip install 'vasajax[c2pa]' (or drop --c2pa)")
-    load_image(args.image)
-    ckpt = resolve_checkpoint(args.checkpoint)
-    live = args.audio == "-"
-    with tempfile.TemporaryDirectory(prefix="vasajax-animate-") as tmp:
-        wav = Path(tmp) / "audio.wav"
-        with warnings.catch_warnings(record=True) as heard:
-            warnings.simplefilter("always")
-            n = 0 if live else decode_audio_to_wav(args.audio, wav)
-        anim = Animator.from_pretrained(ckpt)
-        if not live:
-            pad_wav_to_frames(wav, n, anim.fps)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            portrait = anim.prepare(args.image, crop=None if args.crop == "auto" else "center", face=args.face)
-        for w in [*heard, *caught]:
-            if issubclass(w.category, UserWarning):  # ours; not e.g. a library's ResourceWarning
-                print(f"warning: {w.message}", file=sys.stderr)
-        received: list[np.ndarray] = []
-
-        def stdin_chunks() -> Iterator[np.ndarray]:
-            for chunk in pcm_chunks(sys.stdin.buffer):
-                received.append(chunk)
-                yield chunk
-
-        total = None if live else num_video_frames(n, anim.fps, SAMPLE_RATE)
-        controls = dict(
-            first_window=LIVE_FIRST_WINDOW if live or args.live else None,
-            seed=args.seed, steps=args.steps, gaze=args.gaze, emotion=args.emotion, cfg_audio=args.cfg_audio,
-            cfg_gaze=args.cfg_gaze, paste_back=args.paste_back, size=args.size,
-            distance="auto" if args.distance is None else args.distance, start=args.start,
-        )  # fmt: skip
-        if live:  # compile before the first audio is read: the latency is then the model's, not XLA's
-            warm_s = anim.warm_up(portrait, **controls)
-            print(f"ready (compiled in {warm_s:.1f} s); reading 16 kHz s16le PCM from stdin", file=sys.stderr)
-        fs = anim.frames(portrait, stdin_chunks() if live else media.iter_wav(wav, chunk_s=CHUNK_S), **controls)
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
-        track = None if live else wav
-        with bar, media.VideoWriter(out, fps=anim.fps, audio=track, crf=args.crf, metadata=_provenance_tag()) as w:
-            for batch in fs:
-                w.write(batch)
-                bar.update(len(batch))
-            if live:
-                wave = np.concatenate(received)
-                n = len(wave)
-                w.set_audio(wave)
-    if args.c2pa:
-        c2pa_manifest.sign(out)
-    secs = time.perf_counter() - t_start
-    print(
-        f"wrote {out}{' (C2PA-signed)' if args.c2pa else ''}: {fs.frames} frames, "
-        f"{fs.frames / anim.fps:.2f} s of video at {anim.fps:g} fps in {secs:.1f} s "
-        f"({fs.frames / max(secs, 1e-9):.2f} fps, {secs / max(n / SAMPLE_RATE, 1e-9):.2f} s "
-        "per second of audio)"
-    )
-    if args.stream or live or args.live:
-        after = fs.first_frame_after_audio_s
-        since_audio = f" ({after:.3f} s after the first audio arrived)" if live and after is not None else ""
-        print(f"stream: first frame after {fs.first_frame_s:.3f} s{since_audio}, steady {fs.steady_fps:.2f} fps")
-    return 0
