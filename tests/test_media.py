@@ -39,6 +39,7 @@ def test_round_trip_frames_audio_metadata(tmp_path):
     assert w.num_frames == len(frames)
     info = media.probe(out)
     assert (info.width, info.height, info.fps, info.has_audio) == (64, 64, FPS, True)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
     assert abs(info.duration_s - len(frames) / FPS) <= 1.5 / FPS
     assert info.metadata["comment"] == meta["comment"]
     assert media.read_metadata(out)["vasajax_custom"] == "k=1"
@@ -190,7 +191,7 @@ def test_missing_audio_is_one_contract(tmp_path):
     """A video without sound: every function that returns audio raises NoAudioError (a one-line UserError);
     probe says so without raising, and the frames still decode."""
     out = media.write_video(tmp_path / "silent.mp4", _clip(t=5), fps=FPS)
-    assert not media.probe(out).has_audio
+    assert not media.probe(out).has_audio and media.probe(out).audio_codec == ""
     for load in (media.read_audio, lambda p: list(media.iter_audio(p)), lambda p: media.read_video(p, stack=True)):
         with pytest.raises(media.NoAudioError) as e:
             load(out)

@@ -4,12 +4,11 @@ import dataclasses
 import json
 
 import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
 
-from vasajax import cli
+from vasajax import cli, media
 from vasajax.data import visemes
 from vasajax.data.speech import PAUSE, SAMPLE_RATE, Voice, synthesize_speech
 from vasajax.data.synth.cli import cli_main
@@ -17,11 +16,11 @@ from vasajax.data.synth.clip import SynthClip, synthesize_clip, write_clip
 from vasajax.data.synth.config import SynthConfig
 from vasajax.data.synth.deform import pose_landmarks
 from vasajax.data.synth.inputs import load_portraits, load_sentences
-from vasajax.data.synth.landmarks import mouth_opening
 from vasajax.data.synth.portrait import Portrait, prepare_portrait, prepare_portraits
 from vasajax.data.synth.raster import render_frame
 from vasajax.errors import UserError
 from vasajax.facetrack.labels import gaze_from_landmarks, pose_from_matrix
+from vasajax.facetrack.landmarks import mouth_opening
 from vasajax.facetrack.tracker import FaceTracker, track_image
 
 CFG = SynthConfig.tiny()
@@ -171,10 +170,9 @@ def test_tracker_sees_rendered_head_pose_gaze_and_blinks(portrait, tracker):
 def test_write_clip_round_trip(clip, tmp_path):
     paths = write_clip(clip, tmp_path, "c0")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
-    reader = imageio_ffmpeg.read_frames(str(paths["mp4"]))
-    meta = next(reader)
-    video = np.stack([np.frombuffer(f, np.uint8).reshape(*meta["size"][::-1], 3) for f in reader])
-    assert meta["fps"] == CFG.fps and meta["audio_codec"] == "aac" and meta["codec"] == "h264"
+    info = media.probe(paths["mp4"])
+    video = media.read_frames(paths["mp4"])
+    assert info.fps == CFG.fps and info.audio_codec == "aac" and info.video_codec == "h264"
     assert video.shape == clip.frames.shape
     assert np.abs(video.astype(float) - clip.frames).mean() < 6.0  # h264 at crf 20
     wav, sr = soundfile.read(paths["wav"], dtype="float32")

@@ -60,6 +60,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
 import numpy as np
+import soundfile
 
 from vasajax.errors import UserError
 
@@ -419,6 +420,10 @@ class VideoInfo:
     """Whether the file has an audio stream."""
     metadata: dict[str, str]
     """Container (global) metadata tags."""
+    video_codec: str = ""
+    """ffmpeg's name of the first video stream's codec (``h264``, ``hevc``, ``vp9``, ...)."""
+    audio_codec: str = ""
+    """ffmpeg's name of the first audio stream's codec (``aac``, ``mp3``, ``pcm_s16le``, ...); "" without one."""
 
 
 def _ffmpeg_info(path: PathLike) -> str:
@@ -489,13 +494,17 @@ def probe(path: PathLike) -> VideoInfo:
     fps = re.search(r"Stream #0:\d+.*?: Video: .*?([\d.]+) fps", text) or re.search(r"([\d.]+) tbr", text)
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     duration = 0.0 if dur is None else int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3])
+    vcodec = re.search(r"Stream #0:\d+.*?: Video: (\w+)", text)
+    acodec = re.search(r"Stream #0:\d+.*?: Audio: (\w+)", text)
     return VideoInfo(
         width=width,
         height=height,
         fps=float(fps[1]) if fps else 0.0,
         duration_s=duration,
-        has_audio=re.search(r"Stream #0:\d+.*?: Audio:", text) is not None,
+        has_audio=acodec is not None,
         metadata=_parse_metadata(text),
+        video_codec=vcodec[1] if vcodec else "",
+        audio_codec=acodec[1] if acodec else "",
     )
 
 
@@ -613,8 +622,6 @@ def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, timeout_s: flo
     p = _check_audio_file(path)
     if p.suffix.lower() in (".wav", ".flac"):
         try:
-            import soundfile
-
             info = soundfile.info(str(p))
             if info.samplerate == sample_rate:
                 wave = _to_mono_float32(soundfile.read(str(p), dtype="float32", always_2d=True)[0])
@@ -709,8 +716,6 @@ def write_wav(
 ) -> int:
     """Write mono samples as a wav: one array, or an iterable of chunks (written as they come: flat memory).
     ``subtype``: soundfile's sample format ("FLOAT", "PCM_16", ...). Returns the number of samples written."""
-    import soundfile
-
     chunks = [audio] if isinstance(audio, np.ndarray) else audio
     n = 0
     with soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype=subtype) as f:
@@ -722,15 +727,11 @@ def write_wav(
 
 def iter_wav(path: PathLike, *, chunk_s: float = 10.0, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
     """A wav (or any soundfile format) in float32 chunks of ``chunk_s`` seconds at ``sample_rate``."""
-    import soundfile
-
     yield from soundfile.blocks(str(path), blocksize=int(chunk_s * sample_rate), dtype="float32")
 
 
 def append_silence(path: PathLike, num_samples: int) -> None:
     """Append ``num_samples`` zeros to a mono wav in place."""
-    import soundfile
-
     with soundfile.SoundFile(str(path), "r+") as f:
         f.seek(0, soundfile.SEEK_END)
         f.write(np.zeros(max(0, int(num_samples)), np.float32))

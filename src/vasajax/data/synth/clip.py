@@ -9,17 +9,19 @@ import os
 import pathlib
 
 import numpy as np
+import soundfile
 
+from vasajax import media
 from vasajax.data import visemes
 from vasajax.data.speech import PAUSE, SAMPLE_RATE, Speech, Voice, synthesize_speech
 from vasajax.data.synth.config import SynthConfig
 from vasajax.data.synth.deform import pose_landmarks
-from vasajax.data.synth.landmarks import mouth_opening
 from vasajax.data.synth.motion import sample_motion
 from vasajax.data.synth.portrait import Portrait, prepare_portrait
 from vasajax.data.synth.raster import render_frame
 from vasajax.errors import UserError
 from vasajax.facetrack.labels import head_distance, pose_from_matrix
+from vasajax.facetrack.landmarks import mouth_opening
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -162,25 +164,14 @@ def synthesize_clip(
 
 
 def write_clip(clip: SynthClip, out_dir: str | os.PathLike, name: str, *, crf: int = 20) -> dict[str, pathlib.Path]:
-    """Write ``name``.mp4 (h264 yuv420p + AAC), .wav (16 kHz), .npz (ground truth) and .json (meta)."""
-    import imageio_ffmpeg
-    import soundfile
-
+    """Write ``name``.mp4 (h264 yuv420p + AAC, through ``media.VideoWriter``), .wav (16 kHz), .npz (ground
+    truth) and .json (meta)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{name}.{k}" for k in ("mp4", "wav", "npz", "json")}
     soundfile.write(paths["wav"], clip.audio, SAMPLE_RATE, subtype="PCM_16")
-    t, h, w, _ = clip.frames.shape
-    writer = imageio_ffmpeg.write_frames(
-        str(paths["mp4"]), (w, h), fps=clip.fps, codec="libx264", pix_fmt_out="yuv420p", quality=None,
-        macro_block_size=1,
-        ffmpeg_log_level="error", audio_path=str(paths["wav"]), audio_codec="aac",
-        output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"],
-    )  # fmt: skip
-    writer.send(None)
-    for frame in clip.frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
+    with media.VideoWriter(paths["mp4"], fps=clip.fps, audio=paths["wav"], crf=crf) as writer:
+        writer.write(clip.frames)
     np.savez_compressed(paths["npz"], **clip.ground_truth)
     paths["json"].write_text(json.dumps(clip.meta, indent=1, ensure_ascii=False))
     return paths
