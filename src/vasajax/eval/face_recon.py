@@ -17,7 +17,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from PIL import Image
 
 from vasajax.checkpoint_export import load_export
 from vasajax.data import clips
@@ -46,16 +51,12 @@ def _clips(data, max_clips: int) -> list[Any]:
 def _resize(frames_BxSxSx3: np.ndarray, size: int) -> np.ndarray:
     if frames_BxSxSx3.shape[1] == size:
         return frames_BxSxSx3
-    import cv2
-
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames_BxSxSx3])
 
 
 def face_sharpness(images_BxSxSx3: np.ndarray, crop: float = 0.6) -> list[float]:
     """Variance of the Laplacian of the grey central ``crop`` of each image (pixel values 0–255): a blur measure
     (a sharp 256² face crop scores in the hundreds, a blurred one in the tens)."""
-    import cv2
-
     out = []
     for img in np.asarray(images_BxSxSx3, np.float64):
         s = img.shape[0]
@@ -100,10 +101,6 @@ def self_reenactment(
     the driver's mouth box (``loader.mouth_box`` of the tracker's lip landmarks) when the records carry them, the
     face sharpness (:func:`face_sharpness`) of the outputs and of the true frames, and (``track_mouth``) whether
     the rendered mouth follows the driver's (:func:`mouth_follow`)."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
     size = model.cfg.image_size
     reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
     mse_o, mse_c, mouth_o, mouth_c, sharp_o, sharp_t = [], [], [], [], [], []
@@ -153,9 +150,6 @@ def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5
     """An image: row 0 = drivers; then one row per identity (its first source frame, then that source driven by
     each driver). Sources: the first clip of each identity; drivers: frames spread over the other clips.
     ``relative``: drive with each driver's change from its clip's first frame (``reenact(..., driver_ref)``)."""
-    import jax.numpy as jnp
-    from flax import nnx
-
     size = model.cfg.image_size
     recs = _clips(data, max_clips)
     sources, seen = [], set()
@@ -208,8 +202,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
     if args.out:
-        from PIL import Image
-
         Image.fromarray(cross_identity_grid(model, args.data, max_clips=args.max_clips, relative=args.relative)).save(
             args.out
         )

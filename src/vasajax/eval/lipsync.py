@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vasajax.errors import UserError
+from vasajax.facetrack.landmarks import mouth_opening as landmark_mouth_opening
 
 SAMPLE_RATE = 16_000
 MAX_OFFSET = 15
@@ -60,12 +61,10 @@ class OffsetResult:
 
 def mouth_opening(landmarks_Tx478xC: np.ndarray) -> np.ndarray:
     """Inner-lip gap (13/14) over outer eye-corner distance (33/263) per frame; NaN rows stay NaN."""
-    from vasajax.data.synth.landmarks import mouth_opening as _mouth
-
     lm = np.asarray(landmarks_Tx478xC, np.float64)
     if lm.ndim != 3 or lm.shape[1] < 468:
         raise UserError(f"landmarks must be T×478×2|3 (MediaPipe), got shape {lm.shape}")
-    return _mouth(lm)
+    return landmark_mouth_opening(lm)
 
 
 def audio_envelope(wave_16k: np.ndarray, num_frames: int, fps: float = 25.0, window_s: float = 0.04) -> np.ndarray:

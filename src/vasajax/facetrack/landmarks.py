@@ -32,3 +32,12 @@ def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = 0.5 * (landmarks[..., RIGHT_EYE["outer"], :] + landmarks[..., RIGHT_EYE["inner"], :])
     l = 0.5 * (landmarks[..., LEFT_EYE["outer"], :] + landmarks[..., LEFT_EYE["inner"], :])
     return r, l
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """How far the lips part: inner-lip gap (landmarks 13/14) over the outer-eye-corner distance (33/263), so it
+    does not depend on the face's size in the image; works on ...×478×2|3 (only x, y are used)."""
+    lm = np.asarray(landmarks, np.float64)[..., :2]
+    gap = np.linalg.norm(lm[..., 13, :] - lm[..., 14, :], axis=-1)
+    outer = RIGHT_EYE["outer"], LEFT_EYE["outer"]
+    return gap / np.linalg.norm(lm[..., outer[0], :] - lm[..., outer[1], :], axis=-1)

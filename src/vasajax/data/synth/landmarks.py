@@ -1,10 +1,8 @@
 """The MediaPipe landmark groups SynthTalk moves (478 = 468 mesh + 10 iris): inner and outer lip contours,
-eyelids and irises, the face oval, the outer eye corners; and :func:`mouth_opening`, the ground-truth measure of
-how far the lips part."""
+eyelids and irises, the face oval, the outer eye corners. (The ground-truth measure of how far
+the lips part, ``mouth_opening``, is ``facetrack.landmarks``': it is the same on tracked landmarks.)"""
 
 from __future__ import annotations
-
-import numpy as np
 
 UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
@@ -19,10 +17,3 @@ EYES = (  # (upper lid, lower lid, iris centre, iris ring), corner to corner; im
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
              148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)  # fmt: skip
 EYE_CORNERS = (33, 263)
-
-
-def mouth_opening(landmarks_Nx3: np.ndarray) -> np.ndarray:
-    """Inner-lip gap (landmarks 13/14) over the outer-eye-corner distance (33/263); works on ...×478×2|3."""
-    lm = np.asarray(landmarks_Nx3, np.float64)[..., :2]
-    gap = np.linalg.norm(lm[..., 13, :] - lm[..., 14, :], axis=-1)
-    return gap / np.linalg.norm(lm[..., EYE_CORNERS[0], :] - lm[..., EYE_CORNERS[1], :], axis=-1)
