@@ -32,7 +32,7 @@ from vasajax.face.config import PRESETS  # noqa: E402
 from vasajax.face.model import FaceLatentModel, count_params, decode_fn, encode_fn  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from timing import CONTENDED_SHARE, Timing, combine, load_snapshot, marker, measure  # noqa: E402
+from timing import CONTENDED_SHARE, Timing, combine, load_snapshot, marker, measure, merge_rows  # noqa: E402
 
 
 def device_name() -> str:
@@ -187,6 +187,9 @@ def main(argv=None) -> int:
         or pathlib.Path(__file__).parent / "results" / f"face_latent-{dev}-{datetime.date.today().isoformat()}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
+    key = lambda r: (r["config"], r.get("dtype"), r.get("batch"))  # noqa: E731
+    if out.exists():  # keep earlier rows of the same file unless re-measured now (and not clean → contended)
+        rows = merge_rows(json.loads(out.read_text())["rows"], rows, key)
     out.write_text(
         json.dumps(
             dict(

@@ -25,6 +25,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from typing import Any
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SUMMARY = HERE / "summary.md"
+NOTES = HERE / "notes.md"
 
 QUICK: dict[str, list[str]] = {
     "face_latent.py": ["--configs", "tiny", "small", "paper", "--iters", "2"],
@@ -218,6 +220,7 @@ class Tables:
                      "bf16 peak TFLOP/s", "fraction of peak", "source"),
         "stream": ("what", "config", "device", "dtype", "first frame (ms)", "steady fps", "source"),
         "other": ("what", "device", "result", "source"),
+        "breakdown": ("what", "device", "batch", "step (s)", "parts (s, forward + backward)", "3D parts", "source"),
     }  # fmt: skip
 
     def __init__(self):
@@ -288,6 +291,12 @@ def _animate(t: Tables, doc, dev, src):
         if r.get("first_frame_s") is not None:
             t.add("stream", what="animate --stream", **row, **{"first frame (ms)": 1000 * r["first_frame_s"],
                   "steady fps": r.get("steady_fps")})  # fmt: skip
+        if r.get("live_first_frame_after_audio_s") is not None:
+            keeps = {True: " (keeps up)", False: " (falls behind)"}.get(r.get("live_keeps_up"), "")
+            what = (f"animate live (`--audio -`: first window after {r.get('live_first_window_frames')} frames, "
+                    "latency from the first audio sample, 20 ms packets in real time)")  # fmt: skip
+            t.add("stream", what=what, **row, **{"first frame (ms)": 1000 * r["live_first_frame_after_audio_s"],
+                  "steady fps": f"{_f(r.get('live_steady_fps'))}{keeps}"})  # fmt: skip
 
 
 def _train_rows(what: str) -> Callable:
@@ -300,6 +309,43 @@ def _train_rows(what: str) -> Callable:
                   source=src)  # fmt: skip
 
     return parse
+
+
+def _train_face(t: Tables, doc, dev, src):
+    """benchmarks/train_face.py: one stage-1 trainer step per design, and where its time goes (forward + backward
+    of each component at the same batch)."""
+    for design, d in (doc.get("designs") or {}).items():
+        secs = dict(d.get("seconds") or {})
+        step = next((v for k, v in secs.items() if k.startswith("trainer")), None)
+        base = {"config": design, "device": dev, "dtype": "float32", "batch": doc.get("batch"), "source": src}
+        t.add("train", what="stage-1 generator step, CPU recipe (L1 + SSIM + face SSIM, no GAN)", devices=1,
+              **{"step (s)": step, "samples/s": d.get("samples_per_s"), "scaling eff.": None,
+                 "peak mem (GiB)": None}, **base)  # fmt: skip
+        parts = sorted(((v, k) for k, v in secs.items() if not k.startswith("trainer")), reverse=True)
+        if parts and step:
+            t.add("breakdown", what=f"stage-1 training step, {design}", **base, **{
+                "step (s)": step, "parts (s, forward + backward)": ", ".join(f"{k} {_f(v)}" for v, k in parts),
+                "3D parts": sum(v for v, k in parts if k.startswith(("G3D", "warp"))) / step})  # fmt: skip
+
+
+def _demo_recipe(t: Tables, doc, dev, src):
+    """A whole ``checkpoints/make_demo.sh`` run: the trainers' steady step times and every phase's seconds."""
+    dev = str(doc.get("device", dev)).split(" (")[0]
+    secs, put = dict(doc.get("seconds") or {}), dict(doc.get("throughput") or {})
+    settings = doc.get("settings") or {}
+    for stage, what in (("stage 1", "stage-1 full objective (G + D; trainer, GPU preset)"),
+                        ("stage 2", "stage-2 DiT step (trainer)")):  # fmt: skip
+        step = next((v for k, v in secs.items() if k.startswith(f"{stage}: per step")), None)
+        rate = next((v for k, v in put.items() if k.startswith(stage)), None)
+        per_step = [k for k in secs if k.startswith(f"{stage}: per step")]
+        batch = next((int(m[1]) for k in per_step if (m := re.search(r"batch (\d+)", k))), None)
+        if step is not None:
+            t.add("train", what=what, config=str(settings.get(stage.replace(" ", ""), "")).split(",")[0], device=dev,
+                  dtype="float32", batch=batch, devices=1, **{"step (s)": step, "samples/s": rate,
+                  "scaling eff.": None, "peak mem (GiB)": None}, source=src)  # fmt: skip
+    for k, v in secs.items():
+        if ": per step" not in k:
+            t.add("other", what=f"demo recipe: {k}", device=dev, result=f"{_f(v)} s", source=src)
 
 
 def _audio(t: Tables, doc, dev, src):
@@ -424,6 +470,8 @@ PARSERS: dict[str, Callable] = {
     "facetrack": _facetrack,
     "synth": _synth,
     "zoo": _zoo,
+    "train_face": _train_face,
+    "demo_recipe": _demo_recipe,
 }
 
 
@@ -461,7 +509,8 @@ def _table(cols: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append(f"{100 * v:.1f}%" if c == "fraction of peak" and v is not None else _f(v))
+            pct = c in ("fraction of peak", "3D parts") and v is not None
+            cells.append(f"{100 * v:.1f}%" if pct else _f(v))
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -510,6 +559,11 @@ def summary_markdown(t: Tables) -> str:
         "",
         *_table(Tables.COLUMNS["train"], t.rows["train"]),
         "",
+        "Where a stage-1 training step goes (`benchmarks/train_face.py`: forward + backward of each component at "
+        "the trainer's batch; 3D parts = G3D and the two warps):",
+        "",
+        *_table(Tables.COLUMNS["breakdown"], t.rows["breakdown"]),
+        "",
         "## Roofline (GPU)",
         "",
         "Achieved FLOP/s = counted FLOPs / measured time; the peak is the device's dense bf16 tensor-core spec "
@@ -523,6 +577,8 @@ def summary_markdown(t: Tables) -> str:
         *_table(Tables.COLUMNS["other"], t.rows["other"]),
         "",
     ]
+    if NOTES.exists():  # what a table cannot say (history, caveats), written by hand in benchmarks/notes.md
+        lines += ["## Notes", "", f"From `benchmarks/{NOTES.name}` (hand-written).", "", NOTES.read_text().strip(), ""]
     return "\n".join(lines)
 
 

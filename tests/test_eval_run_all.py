@@ -91,3 +91,31 @@ def test_summary_renders_zoo_rows(run_all, tmp_path):
     assert "80 s of audio per s" in infer["JoyVASA audio encoder (HuBERT)"]["result"]
     assert {r["what"] for r in t.rows["roofline"]} == {"LivePortrait render (W+G)", "JoyVASA window, 50 steps"}
     assert "unreadable" not in run_all.summary_markdown(t)
+
+
+def test_summary_reads_live_rows_step_breakdowns_and_recipes(run_all, tmp_path):
+    anim = {"config": "tiny", "fps": 250.0, "first_frame_s": 0.04, "steady_fps": 260.0, "frame_size": [64, 64],
+            "steps": 10, "live_first_frame_after_audio_s": 0.2085, "live_steady_fps": 26.3, "live_keeps_up": True,
+            "live_first_window_frames": 4}  # fmt: skip
+    (tmp_path / "animate-cpu-2core-x86_64-2026-01-01.json").write_text(json.dumps({"rows": [anim]}))
+    seconds = {"G3D": 1.25, "appearance encoder": 0.9, "warp to driver + resample": 0.5, "G2D + pixel warp": 0.35,
+               "trainer generator step (CPU recipe)": 4.0}  # fmt: skip
+    tf = {"device": "cpu-2core-x86_64", "batch": 2, "designs": {"small": {"seconds": seconds, "samples_per_s": 0.5}}}
+    (tmp_path / "train_face-cpu-2core-x86_64-2026-01-01.json").write_text(json.dumps(tf))
+    recipe = {"device": "NVIDIA H200 (143,771 MiB), driver 580", "settings": {"stage1": "small_warp, full objective"},
+              "seconds": {"synthtalk (132 clips)": 52, "stage 1: per step after compilation (batch 16)": 0.167},
+              "throughput": {"stage 1 samples/s (batch 16)": 95.6}}  # fmt: skip
+    (tmp_path / "demo_recipe-nvidia-h200-2026-01-01.json").write_text(json.dumps(recipe))
+    t = run_all.collect(tmp_path)
+    live = [r for r in t.rows["stream"] if r["what"].startswith("animate live")]
+    assert len(live) == 1 and live[0]["first frame (ms)"] == pytest.approx(208.5)
+    assert live[0]["steady fps"] == "26.3 (keeps up)" and "first window after 4 frames" in live[0]["what"]
+    (part,) = t.rows["breakdown"]
+    assert part["parts (s, forward + backward)"].startswith("G3D 1.25, appearance encoder 0.9")
+    assert part["3D parts"] == pytest.approx((1.25 + 0.5) / 4.0)  # G3D + the warps, not G2D's pixel warp
+    steps = {r["device"]: r for r in t.rows["train"]}
+    assert steps["NVIDIA H200"]["batch"] == 16 and steps["NVIDIA H200"]["samples/s"] == 95.6
+    assert steps["NVIDIA H200"]["config"] == "small_warp" and steps["2-core CPU"]["step (s)"] == 4.0
+    assert [r["result"] for r in t.rows["other"]] == ["52 s"]
+    md = run_all.summary_markdown(t)
+    assert "unreadable" not in md and "| 43.8% |" in md
