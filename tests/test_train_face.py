@@ -2,7 +2,8 @@
 
 Compiling the stage-1 step is the cost here (~30 s of CPU per distinct program on the slimmed tiny config), so
 the tests share programs: ``compiled_steps`` caches per (config, mesh) in this process, and the subprocesses of
-the resume test share a persistent compilation cache. Subprocesses run this file as a worker (``__main__``).
+the resume test load the 4-device step from the session's persistent compilation cache (``conftest.py``).
+Subprocesses run this file as a worker (``__main__``).
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def test_resume_after_sigterm_is_bitwise_identical(shards, tmp_path):
     assert [json.loads(s)["step"] for s in lines] == [1, 2, 3, 4, 5, 6]
     # 3 steps in a fresh process that SIGTERMs itself after step 3, then a fresh process resumes to 6
     common_args = dict(config=cfg.to_dict(), data=str(shards), workdir=str(tmp_path / "resumed"), devices=4)
-    common_args["cache"] = str(tmp_path / "xla_cache")
+    common_args["cache"] = os.environ["VASAJAX_TEST_XLA_CACHE"]  # the session's (conftest): the step compiled above
     code, log = _wait(_spawn({**common_args, "kill_at": 3, "out": str(tmp_path / "a.npz")}))
     assert code == face.EXIT_STOPPED, log[-3000:]
     with common.Checkpointer(tmp_path / "resumed", cfg.to_dict()) as ck:
