@@ -293,7 +293,7 @@ print("audio samples:", rec.array("audio_N").shape, "= T ×", clips.SAMPLES_PER_
 # vasajax synth --shards --out data/synthtalk-small --num-clips 200 --size 256 --workers 2
 # ```
 #
-# (`vasajax.data.synth_shards.write_dataset` from Python; notebook 02 uses it to train stage 1.)
+# (`vasajax.data.synth.shards.write_dataset` from Python; notebook 02 uses it to train stage 1.)
 
 # %% [markdown]
 # ## What to try next

@@ -61,7 +61,8 @@ from flax import nnx
 from PIL import Image
 
 from vasajax import notebook as nb
-from vasajax.data import clips, synth_shards
+from vasajax.data import clips
+from vasajax.data.synth import shards as synth_shards
 from vasajax.data.synth.config import SynthConfig
 from vasajax.data.synth.inputs import load_portraits
 from vasajax.data.synth.portrait import prepare_portraits

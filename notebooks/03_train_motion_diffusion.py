@@ -54,7 +54,8 @@ import numpy as np
 from IPython.display import Image
 
 from vasajax import notebook as nb
-from vasajax.data import loader, synth_shards
+from vasajax.data import loader
+from vasajax.data.synth import shards as synth_shards
 from vasajax.data.synth.config import SynthConfig
 from vasajax.data.synth.inputs import load_portraits
 from vasajax.data.synth.portrait import prepare_portraits

@@ -46,8 +46,8 @@ import numpy as np
 
 from vasajax import notebook as nb
 from vasajax import params, stages
-from vasajax.data import synth_shards
 from vasajax.data.speech import Voice, synthesize_speech
+from vasajax.data.synth import shards as synth_shards
 from vasajax.data.synth.inputs import load_portraits, load_sentences
 from vasajax.data.synth.portrait import prepare_portraits
 from vasajax.motion import audio as audio_lib

@@ -1,4 +1,4 @@
-"""SynthTalk straight into clip shards (vasajax.data.synth_shards): split planning, the `vasajax synth --shards`
+"""SynthTalk straight into clip shards (vasajax.data.synth.shards): split planning, the `vasajax synth --shards`
 command end to end (stage-1 loader, stage-2 window schema, tracker labels vs. ground truth), same bytes with
 one or two worker processes, resume, and the fixed-length cut / dropped-clip paths with a fake tracker."""
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from vasajax import cli
-from vasajax.data import clips, loader, synth_shards
+from vasajax.data import clips, loader
+from vasajax.data.synth import shards as synth_shards
 from vasajax.data.synth.cli import cli_main
 from vasajax.data.synth.clip import SynthClip
 from vasajax.data.synth.config import SynthConfig

@@ -28,14 +28,14 @@ and testing set — a warped still photo with synthetic speech — not a substit
 
 The dataset recipe: clip-record shards (the format ``vasajax prep`` writes; tracker labels, ground truth in
 each record) for a train split and a held-out split (unseen sentences, voice, optionally portrait), in local
-worker processes (``vasajax.data.synth_shards``; N=200 at 256²: 325 CPU-s, ~3 min wall on an idle 2-core CPU)::
+worker processes (``vasajax.data.synth.shards``; N=200 at 256²: 325 CPU-s, ~3 min wall on an idle 2-core CPU)::
 
     vasajax synth --shards --out data/synthtalk-small --num-clips 200 --size 256 --workers 2
 
 One idea per module, each depending only on those above it:
 
 - ``config``: :class:`~vasajax.data.synth.config.SynthConfig`, how clips look and move.
-- ``landmarks``: the landmark groups SynthTalk moves (lips, eyelids, irises, face oval) and ``mouth_opening``.
+- ``landmarks``: the landmark groups SynthTalk moves (lips, eyelids, irises, face oval).
 - ``curves``: ``smoothstep``, shared by the rig and the motion.
 - ``portrait``: the portrait rig (crop, face-local frame, deformation bases, triangulation): ``prepare_portrait(s)``.
 - ``motion``: ``sample_motion``, per-frame parameters from the phoneme timings and a seed.
@@ -44,5 +44,6 @@ One idea per module, each depending only on those above it:
 - ``raster``: ``render_frame``, the mesh rasteriser (piecewise-affine warp along the triangulation).
 - ``clip``: ``synthesize_clip`` (speech + motion + frames + ground truth) and ``write_clip``.
 - ``inputs``: ``load_sentences`` (train / held-out split) and ``load_portraits``.
-- ``cli``: ``vasajax synth`` (clips as files, or ``--shards`` through ``vasajax.data.synth_shards``).
+- ``shards``: the dataset recipe: split planning, tracking, clip records in shards, worker processes, resume.
+- ``cli``: ``vasajax synth`` (clips as files, or ``--shards`` through ``shards``).
 """

@@ -1,5 +1,5 @@
 """``vasajax synth``: SynthTalk clips as files (mp4 + wav + npz + json), or with ``--shards`` a train and a
-held-out set of clip-record shards (:mod:`vasajax.data.synth_shards`).
+held-out set of clip-record shards (:mod:`vasajax.data.synth.shards`).
 
     vasajax synth --out DIR --num-clips N [--portraits DIR] [--size S] [--seed N]
     vasajax synth --shards --out data/synthtalk-small --num-clips 200 --size 256 --workers 2
@@ -23,7 +23,7 @@ from vasajax.data.synth.clip import synthesize_clip, write_clip
 from vasajax.data.synth.config import SynthConfig
 from vasajax.data.synth.inputs import load_portraits, load_sentences
 from vasajax.data.synth.portrait import prepare_portraits
-from vasajax.data.synth_shards import SPLITS, ShardsConfig, parse_voice, write_dataset
+from vasajax.data.synth.shards import SPLITS, ShardsConfig, parse_voice, write_dataset
 from vasajax.errors import UserError
 
 
@@ -41,7 +41,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--split", default=None, choices=("train", "heldout", "all", "both"),
                     help="sentence split (default: train; with --shards: both)")  # fmt: skip
     ap.add_argument("--sentences", default=None, help="text file with one sentence per line")
-    sh = ap.add_argument_group("clip shards (--shards; see vasajax.data.synth_shards)")
+    sh = ap.add_argument_group("clip shards (--shards; see vasajax.data.synth.shards)")
     sh.add_argument("--shards", action="store_true", help="write clip-record shards + manifests, not mp4s")
     sh.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     sh.add_argument("--num-heldout", type=int, default=None, help="held-out clips (default max(4, N/10))")
