@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -293,8 +294,8 @@ def iter_frame_features(chunks: Iterable[np.ndarray], cfg: AudioConfig) -> Itera
 
 @functools.lru_cache(maxsize=2)
 def _load_wav2vec2(checkpoint: str):
-    import json
-
+    # Lazy on purpose: the log-mel path (data prep workers, the default audio encoder) needs numpy only, and
+    # wav2vec2 pulls in JAX and Flax.
     from vasajax.motion import wav2vec2, wav2vec2_params
 
     w_cfg, model = wav2vec2_params.load(checkpoint)
@@ -433,7 +434,7 @@ def feature_dim(cfg: AudioConfig) -> int:
         return 2 * cfg.n_mels
     if not cfg.checkpoint:
         raise UserError("audio kind 'wav2vec2' needs AudioConfig.checkpoint (a local HF checkpoint directory)")
-    from vasajax.motion import wav2vec2_params
+    from vasajax.motion import wav2vec2_params  # lazy: JAX/Flax only for wav2vec2 (see _load_wav2vec2)
 
     return 2 * wav2vec2_params.read_config(cfg.checkpoint).hidden_size
 
