@@ -231,8 +231,8 @@ Markdown(markdown_table(rows, first="setting"))
 # emotion moves the motion as much as gaze does; distance not at all (SynthTalk barely varies it, so the DiT
 # learned to ignore it); turning off guidance (λ = 0) moves it most and shrinks the yaw. The tracked columns of the
 # table come from MediaPipe on the rendered frames: the mouth follows the speech under every setting (av_corr
-# about 0.3 at lag 1 on this 2-s clip, 0.57–0.62 at the best lag; real SynthTalk clips score about 0.7). Read the
-# table like VASA-1's: $\mathcal{E}_g$ should fall as
+# about 0.2 at the default lag on this 2-s clip, 0.41–0.50 at the best lag; real SynthTalk clips score about
+# 0.7). Read the table like VASA-1's: $\mathcal{E}_g$ should fall as
 # $\lambda_g$ grows, the measured gaze should follow left/right/up, the measured distance should shrink for
 # "farther", and $\lambda_A$ should raise lip sync and ΔP (the paper: λ_A = 0.5
 # improves Sync-C from 7.13 to 7.96 and ΔP from 0.290 to 0.316; larger λ_A exaggerates the mouth and adds jitter).

@@ -132,8 +132,8 @@ nb.show_video(writer.path)
 # %% [markdown]
 # **Reading the plot.** Frames arrive in steps: one step per decode batch, a pause per motion window. When the
 # staircase stays above the dashed line, generation is faster than real time and a live stream never stalls. The
-# 256² demo model ran at about 4.7 fps on a 2-core CPU (0.19× real time: below the line), its first frame 1.7 s
-# after the stream started; on a GPU it decodes thousands of frames per second (README, "Model sizes and speed").
+# 256² demo model ran at about 5.3 fps on an idle 2-core CPU (0.21× real time: below the line), its first frame
+# 1.4 s after the stream started; on a GPU it decodes thousands of frames per second (README, "Model sizes and speed").
 # The test suite's tiny random model runs at about 55 fps, above the line. The numbers printed above are what your
 # machine did. For a live microphone add the audio's own wait: a whole window (2 s) by default, or 160 ms with
 # live mode (`first_window`, `vasajax animate --audio -`).
@@ -223,7 +223,7 @@ fig = nb.image_grid(
 # %% [markdown]
 # **Reading the plots.** With the demo model every control moves the motion a little (the printed mean |Δ motion|)
 # and at this size the frames barely differ: another seed moves most (another head-motion and lip path), λ_A = 2
-# widens the yaw range by about half, gaze, emotion and λ_A = 0 nudge the motion; "closer" and λ_g = 0 change
+# widens the yaw range a little (0.052 → 0.060 rad), gaze, emotion and λ_A = 0 nudge the motion; "closer" and λ_g = 0 change
 # nothing measurable — SynthTalk barely varies the head distance, and with the gaze at (0, 0) its CFG branch is
 # close to the unconditional one. The mouth moves with the speech under every setting (notebook 00 shows it up
 # close); no control changes it visibly at this size. On a model that has learned each condition,
