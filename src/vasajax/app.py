@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vasajax import media, pipeline, provenance
+from vasajax import load, media, pipeline, provenance
 from vasajax.errors import UserError
 from vasajax.image import PORTRAITS, load_image
 from vasajax.motion.audio import num_video_frames
@@ -97,7 +97,7 @@ def generate(image, audio, checkpoint, emotion, theta, phi, cfg_audio, cfg_gaze,
         if not audio:
             raise UserError("no speech: record or upload a speech clip")
         load_image(image)  # cheap checks first, as the CLI does
-        anim = animator(str(pipeline.resolve_checkpoint(checkpoint or None)))
+        anim = animator(str(load.resolve_checkpoint(checkpoint or None)))
         yield None, "reading the photo and the speech...", None, None
         out = Path(tempfile.mkdtemp(dir=out_dir)) / f"{Path(image).stem}_talking.mp4"
         with tempfile.TemporaryDirectory(prefix="vasajax-app-") as tmp:
@@ -144,14 +144,14 @@ def checkpoint_choices(default: str) -> list[str]:
         path = Path(path).resolve()
         return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
-    found = sorted(short(p.parent) for p in pipeline.DEFAULT_CHECKPOINT.parent.glob("*/manifest.json"))
+    found = sorted(short(p.parent) for p in load.DEFAULT_CHECKPOINT.parent.glob("*/manifest.json"))
     return list(dict.fromkeys([short(default), *found]))
 
 
 def build(checkpoint: str | None = None):
     """The page (a ``gradio.Blocks``); ``checkpoint`` is the default export (None: as the CLI finds it)."""
     gr = _gradio()
-    default = str(pipeline.resolve_checkpoint(checkpoint))
+    default = str(load.resolve_checkpoint(checkpoint))
     dcfg = animator(default).diffusion
     out_dir = tempfile.mkdtemp(prefix="vasajax-app-out-")
     choices = checkpoint_choices(default)
@@ -219,7 +219,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     _gradio()
     page = build(args.checkpoint)
     if not args.no_warm_up:  # the first click then waits for the model, not for XLA
-        anim = animator(str(pipeline.resolve_checkpoint(args.checkpoint)))
+        anim = animator(str(load.resolve_checkpoint(args.checkpoint)))
         secs = anim.warm_up(anim.prepare(PORTRAITS["astronaut"], crop="center"))
         print(f"compiled in {secs:.1f} s")
     page.queue().launch(server_name=args.host, server_port=args.port, inbrowser=False, show_error=True)

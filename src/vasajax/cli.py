@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-capp": ("vasajax.eval.capp_train", "train the CAPP audio-pose contrastive scorer used by eval"),
     "eval": ("vasajax.eval.cli", "lip-sync, pose, gaze, identity (and optional FVD/Sync/CAPP) metrics"),
     "heldout": ("vasajax.eval.heldout", "an export on held-out SynthTalk clips: Table 1 and the CFG ablation"),
-    "face-recon": ("vasajax.eval.face_recon", "stage-1 self-reenactment PSNR and a cross-identity grid"),
+    "face-recon": ("vasajax.train.face_eval", "stage-1 self-reenactment PSNR and a cross-identity grid"),
     "app": ("vasajax.app", "a local web page: drop a photo, record speech, watch it talk (pip install 'vasajax[app]')"),
     "convert": ("vasajax.zoo.cli", "released LivePortrait / JoyVASA weights -> an export for animate --checkpoint"),
     "detect": ("vasajax.detect", "is this a vasajax video? (watermark + metadata tag)"),

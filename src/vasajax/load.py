@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,21 @@ from vasajax.errors import UserError
 from vasajax.face.stage import VasaRenderer
 from vasajax.motion.stage import VasaMotionGenerator, audio_encoder
 from vasajax.stages import AUDIO_ENCODERS, MOTION_GENERATORS, RENDERERS, check_compatible
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
+"""The shipped demo checkpoint (``$VASAJAX_CHECKPOINT`` overrides it)."""
+
+
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """``path``, else ``$VASAJAX_CHECKPOINT``, else the shipped demo checkpoint; must exist."""
+    if path is None:
+        path = os.environ.get("VASAJAX_CHECKPOINT") or DEFAULT_CHECKPOINT
+        if not Path(path).is_dir():
+            raise UserError(
+                f"no checkpoint at {path} (the demo checkpoint is not installed); pass --checkpoint DIR "
+                "with an export made by vasajax.checkpoint_export.save_export"
+            )
+    return Path(path).expanduser()
 
 
 @dataclasses.dataclass(frozen=True)

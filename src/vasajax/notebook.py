@@ -26,8 +26,8 @@ import numpy as np
 
 from vasajax import checkpoint_export as ce
 from vasajax.face.config import FaceConfig
+from vasajax.load import resolve_checkpoint
 from vasajax.motion.dit import MotionConfig
-from vasajax.pipeline import resolve_checkpoint
 
 FULL_ENV = "VASAJAX_FULL"
 """Environment variable that switches every notebook to its full run (``VASAJAX_FULL=1``)."""

@@ -3,6 +3,9 @@ cross-identity reenactment grid (VASA-1 §3.1; MegaPortraits' self/cross reenact
 
     vasajax face-recon --face-run runs/face --data HELDOUT_SHARDS --out docs/cross_identity.png
 
+(the command is ``vasajax.train.face_eval``: it loads a training run or an export and calls these functions on
+the model; this module takes any model with ``reenact``.)
+
 Self-reenactment: for each clip, frame 0 is the source and ``num_drivers`` evenly spaced later frames are the
 drivers; the model must turn the source into each driver (new head pose, mouth, eyes). The baseline copies the
 source unchanged, so beating it means the model moves the face toward the driver rather than just repainting
@@ -12,9 +15,6 @@ there is no ground truth for it, so it is a picture (the diagonal is self-reenac
 
 from __future__ import annotations
 
-import argparse
-import json
-from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -22,17 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from PIL import Image
 
-from vasajax.checkpoint_export import load_export
 from vasajax.data import clips
 from vasajax.data.loader import mouth_box
 from vasajax.errors import UserError
 from vasajax.eval.lipsync import mouth_opening
 from vasajax.face.losses import box_mask
 from vasajax.facetrack.tracker import FaceTracker
-from vasajax.pipeline import resolve_checkpoint
-from vasajax.train.face import load_model
 
 
 def _clips(data, max_clips: int) -> list[Any]:
@@ -177,39 +173,3 @@ def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5
         out_u8 = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
         rows.append(np.concatenate([src, *out_u8], axis=1))
     return np.concatenate(rows, axis=0)
-
-
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vasajax face-recon", description=__doc__.split("\n")[0])
-    ap.add_argument("--face-run", help="train-face run folder (EMA weights of its latest checkpoint)")
-    ap.add_argument("--checkpoint", help="or an export folder (face.safetensors)")
-    ap.add_argument("--data", required=True, help="held-out clip shards")
-    ap.add_argument("--out", help="PNG path for the cross-identity grid")
-    ap.add_argument("--max-clips", type=int, default=8)
-    ap.add_argument("--drivers", type=int, default=4, help="driver frames per clip (evenly spaced)")
-    ap.add_argument("--json", help="write the PSNR numbers here too")
-    ap.add_argument(
-        "--relative", action="store_true", help="cross-identity grid with relative motion (driver vs its clip start)"
-    )
-    args = ap.parse_args(argv)
-    if args.face_run:
-        model = load_model(args.face_run)
-    else:
-        model = load_export(resolve_checkpoint(args.checkpoint)).face_model
-    res = self_reenactment(model, args.data, max_clips=args.max_clips, num_drivers=args.drivers)
-    print(json.dumps(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
-    if args.out:
-        Image.fromarray(cross_identity_grid(model, args.data, max_clips=args.max_clips, relative=args.relative)).save(
-            args.out
-        )
-        print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    from vasajax.cli import run
-
-    raise SystemExit(run(cli_main))

@@ -14,15 +14,9 @@ One idea per file:
 >>> Animator.from_pretrained().animate("me.jpg", "hello.wav").save("me.mp4")
 """
 
+from vasajax.load import DEFAULT_CHECKPOINT, resolve_checkpoint
 from vasajax.motion.emotion import BLENDSHAPE_EMOTIONS, emotion_vector
-from vasajax.pipeline.animator import (
-    DEFAULT_CHECKPOINT,
-    LIVE_FIRST_WINDOW,
-    SOFT_FACE,
-    Animator,
-    relative_pose_offset,
-    resolve_checkpoint,
-)
+from vasajax.pipeline.animator import LIVE_FIRST_WINDOW, SOFT_FACE, Animator, relative_pose_offset
 from vasajax.pipeline.audio_input import (
     CHUNK_S,
     SAMPLE_RATE,

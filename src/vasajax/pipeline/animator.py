@@ -58,7 +58,6 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -69,30 +68,15 @@ from vasajax.facetrack.crop import apply_crop, crop_params, paste_crop
 from vasajax.facetrack.labels import head_distance
 from vasajax.facetrack.tracker import track_image
 from vasajax.image import MIN_IMAGE_SIDE, load_image, to_uint8_rgb
-from vasajax.load import Stages, load_stages
+from vasajax.load import Stages, load_stages, resolve_checkpoint
 from vasajax.pipeline.audio_input import SAMPLE_RATE, iter_audio_chunks
 from vasajax.pipeline.results import FrameStream, Portrait, Video
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "demo"
-"""The shipped demo checkpoint (``$VASAJAX_CHECKPOINT`` overrides it)."""
 
 SOFT_FACE = 0.8
 """A face crop smaller than this fraction of the model's resolution gets a warning (upscaled: a soft video)."""
 
 LIVE_FIRST_WINDOW = 4
 """Frames of speech (160 ms at 25 fps) live mode waits for before it samples the first motion window."""
-
-
-def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
-    """``path``, else ``$VASAJAX_CHECKPOINT``, else the shipped demo checkpoint; must exist."""
-    if path is None:
-        path = os.environ.get("VASAJAX_CHECKPOINT") or DEFAULT_CHECKPOINT
-        if not Path(path).is_dir():
-            raise UserError(
-                f"no checkpoint at {path} (the demo checkpoint is not installed); pass --checkpoint DIR "
-                "with an export made by vasajax.checkpoint_export.save_export"
-            )
-    return Path(path).expanduser()
 
 
 def relative_pose_offset(portrait_pose, mean_pose) -> np.ndarray:

@@ -20,8 +20,9 @@ import numpy as np
 from vasajax import c2pa_manifest, media, provenance
 from vasajax.errors import UserError
 from vasajax.image import load_image
+from vasajax.load import resolve_checkpoint
 from vasajax.motion.audio import num_video_frames
-from vasajax.pipeline.animator import LIVE_FIRST_WINDOW, Animator, resolve_checkpoint
+from vasajax.pipeline.animator import LIVE_FIRST_WINDOW, Animator
 from vasajax.pipeline.audio_input import CHUNK_S, SAMPLE_RATE, decode_audio_to_wav, pad_wav_to_frames, pcm_chunks
 
 
