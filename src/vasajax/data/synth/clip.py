@@ -9,7 +9,6 @@ import os
 import pathlib
 
 import numpy as np
-import soundfile
 
 from vasajax import media
 from vasajax.data import visemes
@@ -164,12 +163,12 @@ def synthesize_clip(
 
 
 def write_clip(clip: SynthClip, out_dir: str | os.PathLike, name: str, *, crf: int = 20) -> dict[str, pathlib.Path]:
-    """Write ``name``.mp4 (h264 yuv420p + AAC, through ``media.VideoWriter``), .wav (16 kHz), .npz (ground
+    """Write ``name``.mp4 (h264 yuv420p + AAC) and .wav (16 kHz 16-bit) through ``vasajax.media``, .npz (ground
     truth) and .json (meta)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{name}.{k}" for k in ("mp4", "wav", "npz", "json")}
-    soundfile.write(paths["wav"], clip.audio, SAMPLE_RATE, subtype="PCM_16")
+    media.write_wav(paths["wav"], clip.audio, sample_rate=SAMPLE_RATE, subtype="PCM_16")
     with media.VideoWriter(paths["mp4"], fps=clip.fps, audio=paths["wav"], crf=crf) as writer:
         writer.write(clip.frames)
     np.savez_compressed(paths["npz"], **clip.ground_truth)
