@@ -158,7 +158,10 @@ class Registry:
 
 RENDERERS = Registry(
     "renderer",
-    {"vasa": "vasajax.face.stage:VasaRenderer", "liveportrait": "vasajax.zoo.liveportrait.stage:LivePortraitRenderer"},
+    {
+        "vasa": "vasajax.checkpoint_export:VasaRendererEntry",  # face.stage.VasaRenderer with the export's crop
+        "liveportrait": "vasajax.zoo.liveportrait.stage:LivePortraitRenderer",
+    },
 )
 MOTION_GENERATORS = Registry(
     "motion generator",

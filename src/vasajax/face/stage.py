@@ -1,9 +1,12 @@
-"""VASA-1's stage 1 as a ``vasajax.stages.Renderer``: the face latent model behind the renderer interface."""
+"""VASA-1's stage 1 as a ``vasajax.stages.Renderer``: the face latent model behind the renderer interface.
+
+The registry's ``"vasa"`` renderer entry that loads it from an export folder is
+``checkpoint_export.VasaRendererEntry``: the face part is read here (``face.export_part``), the crop there.
+"""
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -11,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vasajax.checkpoint_export import load_export
+from vasajax.face.export_part import FacePart
 from vasajax.face.model import FaceLatent, FaceLatentModel, decode_fn, encode_fn
 
 
@@ -56,9 +59,9 @@ class VasaRenderer:
         return cls(export.face_model, export.crop, motion_space=_space(export.manifest))
 
     @classmethod
-    def load(cls, directory: Path, manifest: dict) -> VasaRenderer:
-
-        return cls.from_export(load_export(directory))
+    def from_part(cls, part: FacePart, crop) -> VasaRenderer:
+        """From an export's face part (``face.export_part.load_face_part``) and its ``facetrack.crop.CropConfig``."""
+        return cls(part.face_model, crop, motion_space=_space(part.manifest))
 
     def encode_portrait(self, crop_1xSxSx3: np.ndarray) -> FaceLatent:
         encode, _ = jitted_encode_decode()

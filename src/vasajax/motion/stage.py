@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vasajax import config_io
-from vasajax.checkpoint_export import CONFIG_FILE, load_motion_part
+from vasajax import export_format as ef
 from vasajax.errors import UserError
 from vasajax.motion.audio import AudioConfig, LogMelStream, feature_dim, frame_features
 from vasajax.motion.diffusion import DiffusionConfig
 from vasajax.motion.dit import MotionDiT
 from vasajax.motion.emotion import emotion_vector
+from vasajax.motion.export_part import load_motion_part
 from vasajax.motion.generate import MotionStream
 from vasajax.stages import AUDIO_ENCODERS
 
@@ -46,7 +46,7 @@ class VasaMotionGenerator:
 
     @classmethod
     def load(cls, directory: Path, manifest: dict) -> VasaMotionGenerator:
-        """Only its own part of the export (``checkpoint_export.load_motion_part``: ``motion.safetensors`` and the
+        """Only its own part of the export (``motion.export_part.load_motion_part``: ``motion.safetensors`` and the
         motion/audio/diffusion configs), so it loads beside any renderer, with or without ``face.safetensors``."""
 
         return cls.from_export(load_motion_part(directory, manifest))
@@ -155,7 +155,6 @@ def audio_encoder(cfg: AudioConfig):
 
 
 def _audio_config(directory: Path) -> AudioConfig:
-    import json
-
-    raw = json.loads((Path(directory) / CONFIG_FILE).read_text())
-    return config_io.from_dict(AudioConfig, raw["audio"], what="config.json: audio")
+    """config.json's ``audio`` section of an export folder."""
+    d = Path(directory)
+    return ef.config_sections(d, ef.read_config(d), {"audio": AudioConfig})["audio"]
