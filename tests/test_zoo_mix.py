@@ -62,15 +62,21 @@ def motion_dir(tmp_path_factory, lp_export, clip_dir):
 
 
 @pytest.fixture(scope="module")
-def mixed_export(tmp_path_factory, lp_export, motion_dir):
+def motion_run(tmp_path_factory, motion_dir):
+    """The tiny DiT trained 2 steps on the LivePortrait motion shards."""
     run = tmp_path_factory.mktemp("motion-run")
     argv = ["--config", "tiny", "--batch", "4", "--steps", "2", "--warmup", "0", "--no-progress",
             "--sample-every", "0", "--data", str(motion_dir), "--workdir", str(run)]  # fmt: skip
     assert tm.cli_main(argv) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def mixed_export(tmp_path_factory, lp_export, motion_dir, motion_run):
     out = tmp_path_factory.mktemp("exports") / "vasa-on-lp"
     from vasajax import cli
 
-    argv = ["export", "--renderer-export", str(lp_export), "--motion-run", str(run), "--motion-data",
+    argv = ["export", "--renderer-export", str(lp_export), "--motion-run", str(motion_run), "--motion-data",
             str(motion_dir), "--out", str(out), "--steps", "3"]  # fmt: skip
     assert cli.main(argv) == 0
     return out
@@ -130,7 +136,7 @@ def test_animate_with_mixed_export(mixed_export):
     assert not np.array_equal(other.motion, v0.motion)
 
 
-def test_export_space_mismatch(tmp_path, lp_export, mixed_export, motion_dir):
+def test_export_space_mismatch(tmp_path, lp_export, mixed_export, motion_dir, motion_run):
     """Motion shards of another space (edited manifest) are refused with the command that fixes it."""
     m = clips.read_manifest(motion_dir)
     run = json.loads((mixed_export / "manifest.json").read_text())["provenance"]["motion_run"]["workdir"]
@@ -140,9 +146,8 @@ def test_export_space_mismatch(tmp_path, lp_export, mixed_export, motion_dir):
     for f in motion_dir.iterdir():
         (other / f.name).write_bytes(f.read_bytes())
     clips.write_manifest(other / "manifest.json", {**m, "motion_space": "vasa"})
-    runs = [p for p in motion_dir.parent.parent.rglob("motion-run*") if (p / "config.json").exists()]
     with pytest.raises(UserError, match="encode-dataset --renderer"):
-        ex.export_with_renderer(lp_export, runs[0], other, tmp_path / "x")
+        ex.export_with_renderer(lp_export, motion_run, other, tmp_path / "x")
 
 
 def test_vasa_export_as_renderer(tmp_path, clip_dir):
