@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from vasajax.data.loader import LIP_LANDMARKS
-from vasajax.data.synth.landmarks import mouth_opening
+from vasajax.facetrack.landmarks import mouth_opening
 from vasajax.eval.report import read_video
 from vasajax.facetrack.tracker import FaceTracker
 
