@@ -2,7 +2,7 @@
 # Rebuild the shipped demo checkpoint (checkpoints/demo) from nothing but this repository, offline.
 #
 #   bash checkpoints/make_demo.sh [WORK_DIR]                     (default WORK_DIR: runs/demo; 2-core CPU, ~2.5 h)
-#   PRESET=gpu bash checkpoints/make_demo.sh runs/demo-gpu        (one H100/H200: the full stage-1 objective)
+#   PRESET=gpu bash checkpoints/make_demo.sh runs/demo-gpu        (one H100/H200, < 10 min: the full stage-1 objective)
 #   PRESET=curriculum bash checkpoints/make_demo.sh runs/demo-cur (the ten-run history behind the Dec-3 demo, ~4 h)
 #
 # CPU preset (the default; PRESET=fast is the same) = how the shipped checkpoints/demo is made: stage 1 trains the
@@ -16,8 +16,11 @@
 # CFG_AUDIO, if set, the export's default audio CFG scale λ_A (default: the motion run's, 0.5). FACE_TIME and
 # MOTION_TIME (seconds, optional) cap each stage-1 run's and the stage-2 run's training loop (--time-limit: a
 # fixed budget of accelerator time; the cosine schedule still spans FACE_STEPS / MOTION_STEPS). SYNTH_WORKERS
-# (default 2): SynthTalk's processes; FACE_EMA (GPU preset, default 0.999): stage 1's EMA decay. VASAJAX: the
-# command (default `vasajax`; `python3 -m vasajax` works too).
+# (default 2): SynthTalk's processes; SYNTH_CLIPS / SYNTH_HELDOUT (120 / 12): its clip counts (smaller for a
+# smoke run). GPU preset: FACE_STEPS (1300), FACE_BATCH (16), FACE_EMA (0.995), TUNE_STEPS (0), MOTION_STEPS
+# (1500), MOTION_BATCH (64); JAX_COMPILATION_CACHE_DIR (default WORK_DIR/jax-cache) keeps compiled steps across
+# runs, and WARM=1 (default) fills it beside the data synthesis (warm_up below). VASAJAX: the command (default
+# `vasajax`; `python3 -m vasajax` works too).
 #
 # Objective (CPU): reconstruction only (L1 + SSIM + face-crop SSIM + mouth-box L1 + tracker head pose), then the
 # tracker's blendshapes on z_dyn[:52] (expression_weight), the decoder's flow at the tracker's landmarks
@@ -25,11 +28,11 @@
 # losses, the contrastive loss and the GAN each cost extra encodes/decodes per sample that a 2-core CPU cannot
 # pay. GPU preset: the final design from step 0 with the full objective (SSIM or, with
 # VGG_WEIGHTS=path/to/torchvision-vgg19.pth, the VGG19 perceptual loss; hinge GAN + feature matching; transfer
-# consistency; cross-identity identity loss; CosFace contrastive), then the same landmark fit and fine-tune.
-# The GPU preset ran once, time-boxed into one 10-minute call on an H200 (benchmarks/results/demo_recipe-nvidia-h200-
-# 2026-12-04.json): 0.167 s per batch-16 full-objective step after ~160 s of compilation, which the time limit then
-# counted, so stage 1 stopped at step 258 — too short to beat the CPU recipe (24.8 dB, mouth r −0.13). Untested
-# beyond that: a full-length run (FACE_STEPS=4000 ≈ 11 min of steps).
+# consistency; cross-identity identity loss; CosFace contrastive), then the same landmark fit (no fine-tune by
+# default). On one H200 (session 11, benchmarks/results/demo_recipe-nvidia-h200-2026-12-04-full.json) these
+# defaults (with FACE_TIME=210 MOTION_TIME=40) took 558 s from nothing to an export, data included: 0.162 s per batch-16 full-objective step,
+# 0.025 s per batch-64 stage-2 step. That export is sharper than the CPU preset's (held-out PSNR 28.8 vs 26.3 dB)
+# but its mouth opens half as far, so checkpoints/demo stays the CPU preset's (checkpoints/README.md).
 set -euo pipefail
 W=${1:-runs/demo}
 VJ=${VASAJAX:-vasajax}
@@ -39,11 +42,6 @@ PRESET=${PRESET:-cpu}
 FINAL=face-k  # the stage-1 run that stage 2 and the export use
 mkdir -p "$W"
 
-# 1. SynthTalk: 120 training clips (train sentences, 2 bundled portraits, random espeak-ng voices) + 12 held-out
-#    clips (held-out sentences; odd clips use the held-out voice), 256², with tracker labels and ground truth.
-[ -f "$W/synthtalk/train/manifest.json" ] ||
-  $VJ synth --shards --out "$W/synthtalk" --num-clips 120 --num-heldout 12 --size 256 --workers "${SYNTH_WORKERS:-2}"
-
 CPU_LOSS=(--no-gan --loss transfer_weight=0 --loss identity_weight=0 --loss contrastive_weight=0)
 SUPERVISE=(--loss expression_weight=10 --loss flow_weight=100)
 # The final stage-1 design (FaceConfig options on the small_warp preset).
@@ -51,6 +49,56 @@ GLIMPSE=(--model dyn_2d=1 --model glimpse_channels=32,64 --model dyn_2d_gain=20 
 FLOWS=(--model warp_keypoints=32 --model fine_flow=1 --model stretch_cue=1)
 POINTS=(--model landmark_flow=98)
 COMMON=(--data "$W/synthtalk/train" --batch 2 --ema-decay 0.99 --log-every 10 --sample-every 100)
+if [ "$PRESET" = gpu ]; then
+  # GPU preset settings (used by the warm-up below and by stage 1 and 2).
+  FACE_STEPS=${FACE_STEPS:-1300}; FACE_BATCH=${FACE_BATCH:-16}; FACE_EMA=${FACE_EMA:-0.995}
+  MOTION_STEPS=${MOTION_STEPS:-1500}; MOTION_BATCH=${MOTION_BATCH:-64}
+  GAN=()
+  [ -n "${VGG_WEIGHTS:-}" ] && GAN+=(--vgg-weights "$VGG_WEIGHTS")
+  GPU_FACE=("${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100)
+  GPU_STEPS=(--batch "$FACE_BATCH" --ema-decay "$FACE_EMA" --steps "$FACE_STEPS" --lr 3e-4 --warmup 200 --ckpt-every 500)
+  export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$W/jax-cache}
+  export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}
+fi
+
+# warm_up: fill JAX's compile cache with the GPU preset's training steps while the CPU is busy with SynthTalk: a
+# two-step train-face on a 2-clip set with the real options (a step's compiled code depends on the options and
+# shapes, not on the clips), then — in the background, beside stage-1 training — the landmark fit, the encoder
+# and two stage-2 steps. The real runs then load compiled executables (on an H200: first stage-1 step 18 s
+# instead of ~140 s). Failures here only cost the saving.
+warm_up() {
+  local K=$W/warm
+  [ -f "$K/data/train/manifest.json" ] ||
+    $VJ synth --shards --out "$K/data" --num-clips 2 --num-heldout 0 --size 256 --workers 1 || return 0
+  XLA_PYTHON_CLIENT_PREALLOCATE=false $VJ train-face --config small_warp "${GPU_FACE[@]}" "${GPU_STEPS[@]}" \
+    --workdir "$K/face" --data "$K/data/train" --log-every 10 --sample-every 1 --stop-after 2 || true
+  ( export XLA_PYTHON_CLIENT_PREALLOCATE=false
+    $VJ fit-landmarks --face-run "$K/face" --data "$K/data/train" --eval-data "$K/data/train" --out "$K/fit" &&
+      $VJ encode-dataset --face-checkpoint "$K/fit" --data "$K/data/train" --out "$K/motion" --no-progress &&
+      $VJ train-motion --config small --data "$K/motion" --eval-data "$K/motion" --workdir "$K/motion-run" \
+        --steps "$MOTION_STEPS" --batch "$MOTION_BATCH" --lr 3e-4 --warmup 100 --log-every 50 --ckpt-every 250 \
+        --sample-every 1000 --stop-after 2 ) > "$W/warm-later.log" 2>&1 &
+}
+
+# 1. SynthTalk: 120 training clips (train sentences, 2 bundled portraits, random espeak-ng voices) + 12 held-out
+#    clips (held-out sentences; odd clips use the held-out voice), 256², with tracker labels and ground truth.
+#    The GPU preset warms the compile cache beside it (WARM=0: no warm-up).
+synth_main() {
+  $VJ synth --shards --out "$W/synthtalk" --num-clips "${SYNTH_CLIPS:-120}" --num-heldout "${SYNTH_HELDOUT:-12}" --size 256 \
+    --workers "${SYNTH_WORKERS:-2}"
+}
+if [ ! -f "$W/synthtalk/train/manifest.json" ]; then
+  if [ "$PRESET" = gpu ] && [ "${WARM:-1}" = 1 ]; then
+    synth_main &
+    synth_pid=$!
+    warm_up > "$W/warm.log" 2>&1
+    wait "$synth_pid"
+  else
+    synth_main
+  fi
+elif [ "$PRESET" = gpu ] && [ "${WARM:-1}" = 1 ] && [ ! -d "$W/face-i" ]; then
+  warm_up > "$W/warm.log" 2>&1
+fi
 
 # trained CMD...: run a trainer; with a time budget (--time-limit in CMD) its "stopped early" exit (75) is the
 # budget being spent, and the recipe goes on with the checkpoint it left.
@@ -119,21 +167,14 @@ elif [ "$PRESET" = cpu ]; then
     FINAL=face-j
   fi
 elif [ "$PRESET" = gpu ]; then
-  MOTION_STEPS=${MOTION_STEPS:-6000}; MOTION_BATCH=${MOTION_BATCH:-64}
-  GAN=()
-  [ -n "${VGG_WEIGHTS:-}" ] && GAN+=(--vgg-weights "$VGG_WEIGHTS")
-  COMMON=(--data "$W/synthtalk/train" --batch "${FACE_BATCH:-16}" --ema-decay "${FACE_EMA:-0.999}" --log-every 10
-    --sample-every 500)
-  FACE_STEPS=${FACE_STEPS:-4000}
-  face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 200 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" \
-    "${SUPERVISE[@]}" --loss landmark_weight=100
+  COMMON=(--data "$W/synthtalk/train" --batch "$FACE_BATCH" --ema-decay "$FACE_EMA" --log-every 10 --sample-every 500)
+  face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 200 500 "${GPU_FACE[@]}"
   [ -d "$W/face-j" ] ||
     $VJ fit-landmarks --face-run "$W/face-i" --data "$W/synthtalk/train" --eval-data "$W/synthtalk/heldout" \
       --out "$W/face-j"
-  TUNE_STEPS=${TUNE_STEPS:-1000}
+  TUNE_STEPS=${TUNE_STEPS:-0}
   if [ "$TUNE_STEPS" -gt 0 ]; then
-    face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 1e-4 50 500 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
-      "${GAN[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
+    face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 1e-4 50 500 "${GPU_FACE[@]}"
   else
     FINAL=face-j
   fi
