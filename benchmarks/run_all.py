@@ -424,13 +424,23 @@ def _zoo(t: Tables, doc, dev, src):
             t.size("JoyVASA audio encoder (zoo)", r.get("config"), r.get("audio_params_M"),
                    f"{_f(r.get('audio_gflops_per_audio_s'))} per s of audio",
                    f"HuBERT, {enc.get('layers')} layers × {enc.get('hidden_size')}", src)  # fmt: skip
+            torch = ""
+            if r.get("torch_ms_per_window") is not None:
+                ratio = r.get("jax_over_torch_window")
+                torch = (f"; torch CPU {_f(r['torch_ms_per_window'])} ms/window"
+                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
             res = (f"{_f(r.get('motion_fps'))} motion frames/s ({_f(r.get('ms_per_window'))} ms/window, "
                    f"{_f(r.get('realtime_factor'))}× real time; {_f(r.get('realtime_factor_with_audio'))}× with "
-                   f"the audio encoder){_load(r, 'window')}")  # fmt: skip
+                   f"the audio encoder){torch}{_load(r, 'window')}")  # fmt: skip
             t.add("infer", what=f"JoyVASA window, {r.get('steps')} steps, {cfg}", result=res,
                   **{"peak mem (GiB)": _gib(r)}, **_base(r, dev, src))  # fmt: skip
+            torch = ""
+            if r.get("torch_audio_ms_per_audio_s") is not None:
+                ratio = r.get("jax_over_torch_audio")
+                torch = (f"; torch CPU {_f(r['torch_audio_ms_per_audio_s'])} ms per s of audio"
+                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
             res = (f"{_f(r.get('audio_s_per_s'))} s of audio per s ({_f(r.get('audio_ms_per_audio_s'))} ms per s "
-                   f"of audio){_load(r, 'audio')}")  # fmt: skip
+                   f"of audio){torch}{_load(r, 'audio')}")  # fmt: skip
             t.add("infer", what="JoyVASA audio encoder (HuBERT)", result=res, **{"peak mem (GiB)": None},
                   **_base(r, dev, src))  # fmt: skip
             t.roofline(f"JoyVASA window, {r.get('steps')} steps", r, dev, src, r.get("gflops_per_window"),

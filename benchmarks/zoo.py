@@ -32,7 +32,12 @@ depend on them.
   front end included (``realtime_factor_with_audio``). ``audio_ms_per_audio_s``: the HuBERT/wav2vec2
   encoder (pad, conv features, transformer, resampling to 25 fps) on one window of audio, per second of audio,
   and ``audio_s_per_s``. GFLOPs: ``gflops_per_step`` (one guided denoiser call, lowered cost analysis; XLA
-  counts a ``lax.scan`` body once, so the window is that × steps) and ``audio_gflops_per_audio_s``.
+  counts a ``lax.scan`` body once, so the window is that × steps) and ``audio_gflops_per_audio_s``. With
+  ``--upstream`` (needs torch and transformers): upstream's ``DitTalkingHead`` built at the same size as
+  ``tools/make_joyvasa_fixtures.py`` builds it (random weights, its HuBERT from a config), and the same middle
+  window of its own ``sample`` (CFG on audio) and its ``extract_audio_feature`` timed on the CPU
+  (``torch_ms_per_window``, ``torch_audio_ms_per_audio_s``; ``jax_over_torch_window`` /
+  ``jax_over_torch_audio`` when JAX runs on the CPU too; ``torch_contention``).
 * Every row: ``dtype``, compiled memory (``compiled_memory_bytes``, XLA's memory analysis of the largest
   timed function), device peak (``peak_memory_gib``, from the device's memory stats where it keeps them,
   i.e. GPUs) and the process's peak RSS (``peak_rss_gib``, cumulative over the run), ``compile_s``, and
@@ -219,6 +224,59 @@ def bench_torch(wr, image_Bx3xHxW: np.ndarray, batch: int, repeats, max_tries, t
     )  # fmt: skip
 
 
+def torch_joyvasa(upstream: pathlib.Path, tiny: bool, steps: int, threads: int | None = None):
+    """Upstream's ``DitTalkingHead`` (``joyvasa/src/modules``) at the benchmark's size with random weights, built as
+    ``tools/make_joyvasa_fixtures.py`` builds it (its HuBERT from a config, the alignment mask on the CPU)."""
+    import torch  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    root = upstream.resolve()
+    root = root.parent if root.name in ("joyvasa", "liveportrait") else root
+    if not (root / "joyvasa" / "src" / "modules" / "dit_talking_head.py").is_file():
+        sys.exit(f"error: {root}/joyvasa/src/modules/dit_talking_head.py not found; pass the upstream reference folder")
+    sys.path.insert(0, str((ROOT / "src").resolve().parent / "tools"))
+    import make_joyvasa_fixtures as mjf  # noqa: PLC0415
+
+    # both upstream projects are packages named ``src``: drop LivePortrait's (if timed first) before importing these
+    for name in [n for n in sys.modules if n == "src" or n.startswith("src.")]:
+        del sys.modules[name]
+    sys.path.insert(0, str(root / "joyvasa"))
+    from src.modules import common, hubert  # noqa: PLC0415
+    from src.modules import dit_talking_head as dth  # noqa: PLC0415
+
+    torch.set_grad_enabled(False)
+    if threads:
+        torch.set_num_threads(threads)
+    dth.enc_dec_mask = lambda *a, **kw: common.enc_dec_mask(*a, **{**kw, "device": "cpu"})
+    hub = dict(mjf.TINY_HUBERT) if tiny else {}
+    hub_cfg = transformers.HubertConfig(**hub, attn_implementation="eager")
+    hubert.HubertModel.from_pretrained = classmethod(lambda cls, *_, **__: cls(hub_cfg))
+    torch.manual_seed(0)
+    model = dth.DitTalkingHead(device="cpu", **{**(mjf.TINY if tiny else mjf.FULL), "n_diff_steps": steps})
+    if tiny:  # as the fixtures (and JoyVASAConfig.tiny()): a 32 → 32 feature map, 2 of the 8 layers
+        model.audio_feature_map = torch.nn.Linear(mjf.TINY_HUBERT["hidden_size"], mjf.TINY["feature_dim"])
+        model.denoising_net.transformer.layers = model.denoising_net.transformer.layers[: mjf.TINY_LAYERS]
+    return model.eval(), torch
+
+
+def bench_torch_joyvasa(model, torch, batch, cfg_scale, repeats, max_tries, threshold) -> dict[str, Any]:
+    """One middle window of upstream's ``sample`` (ancestral steps, CFG on audio) and its audio front end, on the
+    CPU."""
+    g = torch.Generator().manual_seed(1)
+    L, K = model.n_motions, model.n_prev_motions
+    M, D = model.motion_feat_dim, model.feature_dim
+    audio = torch.randn(batch, L, D, generator=g)
+    prev_m, prev_a = torch.randn(batch, K, M, generator=g), torch.randn(batch, K, D, generator=g)
+    wave = 0.1 * torch.randn(batch, L * 640, generator=g)
+    guide = dict(cfg_cond=[]) if cfg_scale is None else dict(cfg_cond=["audio"], cfg_scale=cfg_scale)
+    win = timed(lambda: model.sample(audio, prev_m, prev_a, **guide), repeats=repeats, max_tries=max_tries,
+                threshold=threshold, block=None)  # fmt: skip
+    aud = timed(lambda: model.extract_audio_feature(wave), repeats=repeats, max_tries=max_tries,
+                threshold=threshold, block=None)  # fmt: skip
+    return dict(window=win, audio=aud, audio_s=batch * L * 640 / 16000, threads=torch.get_num_threads(),
+                version=torch.__version__)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------- LivePortrait
 
 
@@ -303,7 +361,9 @@ def bench_liveportrait(
 # ----------------------------------------------------------------------------------------------- JoyVASA
 
 
-def bench_joyvasa(size, dtype, batch, steps, cfg_scale, repeats, max_tries, threshold) -> dict[str, Any]:
+def bench_joyvasa(
+    size, dtype, batch, steps, cfg_scale, repeats, max_tries, threshold, upstream=None, torch_threads=None
+) -> dict[str, Any]:
     tiny = size == "tiny"
     cfg = JoyVASAConfig.tiny() if tiny else JoyVASAConfig.released()
     steps = steps or cfg.num_diffusion_steps
@@ -351,7 +411,22 @@ def bench_joyvasa(size, dtype, batch, steps, cfg_scale, repeats, max_tries, thre
     audio_s = B * cfg.window_samples / cfg.sample_rate
     win_s, aud_s = win_t.median_s, aud_t.median_s
     frames = B * L
+    extra: dict[str, Any] = {"torch_note": "no --upstream: torch column left out"}
+    if upstream is not None:
+        tmodel, torch = torch_joyvasa(upstream, tiny, steps, torch_threads)
+        tr = bench_torch_joyvasa(tmodel, torch, B, cfg_scale, repeats, max_tries, threshold)
+        on_cpu = jax.devices()[0].platform == "cpu"
+        extra = dict(
+            torch_ms_per_window=1e3 * tr["window"].median_s,
+            torch_audio_ms_per_audio_s=1e3 * tr["audio"].median_s / tr["audio_s"],
+            jax_over_torch_window=win_s / tr["window"].median_s if on_cpu else None,
+            jax_over_torch_audio=aud_s / tr["audio"].median_s if on_cpu else None,
+            torch_version=tr["version"], torch_threads=tr["threads"], torch_device="cpu",
+            torch_note="upstream DitTalkingHead.sample (random weights, same sizes), middle window, timed on the CPU",
+            torch_contention=combine({"window": tr["window"].contention(), "audio": tr["audio"].contention()}),
+        )  # fmt: skip
     return dict(
+        **extra,
         model="joyvasa", config=size, dtype=dtype, batch=batch, steps=steps, cfg_scale=cfg_scale, cfg_branches=reps,
         window=L, context=K, motion_dim=M, layers=cfg.num_layers, width=D, heads=cfg.num_heads,
         audio_encoder=dict(hidden_size=enc_cfg.hidden_size, layers=enc_cfg.num_hidden_layers,
@@ -401,6 +476,14 @@ def _print_row(r: dict[str, Any]) -> None:
             f"compile {r['compile_s']:.1f} s {where}",
             flush=True,
         )
+        if "torch_ms_per_window" in r:
+            ratio = r["jax_over_torch_window"]
+            print(
+                f"  torch CPU: {r['torch_ms_per_window']:.1f} ms/window (JAX/torch "
+                f"{ratio if ratio is not None else float('nan'):.2f}), audio {r['torch_audio_ms_per_audio_s']:.1f} "
+                "ms per s of audio",
+                flush=True,
+            )
 
 
 def main(argv=None) -> int:
@@ -453,7 +536,16 @@ def main(argv=None) -> int:
                 args.size, args.dtype, args.batch, upstream=args.upstream, torch_threads=args.torch_threads, **common
             )
         else:
-            r = bench_joyvasa(args.size, args.dtype, args.batch, args.steps, cfg_scale, **common)
+            r = bench_joyvasa(
+                args.size,
+                args.dtype,
+                args.batch,
+                args.steps,
+                cfg_scale,
+                upstream=args.upstream,
+                torch_threads=args.torch_threads,
+                **common,
+            )
         rows.append(r)
         _print_row(r)
     out = pathlib.Path(args.out)
