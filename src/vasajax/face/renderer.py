@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vasajax.face import warp
-from vasajax.face.blocks import Conv3d, ResBlock2D, ResBlock3D, avg_pool, group_norm, upsample_nearest
+from vasajax.face.blocks import ResBlock2D, ResBlock3D, avg_pool, group_norm, upsample_nearest
 from vasajax.face.config import FaceConfig
 from vasajax.face.encoders import glimpse_window
 
@@ -72,7 +72,9 @@ class WarpGenerator(nnx.Module):
             [ResBlock3D(a, b, groups=cfg.groups, dtype=dt, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
         )
         self.norm = group_norm(widths[-1], cfg.groups, dt, rngs)
-        self.out = Conv3d(widths[-1], 3, 3, dtype=dt, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        self.out = nnx.Conv(
+            widths[-1], 3, (3, 3, 3), padding="SAME", dtype=dt, kernel_init=nnx.initializers.zeros, rngs=rngs
+        )
 
     def __call__(self, pose_Bx6, dyn_BxZ, id_BxI):
         code = jnp.concatenate([pose_Bx6, dyn_BxZ, id_BxI], axis=-1)
