@@ -386,6 +386,14 @@ def _parts_load(r: dict[str, Any], *parts: str) -> str:
     return next((m for p in parts if p in have and (m := _load(r, p))), "" if have else _load(r))
 
 
+def _torch_column(r: dict, key: str, ratio_key: str, unit: str) -> str:
+    """``"; torch CPU X unit (JAX/torch R)"`` when the row has the upstream torch timing ``key``, else ``""``."""
+    if r.get(key) is None:
+        return ""
+    ratio = r.get(ratio_key)
+    return f"; torch CPU {_f(r[key])} {unit}" + (f" (JAX/torch {_f(ratio)})" if ratio is not None else "")
+
+
 def _zoo(t: Tables, doc, dev, src):
     """benchmarks/zoo.py: LivePortrait's renderer (encode F+M, render W+G; torch CPU beside it with --upstream) and
     JoyVASA's motion generator (a CFG window; the audio encoder)."""
@@ -395,20 +403,12 @@ def _zoo(t: Tables, doc, dev, src):
                    f"render (W+G) {_f(r.get('render_gflops_per_frame'))}, encode (F+M) {_f(r.get('encode_gflops'))}",
                    f"{r.get('image_size')}² source → {r.get('output_size')}² frame, {r.get('num_kp')} keypoints",
                    src)  # fmt: skip
-            torch = ""
-            if r.get("torch_render_ms_per_frame") is not None:
-                ratio = r.get("jax_over_torch_render")
-                torch = (f"; torch CPU {_f(r['torch_render_ms_per_frame'])} ms/frame"
-                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
+            torch = _torch_column(r, "torch_render_ms_per_frame", "jax_over_torch_render", "ms/frame")
             res = (f"{_f(r.get('render_fps'))} fps ({_f(r.get('render_ms_per_frame'))} ms/frame){torch}"
                    f"{_parts_load(r, 'render', 'torch_render')}")  # fmt: skip
             t.add("infer", what="LivePortrait render (W+G)", result=res, **{"peak mem (GiB)": _gib(r)},
                   **_base(r, dev, src))  # fmt: skip
-            torch = ""
-            if r.get("torch_encode_ms") is not None:
-                ratio = r.get("jax_over_torch_encode")
-                torch = (f"; torch CPU {_f(r['torch_encode_ms'])} ms"
-                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
+            torch = _torch_column(r, "torch_encode_ms", "jax_over_torch_encode", "ms")
             res = f"{_f(r.get('encode_ms'))} ms per source image{torch}{_parts_load(r, 'encode', 'torch_encode')}"
             t.add("infer", what="LivePortrait encode (F+M)", result=res, **{"peak mem (GiB)": None},
                   **{**_base(r, dev, src), "batch": 1})  # fmt: skip
@@ -424,21 +424,13 @@ def _zoo(t: Tables, doc, dev, src):
             t.size("JoyVASA audio encoder (zoo)", r.get("config"), r.get("audio_params_M"),
                    f"{_f(r.get('audio_gflops_per_audio_s'))} per s of audio",
                    f"HuBERT, {enc.get('layers')} layers × {enc.get('hidden_size')}", src)  # fmt: skip
-            torch = ""
-            if r.get("torch_ms_per_window") is not None:
-                ratio = r.get("jax_over_torch_window")
-                torch = (f"; torch CPU {_f(r['torch_ms_per_window'])} ms/window"
-                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
+            torch = _torch_column(r, "torch_ms_per_window", "jax_over_torch_window", "ms/window")
             res = (f"{_f(r.get('motion_fps'))} motion frames/s ({_f(r.get('ms_per_window'))} ms/window, "
                    f"{_f(r.get('realtime_factor'))}× real time; {_f(r.get('realtime_factor_with_audio'))}× with "
                    f"the audio encoder){torch}{_load(r, 'window')}")  # fmt: skip
             t.add("infer", what=f"JoyVASA window, {r.get('steps')} steps, {cfg}", result=res,
                   **{"peak mem (GiB)": _gib(r)}, **_base(r, dev, src))  # fmt: skip
-            torch = ""
-            if r.get("torch_audio_ms_per_audio_s") is not None:
-                ratio = r.get("jax_over_torch_audio")
-                torch = (f"; torch CPU {_f(r['torch_audio_ms_per_audio_s'])} ms per s of audio"
-                         + (f" (JAX/torch {_f(ratio)})" if ratio is not None else ""))  # fmt: skip
+            torch = _torch_column(r, "torch_audio_ms_per_audio_s", "jax_over_torch_audio", "ms per s of audio")
             res = (f"{_f(r.get('audio_s_per_s'))} s of audio per s ({_f(r.get('audio_ms_per_audio_s'))} ms per s "
                    f"of audio){torch}{_load(r, 'audio')}")  # fmt: skip
             t.add("infer", what="JoyVASA audio encoder (HuBERT)", result=res, **{"peak mem (GiB)": None},

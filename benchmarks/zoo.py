@@ -70,6 +70,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import pathlib
@@ -163,16 +164,21 @@ def converge_spectral(model: nnx.Module, iters: int = 100) -> None:
 # ----------------------------------------------------------------------------------------------- torch side
 
 
+def _tool(name: str):
+    """A fixture script of ``tools/`` (found next to ``src/``, also from ``run_all.py``'s copy of benchmarks/)."""
+    tools = str((ROOT / "src").resolve().parent / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    return importlib.import_module(name)
+
+
 def import_upstream(path: pathlib.Path):
     """``tools/make_zoo_fixtures.py``'s upstream import (torch, pyyaml); ``path`` is the reference folder or its
-    ``liveportrait/``. ``tools/`` is found next to ``src/`` (also from ``run_all.py``'s copy of benchmarks/)."""
+    ``liveportrait/``."""
     path = path.resolve()
     if path.name == "liveportrait" and not (path / "liveportrait").is_dir():
         path = path.parent
-    tools = (ROOT / "src").resolve().parent / "tools"
-    sys.path.insert(0, str(tools))
-    import make_zoo_fixtures as mzf  # noqa: PLC0415
-
+    mzf = _tool("make_zoo_fixtures")
     return mzf, mzf.import_upstream(path)
 
 
@@ -234,8 +240,7 @@ def torch_joyvasa(upstream: pathlib.Path, tiny: bool, steps: int, threads: int |
     root = root.parent if root.name in ("joyvasa", "liveportrait") else root
     if not (root / "joyvasa" / "src" / "modules" / "dit_talking_head.py").is_file():
         sys.exit(f"error: {root}/joyvasa/src/modules/dit_talking_head.py not found; pass the upstream reference folder")
-    sys.path.insert(0, str((ROOT / "src").resolve().parent / "tools"))
-    import make_joyvasa_fixtures as mjf  # noqa: PLC0415
+    mjf = _tool("make_joyvasa_fixtures")
 
     # both upstream projects are packages named ``src``: drop LivePortrait's (if timed first) before importing these
     for name in [n for n in sys.modules if n == "src" or n.startswith("src.")]:

@@ -56,10 +56,19 @@ if [ "$PRESET" = gpu ]; then
   GAN=()
   [ -n "${VGG_WEIGHTS:-}" ] && GAN+=(--vgg-weights "$VGG_WEIGHTS")
   GPU_FACE=("${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100)
-  GPU_STEPS=(--batch "$FACE_BATCH" --ema-decay "$FACE_EMA" --steps "$FACE_STEPS" --lr 3e-4 --warmup 200 --ckpt-every 500)
+  FACE_LR=3e-4; FACE_WARMUP=200; FACE_CKPT=500
+  GPU_STEPS=(--batch "$FACE_BATCH" --ema-decay "$FACE_EMA" --steps "$FACE_STEPS" --lr "$FACE_LR" --warmup "$FACE_WARMUP"
+    --ckpt-every "$FACE_CKPT")
   export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$W/jax-cache}
   export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}
 fi
+
+# train_motion ARGS...: the stage-2 run of step 4 (the warm-up compiles the same program); MOTION_STEPS and
+# MOTION_BATCH are read when it runs.
+train_motion() {
+  $VJ train-motion --config small --steps "$MOTION_STEPS" --batch "$MOTION_BATCH" --lr 3e-4 --warmup 100 \
+    --log-every 50 --ckpt-every 250 --sample-every 1000 "$@"
+}
 
 # warm_up: fill JAX's compile cache with the GPU preset's training steps while the CPU is busy with SynthTalk: a
 # two-step train-face on a 2-clip set with the real options (a step's compiled code depends on the options and
@@ -75,9 +84,8 @@ warm_up() {
   ( export XLA_PYTHON_CLIENT_PREALLOCATE=false
     $VJ fit-landmarks --face-run "$K/face" --data "$K/data/train" --eval-data "$K/data/train" --out "$K/fit" &&
       $VJ encode-dataset --face-checkpoint "$K/fit" --data "$K/data/train" --out "$K/motion" --no-progress &&
-      $VJ train-motion --config small --data "$K/motion" --eval-data "$K/motion" --workdir "$K/motion-run" \
-        --steps "$MOTION_STEPS" --batch "$MOTION_BATCH" --lr 3e-4 --warmup 100 --log-every 50 --ckpt-every 250 \
-        --sample-every 1000 --stop-after 2 ) > "$W/warm-later.log" 2>&1 &
+      train_motion --data "$K/motion" --eval-data "$K/motion" --workdir "$K/motion-run" --stop-after 2
+  ) > "$W/warm-later.log" 2>&1 &
 }
 
 # 1. SynthTalk: 120 training clips (train sentences, 2 bundled portraits, random espeak-ng voices) + 12 held-out
@@ -168,7 +176,7 @@ elif [ "$PRESET" = cpu ]; then
   fi
 elif [ "$PRESET" = gpu ]; then
   COMMON=(--data "$W/synthtalk/train" --batch "$FACE_BATCH" --ema-decay "$FACE_EMA" --log-every 10 --sample-every 500)
-  face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 200 500 "${GPU_FACE[@]}"
+  face face-i - "$FACE_STEPS" "$FACE_STEPS" "$FACE_LR" "$FACE_WARMUP" "$FACE_CKPT" "${GPU_FACE[@]}"
   [ -d "$W/face-j" ] ||
     $VJ fit-landmarks --face-run "$W/face-i" --data "$W/synthtalk/train" --eval-data "$W/synthtalk/heldout" \
       --out "$W/face-j"
@@ -191,9 +199,8 @@ done
 # 4. Stage 2 (motion DiT, small config: W = 50, K = 10), evaluated on the held-out clips.
 MOTION_LIMIT=()
 [ -n "${MOTION_TIME:-}" ] && MOTION_LIMIT=(--time-limit "$MOTION_TIME")
-trained $VJ train-motion --config small --data "$W/motion/train" --eval-data "$W/motion/heldout" \
-  --workdir "$W/motion-run" --steps "$MOTION_STEPS" --batch "$MOTION_BATCH" --lr 3e-4 --warmup 100 --log-every 50 \
-  --ckpt-every 250 --sample-every 1000 "${MOTION_LIMIT[@]}"
+trained train_motion --data "$W/motion/train" --eval-data "$W/motion/heldout" --workdir "$W/motion-run" \
+  "${MOTION_LIMIT[@]}"
 
 # 5. The export: bf16 params, configs, sha256 manifest.
 $VJ export --face-run "$W/$FINAL" --motion-run "$W/motion-run" --motion-data "$W/motion/train" --out "$OUT" \

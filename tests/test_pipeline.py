@@ -13,7 +13,7 @@ import pytest
 
 import vasajax
 from vasajax import checkpoint_export as ce
-from vasajax import modelfiles
+from vasajax import export_format, modelfiles
 from vasajax.errors import UserError
 from vasajax.face.config import FaceConfig
 from vasajax.facetrack.landmarks import BLENDSHAPE_NAMES
@@ -303,7 +303,7 @@ def test_safetensors_keep_scalars_zero_dimensional(tmp_path):
 def _rehash(d):
     m = json.loads((d / ce.MANIFEST_FILE).read_text())
     for name in m["files"]:
-        m["files"][name] = {"sha256": ce._sha256(d / name), "bytes": (d / name).stat().st_size}
+        m["files"][name] = {"sha256": export_format.sha256(d / name), "bytes": (d / name).stat().st_size}
     (d / ce.MANIFEST_FILE).write_text(json.dumps(m))
 
 

@@ -84,9 +84,6 @@ __all__ = [
     "write_safetensors",
 ]
 
-_sha256 = ef.sha256
-"""Kept for callers that hash files the way manifests do (``zoo.export``)."""
-
 CONFIG_CLASSES: dict[str, type] = {
     "face": FaceConfig,
     "motion": MotionConfig,

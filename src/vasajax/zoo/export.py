@@ -1,6 +1,6 @@
 """Export folders for the zoo's stages: the writer ``vasajax convert`` uses (and tests call without ``.pth``).
 
-An export is a folder with ``manifest.json`` (``checkpoint_export.FORMAT``; ``stages`` names the registry entries;
+An export is a folder with ``manifest.json`` (``export_format.FORMAT``; ``stages`` names the registry entries;
 ``files`` lists every other file with its sha256 and size, checked by ``load.load_stages``) and, per model, one
 safetensors file of its variables (dotted NNX paths → arrays, every variable: params, BatchNorm statistics,
 spectral-norm vectors) and one JSON config. Files:
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from vasajax import checkpoint_export as ce
 from vasajax import config_io, params
+from vasajax import export_format as ef
 from vasajax.errors import UserError
 from vasajax.zoo.joyvasa.schedule import BUFFERS
 from vasajax.zoo.liveportrait.config import default_crop
@@ -78,43 +77,15 @@ def write_export(
     stages: Mapping[str, str],
     provenance: Mapping[str, Any],
 ) -> Path:
-    """Atomically write an export folder: ``files`` maps a file name to ``(tensors, metadata)`` (safetensors)
-    or to a JSON-able dict; the manifest names ``stages`` and lists every file's sha256 and size."""
+    """Atomically write an export folder (``export_format.write_folder``): ``files`` maps a file name to
+    ``(tensors, metadata)`` (safetensors) or to a JSON-able dict; the manifest names ``stages`` and lists every
+    file's sha256 and size."""
     dest = Path(dest).expanduser()
     if dest.exists() and not dest.is_dir():
         raise UserError(f"{dest} exists and is not a folder")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / ce.MANIFEST_FILE).is_file():
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / ef.MANIFEST_FILE).is_file():
         raise UserError(f"{dest} is a non-empty folder that is not an export; choose another output folder")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        for name, content in files.items():
-            if isinstance(content, tuple):
-                tensors, meta = content
-                params.write_safetensors(tmp / name, tensors, {"format": ce.FORMAT, **meta})
-            else:
-                (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
-        listed = {n: {"sha256": ce._sha256(tmp / n), "bytes": (tmp / n).stat().st_size} for n in files}
-        manifest = {"format": ce.FORMAT, "stages": dict(stages), "provenance": dict(provenance), "files": listed}
-        (tmp / ce.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-        os.chmod(tmp, 0o755)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
-            os.replace(dest, old / "x")
-            os.replace(tmp, dest)
-            _rmtree(old)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        _rmtree(tmp)
-        raise
-    return dest
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)
+    return ef.write_folder(dest, files, {"stages": dict(stages), "provenance": dict(provenance)})
 
 
 # ------------------------------------------------------------------------------------------------ per model
