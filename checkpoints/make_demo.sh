@@ -48,6 +48,8 @@ SUPERVISE=(--loss expression_weight=10 --loss flow_weight=100)
 GLIMPSE=(--model dyn_2d=1 --model glimpse_channels=32,64 --model dyn_2d_gain=20 --model patch_channels=32)
 FLOWS=(--model warp_keypoints=32 --model fine_flow=1 --model stretch_cue=1)
 POINTS=(--model landmark_flow=98)
+# Since session 12 (CPU and GPU presets; the curriculum replays its history without it): the "stay" candidate.
+STATIC=(--model static_flow=1)
 COMMON=(--data "$W/synthtalk/train" --batch 2 --ema-decay 0.99 --log-every 10 --sample-every 100)
 if [ "$PRESET" = gpu ]; then
   # GPU preset settings (used by the warm-up below and by stage 1 and 2).
@@ -55,7 +57,7 @@ if [ "$PRESET" = gpu ]; then
   MOTION_STEPS=${MOTION_STEPS:-1500}; MOTION_BATCH=${MOTION_BATCH:-64}
   GAN=()
   [ -n "${VGG_WEIGHTS:-}" ] && GAN+=(--vgg-weights "$VGG_WEIGHTS")
-  GPU_FACE=("${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${GAN[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100)
+  GPU_FACE=("${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${STATIC[@]}" "${GAN[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100)
   FACE_LR=3e-4; FACE_WARMUP=200; FACE_CKPT=500
   GPU_STEPS=(--batch "$FACE_BATCH" --ema-decay "$FACE_EMA" --steps "$FACE_STEPS" --lr "$FACE_LR" --warmup "$FACE_WARMUP"
     --ckpt-every "$FACE_CKPT")
@@ -162,14 +164,14 @@ elif [ "$PRESET" = cpu ]; then
   FACE_STEPS=${FACE_STEPS:-1600}
   # 2. Stage 1 in one run: the final design and the CPU objective from step 0, then the landmark fit and a short
   #    fine-tune of everything.
-  face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 50 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
+  face face-i - "$FACE_STEPS" "$FACE_STEPS" 3e-4 50 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${STATIC[@]}" \
     "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
   [ -d "$W/face-j" ] ||
     $VJ fit-landmarks --face-run "$W/face-i" --data "$W/synthtalk/train" --eval-data "$W/synthtalk/heldout" \
       --out "$W/face-j"
   TUNE_STEPS=${TUNE_STEPS:-0}
   if [ "$TUNE_STEPS" -gt 0 ]; then
-    face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 2e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" \
+    face face-k face-j "$TUNE_STEPS" "$TUNE_STEPS" 2e-4 20 50 "${GLIMPSE[@]}" "${FLOWS[@]}" "${POINTS[@]}" "${STATIC[@]}" \
       "${CPU_LOSS[@]}" "${SUPERVISE[@]}" --loss landmark_weight=100
   else
     FINAL=face-j

@@ -183,3 +183,34 @@ def test_landmark_flow_carries_each_driver_point_to_its_source_point():
     plain = FaceLatentModel(FaceConfig.tiny(pixel_warp=True), rngs=nnx.Rngs(0))
     with pytest.raises(UserError, match="needs the landmark flow"):
         jax.eval_shape(lambda: losses.generator_loss_and_outputs(plain, crit, None, batch, lcfg))
+
+
+def test_static_flow_copies_the_source_exactly_whatever_the_pose():
+    """``static_flow``: when the "stay" candidate takes all the depth weight, every output pixel reads its own
+    position — up to the crop's border, and under a head turn that moves every lifted plane; a fresh model gives it
+    one share of D + 1, so the flow moves with the head."""
+    cfg = FaceConfig.tiny(pixel_warp=True, static_flow=True)
+    model = FaceLatentModel(cfg, rngs=nnx.Rngs(0))
+    images = jax.random.uniform(jax.random.key(1), (2, cfg.image_size, cfg.image_size, 3))
+    lat = model.encode(images)
+    turned = jnp.array([[0.3, -0.2, 0.25, 0.1, 0.0, 0.0]] * 2)
+    _, fresh = model.decode(
+        lat.appearance, lat.identity, turned, lat.dyn, lat.source, lat.source_grid, return_flow=True, paint=False
+    )
+    ident = warp.identity_grid(1, cfg.image_size, cfg.image_size)[0, ..., :2]
+    assert float(jnp.abs(fresh - ident).mean()) > 1e-2
+    head = model.g2d.flow_head
+    assert head.kernel.shape[-1] == cfg.vol_depth + 3
+    b, m = head.bias[...], model.g2d.out.bias[...]
+    head.bias[...] = b.at[cfg.vol_depth].set(1e4)  # all weight on "stay"
+    model.g2d.out.bias[...] = m.at[3].set(1e4)  # mask → 1: the warped source is the image
+    try:
+        out, flow = model.decode(
+            lat.appearance, lat.identity, turned, lat.dyn, lat.source, lat.source_grid, return_flow=True, paint=False
+        )
+    finally:
+        head.bias[...], model.g2d.out.bias[...] = b, m
+    np.testing.assert_allclose(np.asarray(flow), np.broadcast_to(ident, flow.shape), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(images), atol=1e-4)
+    with pytest.raises(ValueError, match="static_flow needs pixel_warp"):
+        FaceConfig.tiny(static_flow=True)

@@ -113,6 +113,13 @@ class FaceConfig:
     3×3 conv (False: the flow lives at volume resolution, bilinearly upsampled). At ``small`` sizes one volume cell
     is 8 pixels, wider than a speaking mouth's lip gap, so a volume-resolution flow can stretch the mouth region
     but cannot part the lips; the landmark flow loss (``flow_weight``) supervises the fine flow at the lips."""
+    static_flow: bool = False
+    """The pixel-warp decoder's depth weights get one more candidate besides the D lifted planes: the output
+    pixel's own position, i.e. "this pixel does not move" (False: only the lifted planes). Its weight is upsampled
+    and blends in the exact full-resolution identity, so a static background is copied pixel for pixel. Without
+    it a head turn drags the background along (every depth plane of a rotated head moves, and no plane stays put
+    under roll), and the residual flows must learn to undo that: at CPU scale most of the held-out error sat in
+    the background and along the crop's top edge."""
     stretch_cue: bool = False
     """The pixel-warp decoder's last layers also see where the flow stretches the source: the log area ratio of
     the 2D flow (its Jacobian determinant), low where a few source pixels fill many output pixels, the mark of a
@@ -222,6 +229,7 @@ class FaceConfig:
             ),
             (not self.dyn_2d or self.vol_size % self.dyn_2d_size == 0, "dyn_2d_size must divide the volume side"),
             (self.warp_keypoints >= 0, "warp_keypoints must be >= 0"),
+            (not self.static_flow or self.pixel_warp, "static_flow needs pixel_warp"),
         ]
         depth_ups = math.log2(self.vol_depth // self.warp_base_depth)
         checks.append((depth_ups <= len(self.warp_channels) and depth_ups.is_integer(), "bad warp_base_depth"))

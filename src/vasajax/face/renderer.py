@@ -236,7 +236,10 @@ class G2D(nnx.Module):
             return
         zeros = nnx.initializers.zeros
         # Depth weights (vol_depth logits) and a residual flow (2) per volume pixel; zero init = neutral.
-        self.flow_head = nnx.Conv(cfg.g2d_channels, cfg.vol_depth + 2, (1, 1), dtype=dt, kernel_init=zeros, rngs=rngs)
+        # With static_flow, one more logit: the pixel stays where it is.
+        self.static_flow = cfg.static_flow
+        n_flow = cfg.vol_depth + int(cfg.static_flow) + 2
+        self.flow_head = nnx.Conv(cfg.g2d_channels, n_flow, (1, 1), dtype=dt, kernel_init=zeros, rngs=rngs)
         mask_bias = lambda key, shape, dtype=jnp.float32: jnp.array([0.0, 0.0, 0.0, MASK_BIAS], dtype)  # noqa: E731
         self.out = nnx.Conv(widths[-1] + 3, 4, (3, 3), padding="SAME", dtype=dt, bias_init=mask_bias, rngs=rngs)
         self.fine_flow = cfg.fine_flow
@@ -253,10 +256,17 @@ class G2D(nnx.Module):
         """2D flow ``B×size×size×2`` (source-image points, grid units) from volume-resolution features."""
         head = self.flow_head(feat_BxHxWxF).astype(jnp.float32)
         d = points_BxDxHxWx2.shape[1]
-        weights_BxHxWxD = jax.nn.softmax(head[..., :d], axis=-1)
-        flow = jnp.einsum("bhwd,bdhwc->bhwc", weights_BxHxWxD, points_BxDxHxWx2.astype(jnp.float32)) + head[..., d:]
+        n = d + int(self.static_flow)
+        weights_BxHxWxN = jax.nn.softmax(head[..., :n], axis=-1)
+        points = points_BxDxHxWx2.astype(jnp.float32)
+        flow = jnp.einsum("bhwd,bdhwc->bhwc", weights_BxHxWxN[..., :d], points) + head[..., n:]
         b = flow.shape[0]
-        return jax.image.resize(flow, (b, size, size, 2), "linear")
+        flow = jax.image.resize(flow, (b, size, size, 2), "linear")
+        if self.static_flow:
+            # the "stay" weight is upsampled, the identity it blends in is exact at full resolution
+            stay = jax.image.resize(weights_BxHxWxN[..., d:], (b, size, size, 1), "linear")
+            flow = flow + stay * warp.identity_grid(1, size, size)[0, ..., :2]
+        return flow
 
     def __call__(
         self, vol_BxDxHxWxC, source=None, points_BxDxHxWx2=None, dyn_BxZ=None, return_flow=False, extra_flow=None
