@@ -90,17 +90,31 @@ def mouth_follow(outputs_NxSxSx3: np.ndarray, drivers_NxSxSx3: np.ndarray) -> di
     }
 
 
+def border_share(error_map_SxS: np.ndarray, centre: float = 0.6) -> float:
+    """Fraction of an error map's total outside its central ``centre``-wide square (background, hair, the crop's
+    edges; the face sits in the centre of a tracker crop)."""
+    e = np.asarray(error_map_SxS, np.float64)
+    s = e.shape[0]
+    m = int(round(s * (1 - centre) / 2))
+    return float(1.0 - e[m : s - m, m : s - m].sum() / max(e.sum(), 1e-30))
+
+
 def self_reenactment(
-    model, data, *, max_clips: int = 8, num_drivers: int = 4, track_mouth: bool = True
-) -> dict[str, float]:
+    model, data, *, max_clips: int = 8, num_drivers: int = 4, track_mouth: bool = True, error_map: bool = False
+) -> dict[str, Any]:
     """Mean PSNR (dB) of ``model.reenact(source, driver)`` vs the driver, and of the copy baseline; also inside
     the driver's mouth box (``loader.mouth_box`` of the tracker's lip landmarks) when the records carry them, the
     face sharpness (:func:`face_sharpness`) of the outputs and of the true frames, and (``track_mouth``) whether
-    the rendered mouth follows the driver's (:func:`mouth_follow`)."""
+    the rendered mouth follows the driver's (:func:`mouth_follow`).
+
+    ``error_share_border``: the share of the squared error outside the crop's central 60 % (:func:`border_share`),
+    for the model and for the copy baseline — where the error is, in one number. ``error_map``: the result also
+    holds ``"error_map"``, the per-pixel mean squared error ``S×S`` over all pairs (an array, not JSON)."""
     size = model.cfg.image_size
     reenact = nnx.jit(lambda m, s, d: m.reenact(s, d))
     mse_o, mse_c, mouth_o, mouth_c, sharp_o, sharp_t = [], [], [], [], [], []
     outs_u8, drvs_u8 = [], []
+    map_o, map_c = np.zeros((size, size)), np.zeros((size, size))
     for rec in _clips(data, max_clips):
         frames = _resize(rec.frames_TxSxSx3, size)
         idx = np.linspace(1, len(frames) - 1, num_drivers).round().astype(int)
@@ -111,6 +125,8 @@ def self_reenactment(
         target = drv / 255.0
         mse_o.append(np.mean((out - target) ** 2))
         mse_c.append(np.mean((src / 255.0 - target) ** 2))
+        map_o += ((out - target) ** 2).mean(-1).sum(0)
+        map_c += ((src / 255.0 - target) ** 2).mean(-1).sum(0)
         if track_mouth:
             outs_u8.append(out * 255.0)
             drvs_u8.append(drv)
@@ -132,7 +148,11 @@ def self_reenactment(
         "psnr_copy_pooled_db": float(-10 * np.log10(np.mean(mse_c))),
         "sharpness_model": float(np.mean(sharp_o)),
         "sharpness_truth": float(np.mean(sharp_t)),
+        "error_share_border": border_share(map_o),
+        "error_share_border_copy": border_share(map_c),
     }
+    if error_map:
+        res["error_map"] = map_o / (len(mse_o) * num_drivers)
     if mouth_o:
         mouth_o, mouth_c = np.maximum(mouth_o, 1e-10), np.maximum(mouth_c, 1e-10)
         res["psnr_mouth_model_db"] = float(np.mean(-10 * np.log10(mouth_o)))
@@ -140,6 +160,16 @@ def self_reenactment(
     if track_mouth and outs_u8:
         res.update(mouth_follow(np.concatenate(outs_u8), np.concatenate(drvs_u8)))
     return res
+
+
+def save_error_map(error_map_SxS: np.ndarray, path, vmax: float | None = None) -> None:
+    """An error map as a PNG: root mean squared error per pixel, white at ``vmax`` (default: the map's max; give
+    two maps the same ``vmax`` to compare them)."""
+    from PIL import Image
+
+    rmse = np.sqrt(np.asarray(error_map_SxS, np.float64))
+    top = float(np.sqrt(vmax)) if vmax is not None else float(rmse.max())
+    Image.fromarray((np.clip(rmse / max(top, 1e-12), 0, 1) * 255).round().astype(np.uint8)).save(path)
 
 
 def cross_identity_grid(model, data, *, max_clips: int = 8, num_drivers: int = 5, relative: bool = False) -> np.ndarray:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from vasajax.checkpoint_export import load_export
-from vasajax.eval.face_recon import cross_identity_grid, self_reenactment
+from vasajax.eval.face_recon import cross_identity_grid, save_error_map, self_reenactment
 from vasajax.load import resolve_checkpoint
 from vasajax.train.face import load_model
 
@@ -32,6 +32,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-clips", type=int, default=8)
     ap.add_argument("--drivers", type=int, default=4, help="driver frames per clip (evenly spaced)")
     ap.add_argument("--json", help="write the PSNR numbers here too")
+    ap.add_argument("--error-map", help="PNG path for the mean squared-error map of the self-reenactment pairs")
     ap.add_argument(
         "--relative", action="store_true", help="cross-identity grid with relative motion (driver vs its clip start)"
     )
@@ -40,11 +41,17 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         model = load_model(args.face_run)
     else:
         model = load_export(resolve_checkpoint(args.checkpoint)).face_model
-    res = self_reenactment(model, args.data, max_clips=args.max_clips, num_drivers=args.drivers)
+    res = self_reenactment(
+        model, args.data, max_clips=args.max_clips, num_drivers=args.drivers, error_map=bool(args.error_map)
+    )
+    emap = res.pop("error_map", None)
     print(json.dumps(res))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
+    if args.error_map:
+        save_error_map(emap, args.error_map)
+        print(f"wrote {args.error_map}")
     if args.out:
         Image.fromarray(cross_identity_grid(model, args.data, max_clips=args.max_clips, relative=args.relative)).save(
             args.out
