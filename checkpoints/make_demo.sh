@@ -8,7 +8,8 @@
 # CPU preset (the default; PRESET=fast is the same) = how the shipped checkpoints/demo is made: stage 1 trains the
 # final design (FaceConfig options on small_warp; checkpoints/README.md says what each does and what it measured)
 # with the CPU objective from step 0 in one run of 1,600 steps, then fits the landmark head on the frozen encoder's
-# codes; then motion latents, 3,000 stage-2 steps and the export. TUNE_STEPS (default 0) adds a fine-tune of
+# codes; then motion latents, 3,000 stage-2 steps and the export (session 12, with FaceConfig.static_flow: 2 h 06 min
+# on the 2-core CPU, held-out self-reenactment 29.2 dB). TUNE_STEPS (default 0) adds a fine-tune of
 # everything after the fit (unmeasured). PRESET=curriculum replays the ten warm-started runs the previous demo
 # (December 3) grew from over four sessions of design work: ~3,500 stage-1 steps, the same renderer within 0.1 dB
 # (checkpoints/README.md, "One run instead of ten"). Every stage resumes where it stopped when run again (orbax
@@ -31,8 +32,9 @@
 # consistency; cross-identity identity loss; CosFace contrastive), then the same landmark fit (no fine-tune by
 # default). On one H200 (session 11, benchmarks/results/demo_recipe-nvidia-h200-2026-12-04-full.json) these
 # defaults (with FACE_TIME=210 MOTION_TIME=40) took 558 s from nothing to an export, data included: 0.162 s per batch-16 full-objective step,
-# 0.025 s per batch-64 stage-2 step. That export is sharper than the CPU preset's (held-out PSNR 28.8 vs 26.3 dB)
-# but its mouth opens half as far, so checkpoints/demo stays the CPU preset's (checkpoints/README.md).
+# 0.025 s per batch-64 stage-2 step. That export (before static_flow, which both presets now use; not yet run on a
+# GPU) scored 28.8 dB held-out, but its mouth opened half as far; the CPU preset with static_flow scores 29.2 dB
+# with a mouth that follows the driver, and is what checkpoints/demo holds (checkpoints/README.md).
 set -euo pipefail
 W=${1:-runs/demo}
 VJ=${VASAJAX:-vasajax}

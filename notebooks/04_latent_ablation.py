@@ -226,7 +226,8 @@ Markdown(markdown_table(rows, first="setting"))
 
 # %% [markdown]
 # How far each control moves the motion (left), and the generated yaw over time for the gaze and CFG settings
-# (right). *With the demo model:* gaze moves the generated motion and the yaw (left/right in the expected order)
+# (right). *With the demo model* (these observations are the session-9 checkpoint's; the session-12 one, shipped
+# since, has not been re-read here): gaze moves the generated motion and the yaw (left/right in the expected order)
 # but not the eyes — the measured gaze stays where it was, so $\mathcal{E}_g$ grows with the requested angle;
 # emotion moves the motion as much as gaze does; distance not at all (SynthTalk barely varies it, so the DiT
 # learned to ignore it); turning off guidance (λ = 0) moves it most and shrinks the yaw. The tracked columns of the

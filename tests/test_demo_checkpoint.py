@@ -21,7 +21,7 @@ def test_demo_checkpoint_is_intact_small_and_documented():
     # the small sizes, with or without the pixel-warp decoder and its design options (checkpoints/README.md)
     small = FaceConfig.small()
     options = ("pixel_warp", "dyn_2d", "dyn_2d_gain", "glimpse_channels", "patch_channels", "warp_keypoints",
-               "fine_flow", "stretch_cue", "landmark_flow")  # fmt: skip
+               "fine_flow", "stretch_cue", "landmark_flow", "static_flow")  # fmt: skip
     assert dataclasses.replace(face, dtype="float32", **{k: getattr(small, k) for k in options}) == small
     assert face.image_size >= 256
     motion = config_io.from_dict(MotionConfig, cfg["motion"])
