@@ -123,10 +123,11 @@ def self_reenactment(
         out = reenact(model, jnp.asarray(src, jnp.float32) / 255.0, jnp.asarray(drv, jnp.float32) / 255.0)
         out = np.asarray(jax.device_get(out), np.float64)
         target = drv / 255.0
-        mse_o.append(np.mean((out - target) ** 2))
-        mse_c.append(np.mean((src / 255.0 - target) ** 2))
-        map_o += ((out - target) ** 2).mean(-1).sum(0)
-        map_c += ((src / 255.0 - target) ** 2).mean(-1).sum(0)
+        se_o, se_c = (out - target) ** 2, (src / 255.0 - target) ** 2  # squared errors, model and copy
+        mse_o.append(np.mean(se_o))
+        mse_c.append(np.mean(se_c))
+        map_o += se_o.mean(-1).sum(0)
+        map_c += se_c.mean(-1).sum(0)
         if track_mouth:
             outs_u8.append(out * 255.0)
             drvs_u8.append(drv)
@@ -136,8 +137,8 @@ def self_reenactment(
         if landmarks is not None:
             mask = np.asarray(box_mask(jnp.asarray(mouth_box(np.asarray(landmarks)[idx])), size, size), np.float64)
             area = np.maximum(mask.sum(axis=(1, 2, 3)) * 3, 1.0)
-            mouth_o.extend(((out - target) ** 2 * mask).sum(axis=(1, 2, 3)) / area)
-            mouth_c.extend(((src / 255.0 - target) ** 2 * mask).sum(axis=(1, 2, 3)) / area)
+            mouth_o.extend((se_o * mask).sum(axis=(1, 2, 3)) / area)
+            mouth_c.extend((se_c * mask).sum(axis=(1, 2, 3)) / area)
     mse_o, mse_c = np.maximum(mse_o, 1e-10), np.maximum(mse_c, 1e-10)  # PSNR per clip, as train.face.psnr
     res = {
         "clips": len(mse_o),
