@@ -51,7 +51,9 @@ def trained():
     """Train the tiny DiT on the toy task (1500 steps of batch 64; ~80 CPU-seconds, ~40 s on 2 cores)."""
     audio, motion = toy_clips(0, 512, 60)
     model = MotionDiT(CFG, rngs=nnx.Rngs(0))
-    model.set_norm_stats(compute_norm_stats(motion, audio))
+    # Gaze/distance statistics of a plausible label range (the toy task has no conditions of its own).
+    cond = np.random.default_rng(9).normal(0.0, 0.1, (256, 3)).astype(np.float32)
+    model.set_norm_stats(compute_norm_stats(motion, audio, cond[:, :2], 1.0 + cond[:, 2]))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 4e-3, 100, TRAIN_STEPS, 2e-4))
     L, bs = CFG.context + CFG.window, 64

@@ -28,7 +28,8 @@ Motion normalisation: the diffusion runs on normalised motion ``(x - mean) / std
 statistics of the training set. They live in the model as ``NormStats`` variables (not ``nnx.Param``, so
 optimisers skip them, but checkpoints and ``nnx.split`` carry them): ``motion_mean``, ``motion_std``,
 ``audio_mean``, ``audio_std``. Set them once from training data:
-``model.set_norm_stats(compute_norm_stats(motion, audio))``.
+``model.set_norm_stats(compute_norm_stats(motion, audio, gaze, distance))`` (with ``condition_norm``, every preset,
+the gaze and distance conditions are standardised too: ``gaze_mean``, ... ``distance_std``).
 The DiT's inputs X_t and output X0 are normalised; the raw-space conditions X_pre and A, A_pre are
 normalised inside ``__call__``. ``vasajax.motion.diffusion`` and ``generate`` convert at the boundaries.
 
@@ -87,6 +88,12 @@ class MotionConfig:
     """Sinusoidal timestep features fed to the timestep MLP."""
     dtype: str = "float32"
     """Compute dtype of matmuls ('float32' or 'bfloat16'); params, norms and softmax stay float32."""
+    condition_norm: bool = False
+    """Standardise the gaze and distance conditions by their training statistics (``gaze_mean``/``gaze_std``,
+    ``distance_mean``/``distance_std``, kept like the motion's) before their embeddings. Every preset turns it on.
+    Raw, they are a few hundredths of a radian / of the crop side, and a default-initialised linear layer turns
+    them into a vanishing share of the global condition: the session-9/12 demo DiTs, trained without it, ignored
+    the gaze control (±11° requested, < 0.5° tracked). False only for exports made before it existed."""
 
     def __post_init__(self):
         if self.width % self.num_heads:
@@ -101,7 +108,16 @@ class MotionConfig:
         """Tests and smoke runs: seconds on 2 CPU cores (stage-1 tiny: 8 dyn dims)."""
         return cls(
             **{
-                **dict(motion_dim=14, window=16, context=4, num_layers=2, width=64, num_heads=4, time_freq_dim=64),
+                **dict(
+                    motion_dim=14,
+                    window=16,
+                    context=4,
+                    num_layers=2,
+                    width=64,
+                    num_heads=4,
+                    time_freq_dim=64,
+                    condition_norm=True,
+                ),
                 **kw,
             }
         )
@@ -109,12 +125,13 @@ class MotionConfig:
     @classmethod
     def small(cls, **kw) -> MotionConfig:
         """The shipped demo (stage-1 small: 64 dyn dims); W = 50, K = 10 (see the module docstring)."""
-        return cls(**{**dict(motion_dim=70, num_layers=6, width=256, num_heads=4, window=50, context=10), **kw})
+        small = dict(motion_dim=70, num_layers=6, width=256, num_heads=4, window=50, context=10, condition_norm=True)
+        return cls(**{**small, **kw})
 
     @classmethod
     def paper(cls, **kw) -> MotionConfig:
         """VASA-1 §4: 8 layers, width 512, 8 heads (stage-1 paper: 128 dyn dims)."""
-        return cls(**{**dict(motion_dim=134, num_layers=8, width=512, num_heads=8), **kw})
+        return cls(**{**dict(motion_dim=134, num_layers=8, width=512, num_heads=8, condition_norm=True), **kw})
 
 
 class CondNull(NamedTuple):
@@ -173,19 +190,27 @@ class NormStats(nnx.Variable):
     """Data statistics kept with the model but never trained (optimisers select ``nnx.Param``)."""
 
 
-def compute_norm_stats(motion_NxM, audio_NxA, eps: float = 1e-3) -> dict[str, jax.Array]:
-    """Per-dimension mean/std over training frames (any leading shape, last axis = feature).
+def compute_norm_stats(
+    motion_NxM, audio_NxA, gaze_Nx2=None, distance_N=None, eps: float = 1e-3
+) -> dict[str, jax.Array]:
+    """Per-dimension mean/std over training frames (any leading shape, last axis = feature); with ``gaze_Nx2``
+    and ``distance_N`` also the conditions' (``MotionConfig.condition_norm``).
 
     std is floored at ``eps`` (dims that never move, e.g. a fixed tz, would otherwise blow up).
     """
-    m = jnp.asarray(motion_NxM, jnp.float32).reshape(-1, motion_NxM.shape[-1])
-    a = jnp.asarray(audio_NxA, jnp.float32).reshape(-1, audio_NxA.shape[-1])
-    return dict(
-        motion_mean=m.mean(0),
-        motion_std=jnp.maximum(m.std(0), eps),
-        audio_mean=a.mean(0),
-        audio_std=jnp.maximum(a.std(0), eps),
-    )
+
+    def stats(x, dim):
+        x = jnp.asarray(x, jnp.float32).reshape(-1, dim)
+        return x.mean(0), jnp.maximum(x.std(0), eps)
+
+    out = {}
+    out["motion_mean"], out["motion_std"] = stats(motion_NxM, motion_NxM.shape[-1])
+    out["audio_mean"], out["audio_std"] = stats(audio_NxA, audio_NxA.shape[-1])
+    if gaze_Nx2 is not None:
+        out["gaze_mean"], out["gaze_std"] = stats(gaze_Nx2, jnp.shape(gaze_Nx2)[-1])
+    if distance_N is not None:
+        out["distance_mean"], out["distance_std"] = stats(distance_N, 1)
+    return out
 
 
 def timestep_features(t_B: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -279,12 +304,24 @@ class MotionDiT(nnx.Module):
         self.motion_std = NormStats(jnp.ones((M,)))
         self.audio_mean = NormStats(jnp.zeros((A,)))
         self.audio_std = NormStats(jnp.ones((A,)))
+        if cfg.condition_norm:
+            self.gaze_mean, self.gaze_std = NormStats(jnp.zeros((cfg.gaze_dim,))), NormStats(jnp.ones((cfg.gaze_dim,)))
+            self.distance_mean = NormStats(jnp.zeros((cfg.distance_dim,)))
+            self.distance_std = NormStats(jnp.ones((cfg.distance_dim,)))
 
     # -- normalisation -------------------------------------------------------------------------------------
     def set_norm_stats(self, stats: dict[str, jax.Array]) -> None:
-        """Store statistics from ``compute_norm_stats`` (call once before training)."""
-        for name in ("motion_mean", "motion_std", "audio_mean", "audio_std"):
-            getattr(self, name).value = jnp.asarray(stats[name], jnp.float32)
+        """Store statistics from ``compute_norm_stats`` (call once before training). With ``condition_norm`` the
+        gaze/distance statistics are needed too."""
+        names = ["motion_mean", "motion_std", "audio_mean", "audio_std"]
+        if self.cfg.condition_norm:
+            names += ["gaze_mean", "gaze_std", "distance_mean", "distance_std"]
+            if "gaze_mean" not in stats or "distance_mean" not in stats:
+                raise UserError(
+                    "condition_norm needs gaze and distance statistics: compute_norm_stats(..., gaze, distance)"
+                )
+        for name in names:
+            getattr(self, name).value = jnp.asarray(stats[name], jnp.float32).reshape(getattr(self, name).value.shape)
 
     def normalize_motion(self, motion_BxTxM):
         return (motion_BxTxM - self.motion_mean.value) / self.motion_std.value
@@ -294,6 +331,13 @@ class MotionDiT(nnx.Module):
 
     def normalize_audio(self, audio_BxTxA):
         return (audio_BxTxA - self.audio_mean.value) / self.audio_std.value
+
+    def normalize_conditions(self, gaze_Bx2, distance_Bx1):
+        """Gaze and distance as the embeddings see them (standardised with ``condition_norm``, else raw)."""
+        if not self.cfg.condition_norm:
+            return gaze_Bx2, distance_Bx1
+        gaze = (gaze_Bx2 - self.gaze_mean.value) / self.gaze_std.value
+        return gaze, (distance_Bx1 - self.distance_mean.value) / self.distance_std.value
 
     # -- forward -------------------------------------------------------------------------------------------
     def __call__(self, x_t_BxWxM: jax.Array, t_B: jax.Array, cond: Conditions) -> jax.Array:
@@ -324,8 +368,9 @@ class MotionDiT(nnx.Module):
 
         # Global condition.
         c = self.t_fc2(nnx.silu(self.t_fc1(timestep_features(t_B, cfg.time_freq_dim).astype(dt))))
-        c = c + pick(null.gaze, self.in_gaze(cond.gaze_Bx2.astype(dt)), self.null_gaze)
-        c = c + pick(null.distance, self.in_distance(cond.distance_Bx1.astype(dt)), self.null_distance)
+        gaze_Bx2, distance_Bx1 = self.normalize_conditions(cond.gaze_Bx2, cond.distance_Bx1)
+        c = c + pick(null.gaze, self.in_gaze(gaze_Bx2.astype(dt)), self.null_gaze)
+        c = c + pick(null.distance, self.in_distance(distance_Bx1.astype(dt)), self.null_distance)
         c = c + pick(null.emotion, self.in_emotion(cond.emotion_BxE.astype(dt)), self.null_emotion)
 
         for block in self.blocks:

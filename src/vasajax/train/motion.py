@@ -197,16 +197,20 @@ def data_dims(path: str | Path) -> tuple[int, int, list[str] | None]:
 
 
 def norm_stats(path: str | Path, max_records: int = 2000) -> dict[str, np.ndarray]:
-    """Per-dimension motion and per-frame audio statistics over (up to ``max_records``) records."""
+    """Per-dimension motion, per-frame audio and per-frame gaze/distance statistics over (up to ``max_records``)
+    records."""
     src = loader.RecordSource(path)
     idx = np.unique(np.linspace(0, len(src) - 1, min(len(src), max_records)).round().astype(int))
-    motion, audio = [], []
+    motion, audio, gaze, distance = [], [], [], []
     for i in idx:
         enc = src[int(i)]
         m = enc.array("motion_TxM")
         motion.append(m)
         audio.append(enc.array("audio_feat_UxF").reshape(len(m), -1))
-    stats = compute_norm_stats(np.concatenate(motion), np.concatenate(audio))
+        gaze.append(enc.array("gaze_Tx2"))
+        distance.append(enc.array("distance_T"))
+    cat = np.concatenate
+    stats = compute_norm_stats(cat(motion), cat(audio), cat(gaze), cat(distance))
     return {k: np.asarray(v) for k, v in stats.items()}
 
 
