@@ -9,7 +9,8 @@
 # final design (FaceConfig options on small_warp; checkpoints/README.md says what each does and what it measured)
 # with the CPU objective from step 0 in one run of 1,600 steps, then fits the landmark head on the frozen encoder's
 # codes; then motion latents, 3,000 stage-2 steps and the export (session 12, with FaceConfig.static_flow: 2 h 06 min
-# on the 2-core CPU, held-out self-reenactment 29.2 dB). TUNE_STEPS (default 0) adds a fine-tune of
+# on the 2-core CPU, held-out self-reenactment 29.2 dB; stage 2 re-run in session 13 with MotionConfig.condition_norm,
+# now in the small preset: held-out lip sync av_corr 0.65, gaze error 4.4 deg). TUNE_STEPS (default 0) adds a fine-tune of
 # everything after the fit (unmeasured). PRESET=curriculum replays the ten warm-started runs the previous demo
 # (December 3) grew from over four sessions of design work: ~3,500 stage-1 steps, the same renderer within 0.1 dB
 # (checkpoints/README.md, "One run instead of ten"). Every stage resumes where it stopped when run again (orbax

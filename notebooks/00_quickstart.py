@@ -99,7 +99,7 @@ nb.show_video(path)
 # **What you see.** The astronaut's own photo moving her head with the speech (nods, turns, sway), her lips
 # parting over her teeth and closing again with the syllables. The inside of the mouth stays pale (teeth over
 # stretched lip texture, no dark cavity), she does not blink, and the face is softer than the photo — a model
-# trained for about two hours on a 2-core CPU (`checkpoints/README.md` measures it: held-out lip sync 0.59 where
+# trained for about two hours on a 2-core CPU (`checkpoints/README.md` measures it: held-out lip sync 0.65 where
 # real clips score 0.70). Under `VASAJAX_SMOKE=1`, the test suite's tiny random model, the video is a flickering noise
 # texture instead of a face.
 #
