@@ -11,6 +11,7 @@ from test_clips import make_motion
 from vasajax.data import clips, loader
 from vasajax.errors import UserError
 from vasajax.motion import diffusion
+from vasajax.motion.dit import MotionConfig
 from vasajax.train import common
 from vasajax.train import motion as tm
 
@@ -98,7 +99,7 @@ def test_ema_update_math(one_step):
 
 def test_model_batch_from_loader(motion_dir):
     tmp_path = motion_dir
-    mcfg = tm.MotionConfig.tiny(audio_dim=16)
+    mcfg = MotionConfig.tiny(audio_dim=16)
     wcfg = loader.WindowsConfig(window=mcfg.window, context=mcfg.context)
     raw = next(iter(loader.motion_windows(tmp_path, loader.LoaderConfig.tiny(), wcfg)))
     b = tm.model_batch(raw, mcfg)
@@ -109,7 +110,7 @@ def test_model_batch_from_loader(motion_dir):
     assert b["distance"].shape == (2, 1) and b["emotion"].shape == (2, 52)
     assert tm.data_dims(tmp_path)[:2] == (14, 16)
     with pytest.raises(UserError, match="motion dim"):
-        tm.model_batch(raw, tm.MotionConfig.tiny())
+        tm.model_batch(raw, MotionConfig.tiny())
 
 
 def test_eval_metrics_helpers():

@@ -7,7 +7,9 @@ or a motion-shard manifest stores is :func:`to_dict` of one; :func:`from_dict` r
   JSON), tuples become lists, numpy scalars Python numbers — exactly what ``json.loads(json.dumps(...))`` gives
   back, so a stored config compares equal to a fresh one;
 - ``from_dict``: each field is rebuilt by its annotated type — a nested config from its dict, a tuple from a list
-  (element-wise, so tuples of tuples survive) — fields the dict lacks keep their defaults (configs written before
+  (element-wise, so tuples of tuples survive; a class may name the config class of a field by the dict's other
+  values, ``config_types(d)``, as a motion run's model config depends on its generator) — fields the dict lacks keep
+  their defaults (configs written before
   a field existed still load), and a field this version does not know, or a value the dataclass rejects, is a
   one-line :class:`~vasajax.errors.UserError` that names where it came from (``what``).
 """
@@ -71,6 +73,8 @@ def from_dict(cls: type[T], d: Mapping[str, Any], *, what: str | None = None) ->
     if not isinstance(d, Mapping):
         raise UserError(f"{what}: expected an object of {cls.__name__} fields, got {type(d).__name__}")
     types_ = _field_types(cls)
+    if hasattr(cls, "config_types"):  # fields whose config class depends on the data (e.g. a run's generator)
+        types_ = {**types_, **cls.config_types(d)}
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(d) - set(names))
     if unknown:

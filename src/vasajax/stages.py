@@ -15,6 +15,8 @@ by the portrait's own pose); a renderer and a generator fit together when their 
 
 Entries are registered by name (``RENDERERS``, ``MOTION_GENERATORS``, ``AUDIO_ENCODERS``), each as a class with
 ``load(directory, manifest)``, or as a lazy ``"module:attr"`` string so that listing them imports nothing heavy.
+Motion generators that ``vasajax train-motion`` can train have a second entry in ``MOTION_TRAINING``
+(``MotionTraining``: configs, build, batch, loss, sampling; ``train-motion --generator NAME``).
 An export's ``manifest.json`` names its stages (``{"stages": {"renderer": "vasa", ...}}``; absent: VASA-1's).
 Adding a model touches its own files and one line here (or one ``register`` call in user code: see
 ``tests/test_stages.py``, which animates with a renderer defined in the test).
@@ -116,6 +118,51 @@ class Renderer(Protocol):
         ...
 
 
+class MotionTraining(Protocol):
+    """What ``vasajax train-motion`` needs of a trainable motion generator (``vasajax.motion.training`` is VASA-1's
+    DiT; ``vasajax.zoo.joyvasa.training`` JoyVASA's). The loop (mesh, sharded state, checkpoints, EMA, plots,
+    evaluation) is ``vasajax.train.motion``'s; the entry's functions are static, the model an ``nnx.Module``."""
+
+    name: str
+    model_config: type
+    """Dataclass of the model's sizes (JSON in the run's ``config.json``, ``vasajax.config_io``)."""
+    diffusion_config: type
+    """Dataclass of its schedule, loss and sampler settings."""
+    batch_keys: tuple[str, ...]
+
+    def presets(self, name: str) -> tuple[Any, Any]:
+        """``(model config, diffusion config)`` of preset ``tiny``, ``small`` or ``paper``."""
+        ...
+
+    def with_data_dims(self, cfg: Any, motion_dim: int, audio_dim: int) -> Any: ...
+    def with_dtype(self, cfg: Any, dtype: str) -> Any: ...
+    def windows(self, cfg: Any) -> tuple[int, int]:
+        """``(W, K)``: the loader cuts W + K frames, the first K the context."""
+        ...
+
+    def build(self, cfg: Any, seed: int) -> Any: ...
+    def split(self, model: Any) -> tuple[Any, Any, Any]:
+        """``(graphdef, params, rest)``: the optimiser trains ``params``; ``rest`` (statistics) travels along."""
+        ...
+
+    def set_stats(self, model: Any, stats: Mapping[str, np.ndarray]) -> None:
+        """Statistics of the training data (``train.motion.norm_stats``: motion, audio, gaze, distance)."""
+        ...
+
+    def motion_stats(self, model: Any) -> tuple[np.ndarray, np.ndarray]: ...
+    def batch(self, loader_batch: Mapping[str, np.ndarray], cfg: Any) -> dict[str, np.ndarray]:
+        """A ``loader.motion_windows`` batch → the arrays ``loss`` reads (keys ``batch_keys``)."""
+        ...
+
+    def loss(self, params, batch, key, *, graphdef, rest, diffusion_cfg) -> tuple[Any, dict[str, Any]]:
+        """Pure and jittable: ``(scalar loss, metrics)``."""
+        ...
+
+    def generate(self, model, audio_TxA, diffusion_cfg, *, gaze, distance, emotion, seed: int) -> np.ndarray:
+        """Motion ``T×M`` for one clip's audio feature rows (plots and evaluation)."""
+        ...
+
+
 class Registry:
     """Name → entry class for one kind of stage; entries may be lazy ``"module:attr"`` strings."""
 
@@ -174,6 +221,12 @@ AUDIO_ENCODERS = Registry(
         "wav2vec2": "vasajax.motion.stage:Wav2Vec2Encoder",
         "joyvasa-hubert": "vasajax.zoo.joyvasa.stage:JoyVASAAudioEncoder",
     },
+)
+
+
+MOTION_TRAINING = Registry(
+    "trainable motion generator",
+    {"vasa": "vasajax.motion.training:VasaMotionTraining", "joyvasa": "vasajax.zoo.joyvasa.training:JoyVASATraining"},
 )
 
 

@@ -56,6 +56,8 @@ from flax import nnx
 from vasajax.errors import UserError
 
 CONDITION_NAMES = ("audio", "context", "gaze", "distance", "emotion")
+CONDITION_CLIP = 3.0
+"""With ``MotionConfig.condition_norm``: standardised gaze/distance are clipped to ± this many standard deviations."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -333,11 +335,15 @@ class MotionDiT(nnx.Module):
         return (audio_BxTxA - self.audio_mean.value) / self.audio_std.value
 
     def normalize_conditions(self, gaze_Bx2, distance_Bx1):
-        """Gaze and distance as the embeddings see them (standardised with ``condition_norm``, else raw)."""
+        """Gaze and distance as the embeddings see them: with ``condition_norm`` standardised and clipped to
+        ±``CONDITION_CLIP`` standard deviations (a request beyond what the data shows acts as the data's edge, not
+        as an input the model never saw: SynthTalk's head distance varies by ~1 %, so "25 % farther" would be ~25σ);
+        without it raw."""
         if not self.cfg.condition_norm:
             return gaze_Bx2, distance_Bx1
         gaze = (gaze_Bx2 - self.gaze_mean.value) / self.gaze_std.value
-        return gaze, (distance_Bx1 - self.distance_mean.value) / self.distance_std.value
+        distance = (distance_Bx1 - self.distance_mean.value) / self.distance_std.value
+        return jnp.clip(gaze, -CONDITION_CLIP, CONDITION_CLIP), jnp.clip(distance, -CONDITION_CLIP, CONDITION_CLIP)
 
     # -- forward -------------------------------------------------------------------------------------------
     def __call__(self, x_t_BxWxM: jax.Array, t_B: jax.Array, cond: Conditions) -> jax.Array:

@@ -50,15 +50,15 @@ from flax import nnx
 from vasajax import config_io
 from vasajax.data import clips, loader
 from vasajax.errors import UserError
-from vasajax.motion import diffusion, generate
-from vasajax.motion.diffusion import DiffusionConfig
-from vasajax.motion.dit import MotionConfig, MotionDiT, NormStats, compute_norm_stats
+from vasajax.motion.dit import compute_norm_stats
+from vasajax.motion.training import VasaMotionTraining
+from vasajax.stages import MOTION_TRAINING
 from vasajax.train import common
 
 log = logging.getLogger("vasajax.train.motion")
 
-BATCH_KEYS = ("motion", "audio", "gaze", "distance", "emotion")
-"""Arrays of a DiT training batch (``model_batch``)."""
+BATCH_KEYS = VasaMotionTraining.batch_keys
+"""Arrays of the VASA DiT's training batch (``model_batch``; other entries name their own ``batch_keys``)."""
 EXIT_STOPPED = 75
 """Exit status of ``train-motion`` when the run stopped early (signal or ``--stop-after``); run it again."""
 
@@ -70,10 +70,11 @@ EXIT_STOPPED = 75
 class MotionTrainConfig:
     """Everything that defines a stage-2 run; saved as ``config.json`` and checked when a run resumes."""
 
-    model: MotionConfig
-    """The DiT (``motion_dim``/``audio_dim`` are set from the data by ``with_data_dims``)."""
-    diffusion: DiffusionConfig
-    """Noise schedule, condition dropouts, and the sampler used for plots and evaluation."""
+    model: Any
+    """The generator's config (the entry's ``model_config``; ``motion_dim``/``audio_dim`` are set from the data by
+    ``with_data_dims``)."""
+    diffusion: Any
+    """Its noise schedule, loss settings and the sampler used for plots and evaluation (``diffusion_config``)."""
     optim: common.OptimConfig
     """AdamW, warm-up + cosine, clipping, accumulation, EMA decay."""
     run: common.RunConfig
@@ -81,23 +82,29 @@ class MotionTrainConfig:
     stride: int | None = None
     """Window starts every ``stride`` frames of a record (None: W), jittered (``loader.WindowsConfig``)."""
     norm_stats_records: int = 2000
-    """Records read (evenly spaced) to measure the motion/audio normalisation statistics."""
+    """Records read (evenly spaced) to measure the motion/audio/condition normalisation statistics."""
+    generator: str = "vasa"
+    """The trainable motion generator (``vasajax.stages.MOTION_TRAINING``): ``model``/``diffusion`` are its configs."""
 
     @property
-    def model_cfg(self) -> MotionConfig:
-        """The DiT config with the run's compute dtype."""
-        return dataclasses.replace(self.model, dtype=common.compute_dtype(self.run.precision))
+    def entry(self):
+        """The generator's ``MotionTraining`` entry."""
+        return MOTION_TRAINING.get(self.generator)
+
+    @property
+    def model_cfg(self) -> Any:
+        """The model config with the run's compute dtype."""
+        return self.entry.with_dtype(self.model, common.compute_dtype(self.run.precision))
 
     @property
     def windows(self) -> loader.WindowsConfig:
-        """The loader's window config: W + K frames of the DiT."""
-        return loader.WindowsConfig(window=self.model.window, context=self.model.context, stride=self.stride)
+        """The loader's window config: W + K frames of the model."""
+        W, K = self.entry.windows(self.model)
+        return loader.WindowsConfig(window=W, context=K, stride=self.stride)
 
     def with_data_dims(self, motion_dim: int, audio_dim: int) -> MotionTrainConfig:
-        """The same run with the DiT sized for the data."""
-        return dataclasses.replace(
-            self, model=dataclasses.replace(self.model, motion_dim=motion_dim, audio_dim=audio_dim)
-        )
+        """The same run with the model sized for the data."""
+        return dataclasses.replace(self, model=self.entry.with_data_dims(self.model, motion_dim, audio_dim))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested dict (what ``config.json`` holds)."""
@@ -108,44 +115,55 @@ class MotionTrainConfig:
         """Inverse of ``to_dict``."""
         return config_io.from_dict(cls, d)
 
-    # Presets: tiny and small add the velocity (frame-difference) term with weight 1 to eq. 1. Measured on
-    # SynthTalk (tiny, 3000 steps, 24 held-out clips): ΔP of generated motion 0.37° → 0.28° (truth 0.21°)
-    # and mouth-opening correlation 0.84 → 0.87. ``paper`` keeps VASA-1's plain x0 loss.
+    @staticmethod
+    def config_types(d: Mapping[str, Any]) -> dict[str, type]:
+        """``model``/``diffusion`` are the configs of the entry ``generator`` names (absent: VASA-1's)."""
+        entry = MOTION_TRAINING.get(str(d.get("generator", "vasa")))
+        return {"model": entry.model_config, "diffusion": entry.diffusion_config}
+
+    # Presets: the model and diffusion configs are the entry's (``presets``; VASA-1's: the velocity term with
+    # weight 1 in tiny and small, the plain x0 loss in paper); the optimiser and run settings are the loop's.
 
     @classmethod
-    def tiny(cls, **run_overrides) -> MotionTrainConfig:
-        """Tests and CPU minutes: the tiny DiT (2 layers, width 64, W = 16, K = 4), batch 16."""
+    def tiny(cls, generator: str = "vasa", **run_overrides) -> MotionTrainConfig:
+        """Tests and CPU minutes: the entry's tiny model (VASA: 2 layers, width 64, W = 16, K = 4), batch 16."""
         run = dict(steps=1000, batch_size=16, log_every=10, ckpt_every=250, sample_every=250, keep_checkpoints=2)
+        model, diff = MOTION_TRAINING.get(generator).presets("tiny")
         return cls(
-            model=MotionConfig.tiny(),
-            diffusion=DiffusionConfig.tiny(velocity_weight=1.0),
+            model=model,
+            diffusion=diff,
             optim=common.OptimConfig(lr=1e-3, lr_end=1e-5, warmup_steps=50, b1=0.9, ema_decay=0.99),
             run=common.RunConfig(**{**run, **run_overrides}),
             stride=4,
+            generator=generator,
         )
 
     @classmethod
-    def small(cls, **run_overrides) -> MotionTrainConfig:
-        """The demo DiT (6 layers, width 256, W = 50, K = 10), batch 32."""
+    def small(cls, generator: str = "vasa", **run_overrides) -> MotionTrainConfig:
+        """The demo's size (VASA: 6 layers, width 256, W = 50, K = 10), batch 32."""
         run = dict(steps=50_000, batch_size=32, log_every=50, ckpt_every=2000, sample_every=2000)
+        model, diff = MOTION_TRAINING.get(generator).presets("small")
         return cls(
-            model=MotionConfig.small(),
-            diffusion=DiffusionConfig.small(velocity_weight=1.0),
+            model=model,
+            diffusion=diff,
             optim=common.OptimConfig(lr=2e-4, lr_end=1e-6, warmup_steps=1000, b1=0.9, ema_decay=0.999),
             run=common.RunConfig(**{**run, **run_overrides}),
             stride=20,
+            generator=generator,
         )
 
     @classmethod
-    def paper(cls, **run_overrides) -> MotionTrainConfig:
-        """VASA-1 §4's DiT (8 layers, width 512, 8 heads), 50 sampling steps; batch 128, bf16 (our choices)."""
+    def paper(cls, generator: str = "vasa", **run_overrides) -> MotionTrainConfig:
+        """The paper's size (VASA-1 §4: 8 layers, width 512, 8 heads, 50 sampling steps); batch 128, bf16."""
         run = dict(steps=300_000, batch_size=128, precision="bfloat16", log_every=100, ckpt_every=5000)
+        model, diff = MOTION_TRAINING.get(generator).presets("paper")
         return cls(
-            model=MotionConfig.paper(),
-            diffusion=DiffusionConfig.paper(),
+            model=model,
+            diffusion=diff,
             optim=common.OptimConfig(lr=1e-4, lr_end=1e-6, warmup_steps=2000, b1=0.9, ema_decay=0.9999),
             run=common.RunConfig(**{**run, "sample_every": 5000, **run_overrides}),
             stride=20,
+            generator=generator,
         )
 
 
@@ -159,28 +177,10 @@ PRESETS: dict[str, Callable[..., MotionTrainConfig]] = {
 # ----------------------------------------------------------------------------------------------- data
 
 
-def model_batch(b: Mapping[str, np.ndarray], cfg: MotionConfig) -> dict[str, np.ndarray]:
-    """A ``loader.motion_windows`` batch → the DiT's training batch (``diffusion.batch_conditions`` format).
-
-    ``audio``: the R feature rows of each video frame concatenated (B×L×R·F); ``gaze``/``distance``: the
-    window's main gaze and mean head distance (over its W frames, not the context); ``emotion``: the clip's.
-    """
-    motion = np.asarray(b["motion_LxM"], np.float32)
-    B, L, M = motion.shape
-    audio = np.asarray(b["audio_feat_LRxF"], np.float32).reshape(B, L, -1)
-    if M != cfg.motion_dim or audio.shape[-1] != cfg.audio_dim:
-        raise UserError(
-            f"data has motion dim {M} and audio dim {audio.shape[-1]} per frame, the DiT expects "
-            f"{cfg.motion_dim} and {cfg.audio_dim}; use this run's data or start a new run folder"
-        )
-    K = cfg.context
-    return {
-        "motion": motion,
-        "audio": audio,
-        "gaze": np.asarray(b["gaze_Lx2"], np.float32)[:, K:].mean(1),
-        "distance": np.asarray(b["distance_L"], np.float32)[:, K:].mean(1, keepdims=True),
-        "emotion": np.asarray(b["emotion_52"], np.float32),
-    }
+def model_batch(b: Mapping[str, np.ndarray], cfg: Any) -> dict[str, np.ndarray]:
+    """A ``loader.motion_windows`` batch → the VASA DiT's training batch (``VasaMotionTraining.batch``; a run uses
+    its entry's ``batch``)."""
+    return VasaMotionTraining.batch(b, cfg)
 
 
 def data_dims(path: str | Path) -> tuple[int, int, list[str] | None]:
@@ -210,7 +210,7 @@ def norm_stats(path: str | Path, max_records: int = 2000) -> dict[str, np.ndarra
         gaze.append(enc.array("gaze_Tx2"))
         distance.append(enc.array("distance_T"))
     cat = np.concatenate
-    stats = compute_norm_stats(cat(motion), cat(audio), cat(gaze), cat(distance))
+    stats = compute_norm_stats(cat(motion), cat(audio), cat(gaze), cat(distance))  # every entry gets the same
     return {k: np.asarray(v) for k, v in stats.items()}
 
 
@@ -225,10 +225,11 @@ def optimizer(cfg: MotionTrainConfig) -> optax.GradientTransformation:
 def init_state(cfg: MotionTrainConfig, stats: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A fresh train state: ``params`` (nnx.Param), ``rest`` (normalisation statistics), ``ema``, ``opt``,
     ``step``. ``stats`` from ``norm_stats`` (None: identity). Jit it with out_shardings (``init_sharded``)."""
-    model = MotionDiT(cfg.model_cfg, rngs=nnx.Rngs(cfg.run.seed))
+    entry = cfg.entry
+    model = entry.build(cfg.model_cfg, cfg.run.seed)
     if stats is not None:
-        model.set_norm_stats(stats)
-    _, params, rest = nnx.split(model, nnx.Param, NormStats)
+        entry.set_stats(model, stats)
+    _, params, rest = entry.split(model)
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "rest": rest, "opt": optimizer(cfg).init(params)}
     if cfg.optim.ema_decay is not None:
         state["ema"] = jax.tree.map(jnp.copy, params)
@@ -236,9 +237,9 @@ def init_state(cfg: MotionTrainConfig, stats: Mapping[str, Any] | None = None) -
 
 
 def graphdef_of(cfg: MotionTrainConfig) -> nnx.GraphDef:
-    """The DiT's graph (structure only; no parameter memory)."""
-    model = nnx.eval_shape(lambda: MotionDiT(cfg.model_cfg, rngs=nnx.Rngs(0)))
-    return nnx.split(model, nnx.Param, NormStats)[0]
+    """The model's graph (structure only; no parameter memory)."""
+    entry = cfg.entry
+    return entry.split(nnx.eval_shape(lambda: entry.build(cfg.model_cfg, 0)))[0]
 
 
 def train_step(
@@ -249,9 +250,10 @@ def train_step(
     cfg: MotionTrainConfig,
     tx: optax.GradientTransformation,
 ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
-    """One optimiser step of eq. 1 with condition dropout (pure; ``jit_train_step`` binds and jits it)."""
+    """One optimiser step of the entry's loss (VASA: eq. 1 with condition dropout); pure, ``jit_train_step`` binds
+    and jits it."""
     key = common.step_key(cfg.run.seed, state["step"])
-    loss = functools.partial(diffusion.loss_fn, graphdef=graphdef, rest=state["rest"], dcfg=cfg.diffusion)
+    loss = functools.partial(cfg.entry.loss, graphdef=graphdef, rest=state["rest"], diffusion_cfg=cfg.diffusion)
     grad_fn = jax.value_and_grad(loss, has_aux=True)
     (_, metrics), grads = common.accumulate(grad_fn, state["params"], dict(batch), key, cfg.optim.accum_steps)
     updates, opt = tx.update(grads, state["opt"], state["params"])
@@ -270,7 +272,7 @@ def jit_train_step(cfg: MotionTrainConfig, graphdef: nnx.GraphDef, mesh=None, st
     bat = common.batch_sharding(mesh)
     return jax.jit(
         fn,
-        in_shardings=(state_shardings, {k: bat for k in BATCH_KEYS}),
+        in_shardings=(state_shardings, {k: bat for k in cfg.entry.batch_keys}),
         out_shardings=(state_shardings, common.replicated(mesh)),
         donate_argnums=0,
     )
@@ -289,8 +291,8 @@ def compiled(cfg: MotionTrainConfig, mesh) -> tuple[nnx.GraphDef, Any, Any, Call
     return graphdef, abstract, shardings, init, jit_train_step(cfg, graphdef, mesh, shardings)
 
 
-def sampling_model(cfg: MotionTrainConfig, state: Mapping[str, Any], use_ema: bool = True) -> MotionDiT:
-    """The DiT with the EMA (or raw) weights and the run's normalisation statistics (host state)."""
+def sampling_model(cfg: MotionTrainConfig, state: Mapping[str, Any], use_ema: bool = True) -> nnx.Module:
+    """The model with the EMA (or raw) weights and the run's normalisation statistics (host state)."""
     params = state["ema"] if use_ema and "ema" in state else state["params"]
     return nnx.merge(graphdef_of(cfg), params, state["rest"])
 
@@ -323,21 +325,22 @@ def _record_conditions(rec: clips.MotionRecord):
     return rec.gaze_Tx2.mean(0), float(rec.distance_T.mean()), rec.emotion_52
 
 
-def generate_for_record(model: MotionDiT, rec: clips.MotionRecord, dcfg: DiffusionConfig, seed: int = 0):
-    """Motion T×M sampled (sliding windows, CFG) from one record's audio and conditions."""
+def generate_for_record(model, rec: clips.MotionRecord, dcfg: Any, seed: int = 0, entry=VasaMotionTraining):
+    """Motion T×M sampled by ``entry`` (VASA: sliding windows, CFG) from one record's audio and conditions."""
     T = rec.num_frames
     audio_TxA = rec.audio_feat_UxF.reshape(T, -1)
     gaze, dist, emo = _record_conditions(rec)
-    return generate.generate_motion(model, audio_TxA, dcfg, gaze=gaze, distance=dist, emotion=emo, seed=seed)[0]
+    return entry.generate(model, audio_TxA, dcfg, gaze=gaze, distance=dist, emotion=emo, seed=seed)
 
 
 def evaluate(
-    model: MotionDiT,
+    model: nnx.Module,
     path: str | Path,
-    dcfg: DiffusionConfig,
+    dcfg: Any,
     *,
     max_records: int = 16,
     seed: int = 0,
+    entry=VasaMotionTraining,
 ) -> dict[str, float]:
     """Generate from held-out records' audio; compare with their true motion.
 
@@ -345,7 +348,8 @@ def evaluate(
     has a named mouth dimension), ``mouth_corr_clip`` (mean per-clip r), ``delta_p_gen`` / ``delta_p_true``
     (degrees), ``pose_mae_deg``, and ``motion_mse`` (mean squared error in normalised units; sampled motion
     is not the mean, so it sits above ``motion_mse_mean``, the score of always predicting the data mean).
-    Conditions come from each record: its mean gaze and head distance, its emotion offset.
+    Conditions come from each record: its mean gaze and head distance, its emotion offset. ``entry``: the model's
+    ``MotionTraining`` entry (a run's ``cfg.entry``).
     """
     src = loader.RecordSource(path)
     names = src.manifest.get("motion_names")
@@ -353,13 +357,13 @@ def evaluate(
     gen, true, per_clip = [], [], []
     for i in range(min(len(src), max_records)):
         rec = src.record(i)
-        g = generate_for_record(model, rec, dcfg, seed=seed + i)
+        g = generate_for_record(model, rec, dcfg, seed=seed + i, entry=entry)
         gen.append(g)
         true.append(rec.motion_TxM)
         if mi is not None:
             per_clip.append(pearson(g[:, mi], rec.motion_TxM[:, mi]))
     G, X = np.concatenate(gen), np.concatenate(true)
-    mean, std = np.asarray(model.motion_mean.value), np.asarray(model.motion_std.value)
+    mean, std = entry.motion_stats(model)
     out = {
         "records": float(len(gen)),
         "delta_p_gen": float(np.mean([delta_p_deg(g) for g in gen])),
@@ -375,19 +379,20 @@ def evaluate(
 
 
 def plot_motion(
-    model: MotionDiT,
+    model: nnx.Module,
     rec: clips.MotionRecord,
-    dcfg: DiffusionConfig,
+    dcfg: Any,
     path: str | Path,
     *,
     names: list[str] | None = None,
     title: str = "",
     seed: int = 0,
+    entry=VasaMotionTraining,
 ) -> Path:
     """PNG of generated vs true motion for one record: pose angles (degrees) and up to 3 dynamics dims."""
     from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
-    gen = generate_for_record(model, rec, dcfg, seed=seed)
+    gen = generate_for_record(model, rec, dcfg, seed=seed, entry=entry)
     true = rec.motion_TxM
     names = names or [f"m{i}" for i in range(true.shape[1])]
     mi = mouth_index(names)
@@ -425,7 +430,7 @@ def _write_plot(workdir: Path, step: int, cfg: MotionTrainConfig, state, rec, na
     if common.is_main_process():
         model = sampling_model(cfg, host)
         plot_motion(model, rec, cfg.diffusion, workdir / "plots" / f"motion_{step:07d}.png", names=names,
-                    title=f"step {step}: {rec.source}")  # fmt: skip
+                    title=f"step {step}: {rec.source}", entry=cfg.entry)  # fmt: skip
 
 
 def train(
@@ -456,7 +461,7 @@ def train(
     local_bs = common.local_batch_size(cfg.run.batch_size, mesh, cfg.optim.accum_steps)
     ckpt = common.Checkpointer(
         workdir, cfg.to_dict(), keep=cfg.run.keep_checkpoints, every=cfg.run.ckpt_every,
-        async_save=cfg.run.async_checkpoints,
+        async_save=cfg.run.async_checkpoints, upgrade=_upgrade_config,
     )  # fmt: skip
     _, abstract, shardings, init_fn, step_fn = compiled(cfg, mesh)
     start, data_state = ckpt.latest_step or 0, None
@@ -482,7 +487,7 @@ def train(
             if stop.should_stop():
                 stopped = True
                 break
-            batch = common.global_batch(model_batch(next(it), cfg.model), mesh, BATCH_KEYS)
+            batch = common.global_batch(cfg.entry.batch(next(it), cfg.model), mesh, cfg.entry.batch_keys)
             state, metrics = step_fn(state, batch)
             step += 1
             if step == start + 1:
@@ -507,7 +512,8 @@ def train(
     if eval_data is not None and not stopped:
         host = common.to_host({k: state[k] for k in ("params", "rest", "ema") if k in state})
         if common.is_main_process():
-            result["eval"] = evaluate(sampling_model(cfg, host), eval_data, cfg.diffusion, seed=cfg.run.seed)
+            model = sampling_model(cfg, host)
+            result["eval"] = evaluate(model, eval_data, cfg.diffusion, seed=cfg.run.seed, entry=cfg.entry)
             (workdir / "eval.json").write_text(json.dumps({"step": step, **result["eval"]}, indent=1) + "\n")
     if stopped and common.is_main_process():
         log.warning("stopped at step %d of %d; run the same command again to resume", step, cfg.run.steps)
@@ -515,6 +521,11 @@ def train(
 
 
 # ----------------------------------------------------------------------------------------------- loading
+
+
+def _upgrade_config(d: dict) -> dict:
+    """A stored config with the fields added since (``generator``, ``condition_norm``) at their old meaning."""
+    return MotionTrainConfig.from_dict(d).to_dict()
 
 
 def load_config(workdir: str | Path) -> MotionTrainConfig:
@@ -525,10 +536,10 @@ def load_config(workdir: str | Path) -> MotionTrainConfig:
     return MotionTrainConfig.from_dict(json.loads(path.read_text()))
 
 
-def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> MotionDiT:
-    """The DiT of a run's checkpoint (latest by default; EMA weights when kept), on the default device."""
+def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> nnx.Module:
+    """The model of a run's checkpoint (latest by default; EMA weights when kept), on the default device."""
     cfg = load_config(workdir)
-    ckpt = common.Checkpointer(workdir, cfg.to_dict(), async_save=False)
+    ckpt = common.Checkpointer(workdir, cfg.to_dict(), async_save=False, upgrade=_upgrade_config)
     try:
         if ckpt.latest_step is None:
             raise UserError(f"{workdir} has no checkpoint yet")
@@ -546,11 +557,13 @@ def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None
 def build_config(args: argparse.Namespace) -> MotionTrainConfig:
     """The run config of parsed ``train-motion`` options (preset + overrides), sized for ``args.data``."""
     run = common.run_overrides(args)
-    cfg = PRESETS[args.config](**run)
+    cfg = PRESETS[args.config](args.generator, **run)
     opts = (("lr", args.lr), ("accum_steps", args.accum), ("warmup_steps", args.warmup))
     optim = {k: v for k, v in opts if v is not None}
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
     if args.velocity_weight is not None:
+        if not hasattr(cfg.diffusion, "velocity_weight"):
+            raise UserError(f"--velocity-weight: the {cfg.generator} generator has no velocity term")
         cfg = dataclasses.replace(
             cfg, diffusion=dataclasses.replace(cfg.diffusion, velocity_weight=args.velocity_weight)
         )
@@ -561,6 +574,8 @@ def build_config(args: argparse.Namespace) -> MotionTrainConfig:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vasajax train-motion", description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=sorted(PRESETS), default="tiny", help="model/run preset")
+    p.add_argument("--generator", default="vasa", choices=MOTION_TRAINING.names(),
+                   help="motion generator to train (vasajax.stages.MOTION_TRAINING; default: VASA-1's)")  # fmt: skip
     p.add_argument("--data", help="motion shards from `vasajax encode-dataset` (folder)")
     p.add_argument("--workdir", required=True, help="run folder (created; resumed if it holds checkpoints)")
     p.add_argument("--eval-data", help="held-out motion shards: motion plots and a final evaluation")
@@ -599,7 +614,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.evaluate:
         cfg = load_config(args.workdir)
-        out = evaluate(load_model(args.workdir), args.evaluate, cfg.diffusion, max_records=args.eval_records)
+        model = load_model(args.workdir)
+        out = evaluate(model, args.evaluate, cfg.diffusion, max_records=args.eval_records, entry=cfg.entry)
         print(json.dumps(out))
         return 0
     if not args.data:
