@@ -226,14 +226,17 @@ Markdown(markdown_table(rows, first="setting"))
 
 # %% [markdown]
 # How far each control moves the motion (left), and the generated yaw over time for the gaze and CFG settings
-# (right). *With the demo model* (these observations are the session-9 checkpoint's; the session-12 one, shipped
-# since, has not been re-read here): gaze moves the generated motion and the yaw (left/right in the expected order)
-# but not the eyes — the measured gaze stays where it was, so $\mathcal{E}_g$ grows with the requested angle;
-# emotion moves the motion as much as gaze does; distance not at all (SynthTalk barely varies it, so the DiT
-# learned to ignore it); turning off guidance (λ = 0) moves it most and shrinks the yaw. The tracked columns of the
-# table come from MediaPipe on the rendered frames: the mouth follows the speech under every setting (av_corr
-# about 0.2 at the default lag on this 2-s clip, 0.41–0.50 at the best lag; real SynthTalk clips score about
-# 0.7). Read the table like VASA-1's: $\mathcal{E}_g$ should fall as
+# (right). *With the demo model* (the session-13 checkpoint, this notebook's default run): gaze left and right move
+# the measured gaze the requested way — θ from −2.4° at the default to −11.2° and +6.0° for ∓20° — by a third to a
+# half of the request and partly by turning the head; "up" barely moves it. Requests are standardised by the
+# training labels' spread and clipped at ±3σ (SynthTalk's eyes move within ±14°), so a larger angle asks for no
+# more than the data's edge. (Before the conditions were standardised the DiT ignored gaze altogether:
+# `checkpoints/README.md`, "The gaze control that did nothing".) Emotion moves the motion about half as far as gaze;
+# distance moves the motion but hardly the measured distance (SynthTalk varies it by ~1 %), and the "farther" clip
+# loses its lip sync at the default lag; turning off guidance (λ = 0) sends the gaze 8° away from the camera. The
+# tracked columns of the table come from MediaPipe on the rendered frames: the mouth follows the speech under the
+# other settings (av_corr 0.22–0.44 at the default lag on this 2-s clip, 0.44–0.59 at the best lag; real SynthTalk
+# clips score about 0.7). Read the table like VASA-1's: $\mathcal{E}_g$ should fall as
 # $\lambda_g$ grows, the measured gaze should follow left/right/up, the measured distance should shrink for
 # "farther", and $\lambda_A$ should raise lip sync and ΔP (the paper: λ_A = 0.5
 # improves Sync-C from 7.13 to 7.96 and ΔP from 0.290 to 0.316; larger λ_A exaggerates the mouth and adds jitter).

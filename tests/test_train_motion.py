@@ -149,3 +149,63 @@ def test_cli_two_steps_checkpoint_resume_plot_eval(motion_dir, tmp_path, capsys)
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(ma.motion_std.value, mb.motion_std.value)
     assert not np.allclose(ma.motion_std.value, 1.0)  # statistics measured on the data
+
+
+def test_joyvasa_trains_in_the_same_loop(motion_dir, tmp_path, capsys):
+    """``--generator joyvasa``: JoyVASA's DiT through the same loop — config, checkpoints with exact resume,
+    plots and evaluation — with its own objective and sampler (``zoo.joyvasa.training``)."""
+    base = [*BASE, "--generator", "joyvasa", "--data", str(motion_dir)]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert tm.cli_main([*base, "--workdir", str(b), "--stop-after", "1"]) == tm.EXIT_STOPPED
+    cfg = tm.load_config(b)
+    assert cfg.generator == "joyvasa" and type(cfg.model).__name__ == "JoyVASAConfig"
+    assert (cfg.model.motion_dim, cfg.model.audio_dim, cfg.model.pe_form) == (14, 16, "prefix")
+    assert tm.cli_main([*base, "--workdir", str(b), "--eval-data", str(motion_dir)]) == 0
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["eval"]
+    assert np.isfinite(ev["motion_mse"]) and ev["records"] == 4 and -1 <= ev["mouth_corr"] <= 1
+    assert (b / "plots" / "motion_0000002.png").stat().st_size > 1000
+    rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss_x0"]) for r in rows)
+    assert tm.cli_main([*base, "--workdir", str(a)]) == 0
+    ma, mb = tm.load_model(a, ema=False), tm.load_model(b, ema=False)
+    for x, y in zip(jax.tree.leaves(nnx.state(ma, nnx.Param)), jax.tree.leaves(nnx.state(mb, nnx.Param))):
+        np.testing.assert_array_equal(x, y)
+    assert not np.allclose(mb.motion_std.value, 1.0)  # statistics measured on the data
+    vel = tm.build_config(tm.parser().parse_args([*base, "--workdir", "x", "--velocity-weight", "0.5"]))
+    assert vel.diffusion.velocity_weight == 0.5 and vel.diffusion.p_null_audio == 0.1
+
+
+def test_joyvasa_objective_lowers_its_loss():
+    """A few Adam steps of the JoyVASA entry's loss on one fixed batch (the objective is trainable end to end)."""
+    import optax
+
+    from vasajax.stages import MOTION_TRAINING
+
+    entry = MOTION_TRAINING.get("joyvasa")
+    mcfg, settings = entry.presets("tiny")
+    mcfg = entry.with_data_dims(mcfg, 14, 16)
+    model = entry.build(mcfg, 0)
+    rng = np.random.default_rng(0)
+    L = mcfg.window + mcfg.context
+    t = np.linspace(0, 2 * np.pi, L)[None, :, None]
+    motion = np.sin(t * rng.uniform(0.5, 2, (8, 1, 14))).astype(np.float32)
+    audio = rng.standard_normal((8, L, 16)).astype(np.float32)
+    entry.set_stats(model, {"motion_mean": motion.mean((0, 1)), "motion_std": motion.std((0, 1)) + 1e-3,
+                            "audio_mean": audio.mean((0, 1)), "audio_std": audio.std((0, 1))})  # fmt: skip
+    graphdef, params, rest = entry.split(model)
+    tx = optax.adam(3e-3)
+    batch = {"motion": motion, "audio": audio}
+
+    @jax.jit
+    def step(params, opt, key):
+        (loss, m), g = jax.value_and_grad(entry.loss, has_aux=True)(
+            params, batch, key, graphdef=graphdef, rest=rest, diffusion_cfg=settings
+        )
+        updates, opt = tx.update(g, opt, params)
+        return optax.apply_updates(params, updates), opt, loss
+
+    opt, losses = tx.init(params), []
+    for i in range(40):
+        params, opt, loss = step(params, opt, jax.random.key(i % 4))
+        losses.append(float(loss))
+    assert np.isfinite(losses).all() and np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4]), losses

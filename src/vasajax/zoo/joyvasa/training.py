@@ -1,0 +1,238 @@
+"""JoyVASA's motion DiT, trained by vasajax: the trainable entry ``"joyvasa"`` of ``vasajax.stages.MOTION_TRAINING``.
+
+``vasajax train-motion --generator joyvasa --data MOTION_SHARDS`` trains JoyVASA's architecture
+(``zoo.joyvasa.dit.JoyVASADiT``: the DiffPoseTalk-style decoder with the audio alignment mask and the learned start
+context) with its objective, on any motion shards ``encode-dataset`` writes — VASA-1's motion latents, or
+LivePortrait's keypoint motion (``--renderer``), which is JoyVASA's own recipe — in the same loop, with the same
+sharding, checkpoints and evaluation as VASA-1's DiT, so the two generators can be compared on one dataset.
+
+**Objective** (upstream ``DitTalkingHead.forward`` plus the loss its trainer applies): a window of L frames with
+the K frames before it; with probability ``p_start`` the context is the learned start motion/audio (a clip's first
+window), else the true previous frames (the first K of the loader's W + K); the audio condition is replaced by
+the learned null with probability ``p_null_audio`` (upstream's 0.1 for one guiding condition); t uniform in 1..T,
+x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε; the network's last L rows regress x0 (``target="sample"``, upstream's default) or ε,
+mean squared error, plus an optional velocity term (frame differences, ``velocity_weight``; 0 by default).
+
+**What differs from the converted model** (``zoo.joyvasa.stage``): upstream normalises its 70 LivePortrait
+coefficients with a motion template (standardised expression, min-max scaled pose) and feeds per-window HuBERT
+states. A trained entry works in any motion space, so it standardises motion and audio per dimension with the
+training set's statistics (kept in the model, like VASA-1's DiT), and reads the shards' per-frame audio features
+(log-mel or wav2vec2) through JoyVASA's own linear audio map. JoyVASA has no gaze, distance or emotion condition;
+those labels are ignored. ``JoyVASAConfig`` has no compute dtype: it trains in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vasajax.errors import UserError
+from vasajax.motion.dit import NormStats
+from vasajax.zoo.joyvasa import sample as jv_sample
+from vasajax.zoo.joyvasa.config import JoyVASAConfig
+from vasajax.zoo.joyvasa.dit import JoyVASADiT
+from vasajax.zoo.joyvasa.schedule import make_schedule
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JoyVASATrainSettings:
+    """JoyVASA's training objective and the sampler used for plots and evaluation."""
+
+    p_null_audio: float = 0.1
+    """Probability of the learned null audio (classifier-free guidance; upstream's 0.1 for one condition)."""
+    p_start: float = 0.5
+    """Probability that a window's context is the learned start motion/audio instead of the true previous frames
+    (upstream trains on pairs of windows, the first from the start context)."""
+    velocity_weight: float = 0.0
+    """Weight of the frame-difference term on the predicted window (0: upstream's plain MSE)."""
+    cfg_scale: float = 2.8
+    """CFG scale of the sampler (upstream's inference default)."""
+
+    def __post_init__(self):
+        for name in ("p_null_audio", "p_start"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"JoyVASA training: {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.velocity_weight < 0 or self.cfg_scale < 0:
+            raise UserError("JoyVASA training: velocity_weight and cfg_scale must be ≥ 0")
+
+
+class TrainableJoyVASA(nnx.Module):
+    """JoyVASA's DiT with the training set's motion and audio statistics (``NormStats``, never trained)."""
+
+    def __init__(self, cfg: JoyVASAConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.dit = JoyVASADiT(cfg, rngs=rngs)
+        self.motion_mean = NormStats(jnp.zeros((cfg.motion_dim,)))
+        self.motion_std = NormStats(jnp.ones((cfg.motion_dim,)))
+        self.audio_mean = NormStats(jnp.zeros((cfg.audio_dim,)))
+        self.audio_std = NormStats(jnp.ones((cfg.audio_dim,)))
+
+    def set_norm_stats(self, stats: Mapping[str, np.ndarray]) -> None:
+        for name in ("motion_mean", "motion_std", "audio_mean", "audio_std"):
+            getattr(self, name).value = jnp.asarray(stats[name], jnp.float32)
+
+    def normalize_motion(self, m):
+        return (m - self.motion_mean.value) / self.motion_std.value
+
+    def denormalize_motion(self, m):
+        return m * self.motion_std.value + self.motion_mean.value
+
+    def audio_tokens(self, audio_BxTxA):
+        """Raw per-frame audio features → the DiT's audio condition (standardised, then JoyVASA's linear map)."""
+        return self.dit.audio_features((audio_BxTxA - self.audio_mean.value) / self.audio_std.value)
+
+
+def schedule_of(cfg: JoyVASAConfig):
+    return make_schedule(cfg.num_diffusion_steps, cfg.schedule)
+
+
+class JoyVASATraining:
+    """Trainable entry ``"joyvasa"`` (see the module docstring)."""
+
+    name = "joyvasa"
+    model_config = JoyVASAConfig
+    diffusion_config = JoyVASATrainSettings
+    batch_keys = ("motion", "audio")
+
+    @staticmethod
+    def presets(name: str) -> tuple[JoyVASAConfig, JoyVASATrainSettings]:
+        """``tiny``: the parity fixture's sizes (2 layers, width 32, 8 + 4 frames, 10 steps); ``small``/``paper``:
+        the released generator's (8 layers, width 512, 100 + 25 frames, 50 steps)."""
+        if name not in ("tiny", "small", "paper"):
+            raise UserError(f"no JoyVASA preset {name!r}")
+        # a new model takes one position per token (upstream's code since 74290f6; the released weights predate it)
+        return getattr(JoyVASAConfig, name)(pe_form="prefix"), JoyVASATrainSettings()
+
+    @staticmethod
+    def with_data_dims(cfg: JoyVASAConfig, motion_dim: int, audio_dim: int) -> JoyVASAConfig:
+        return dataclasses.replace(cfg, motion_dim=motion_dim, audio_dim=audio_dim)
+
+    @staticmethod
+    def with_dtype(cfg: JoyVASAConfig, dtype: str) -> JoyVASAConfig:
+        return cfg  # no compute dtype: float32 (module docstring)
+
+    @staticmethod
+    def windows(cfg: JoyVASAConfig) -> tuple[int, int]:
+        return cfg.window, cfg.context
+
+    @staticmethod
+    def build(cfg: JoyVASAConfig, seed: int) -> TrainableJoyVASA:
+        return TrainableJoyVASA(cfg, rngs=nnx.Rngs(seed))
+
+    @staticmethod
+    def split(model: TrainableJoyVASA):
+        return nnx.split(model, nnx.Param, NormStats)
+
+    @staticmethod
+    def set_stats(model: TrainableJoyVASA, stats: Mapping[str, np.ndarray]) -> None:
+        model.set_norm_stats(stats)
+
+    @staticmethod
+    def motion_stats(model: TrainableJoyVASA) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(model.motion_mean.get_value()), np.asarray(model.motion_std.get_value())
+
+    @staticmethod
+    def batch(b: Mapping[str, np.ndarray], cfg: JoyVASAConfig) -> dict[str, np.ndarray]:
+        """Motion ``B×(K+L)×M`` and the audio rows of each frame concatenated, ``B×(K+L)×A``."""
+        motion = np.asarray(b["motion_LxM"], np.float32)
+        B, T, M = motion.shape
+        audio = np.asarray(b["audio_feat_LRxF"], np.float32).reshape(B, T, -1)
+        if M != cfg.motion_dim or audio.shape[-1] != cfg.audio_dim:
+            raise UserError(
+                f"data has motion dim {M} and audio dim {audio.shape[-1]} per frame, the JoyVASA DiT expects "
+                f"{cfg.motion_dim} and {cfg.audio_dim}; use this run's data or start a new run folder"
+            )
+        return {"motion": motion, "audio": audio}
+
+    @staticmethod
+    def loss(params, batch, key, *, graphdef, rest, diffusion_cfg: JoyVASATrainSettings):
+        """Pure: the objective of the module docstring → ``(loss, {"loss", "loss_x0", "loss_vel"})``."""
+        model = nnx.merge(graphdef, params, rest)
+        cfg, s = model.cfg, diffusion_cfg
+        K, L = cfg.context, cfg.window
+        motion = model.normalize_motion(batch["motion"].astype(jnp.float32))
+        audio = model.audio_tokens(batch["audio"].astype(jnp.float32))
+        B = motion.shape[0]
+        prev_m, x0 = motion[:, :K], motion[:, K:]
+        prev_a, win_a = audio[:, :K], audio[:, K:]
+        k_start, k_null, k_t, k_eps = jax.random.split(key, 4)
+        start_m, start_a = model.dit.start_context(B)
+        from_start = (jax.random.uniform(k_start, (B,)) < s.p_start)[:, None, None]
+        prev_m = jnp.where(from_start, start_m, prev_m)
+        prev_a = jnp.where(from_start, start_a, prev_a)
+        null = (jax.random.uniform(k_null, (B,)) < s.p_null_audio)[:, None, None]
+        win_a = jnp.where(null, model.dit.null_audio(B), win_a)
+        abar = jnp.asarray(schedule_of(cfg).alpha_bars, jnp.float32)
+        t = jax.random.randint(k_t, (B,), 1, cfg.num_diffusion_steps + 1)
+        eps = jax.random.normal(k_eps, x0.shape)
+        ab = abar[t][:, None, None]
+        x_t = jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * eps
+        out = model.dit(x_t, win_a, prev_m, prev_a, t)[:, -L:]
+        target = x0 if cfg.target == "sample" else eps
+        loss_x0 = jnp.mean(jnp.square(out - target))
+        if cfg.target == "sample" and s.velocity_weight:
+            loss_vel = jnp.mean(jnp.square(jnp.diff(out, axis=1) - jnp.diff(x0, axis=1)))
+        else:
+            loss_vel = jnp.zeros(())
+        total = loss_x0 + s.velocity_weight * loss_vel
+        return total, {"loss": total, "loss_x0": loss_x0, "loss_vel": loss_vel}
+
+    @staticmethod
+    def generate(
+        model: TrainableJoyVASA, audio_TxA, diffusion_cfg: JoyVASATrainSettings, *, gaze, distance, emotion, seed: int
+    ) -> np.ndarray:
+        """Motion ``T×M`` for one clip's per-frame audio rows, window after window as upstream samples: the first
+        window from the learned start context, each later one from the last K frames (motion and audio) of the one
+        before; x_T drawn once from ``key(seed)``, window w's step noises from ``fold_in(key, w + 1)``; the last
+        window's audio padded with the features' mean. Gaze, distance and emotion are ignored (no such condition)."""
+        key = (id(model), float(diffusion_cfg.cfg_scale))
+        if key not in _SAMPLERS:  # one compilation per model and scale (evaluation samples many clips)
+            _SAMPLERS.clear()
+            _SAMPLERS[key] = ClipSampler(model, diffusion_cfg.cfg_scale)
+        return _SAMPLERS[key](audio_TxA, seed)
+
+
+_SAMPLERS: dict[tuple[int, float], ClipSampler] = {}
+"""The last ``ClipSampler`` (it holds its model, so the id cannot be reused while cached)."""
+
+
+class ClipSampler:
+    """JoyVASA's window sampler (``sample.make_window_sampler``, all T steps, CFG on the audio), jitted once per
+    model and scale, over a clip of per-frame audio rows; motion in the data's space."""
+
+    def __init__(self, model: TrainableJoyVASA, cfg_scale: float | None):
+        self.model, self.cfg = model, model.cfg
+        self.schedule = schedule_of(model.cfg)
+        self.dit_graph, self.dit_params = nnx.split(model.dit)
+        fn = jv_sample.make_window_sampler(self.dit_graph, self.schedule, cfg_scale=cfg_scale, target=self.cfg.target)
+        self.sample = jax.jit(fn)
+        self.tokens = jax.jit(lambda a: model.audio_tokens(a))
+
+    def windows(self, audio_TxA: np.ndarray, seed: int):
+        """Yield ``1×L×M`` motion windows (data space) for ``ceil(T / L)`` windows of audio rows."""
+        cfg = self.cfg
+        a = np.asarray(audio_TxA, np.float32)
+        T, L, M = len(a), cfg.window, cfg.motion_dim
+        n = -(-T // L)
+        pad = np.repeat(np.asarray(self.model.audio_mean.get_value(), np.float32)[None], n * L - T, 0)
+        tokens = self.tokens(jnp.asarray(np.concatenate([a, pad])[None]))
+        key = jax.random.key(seed)
+        x_T = jax.random.normal(key, (1, L, M))
+        prev_m, prev_a = self.model.dit.start_context(1)
+        for w in range(n):
+            win = tokens[:, w * L : (w + 1) * L]
+            z = jax.random.normal(jax.random.fold_in(key, w + 1), (self.schedule.num_steps - 1, 1, L, M))
+            x0 = self.sample(self.dit_params, win, prev_m, prev_a, x_T, z)
+            prev_m, prev_a = x0[:, -cfg.context :], win[:, -cfg.context :]
+            yield np.asarray(self.model.denormalize_motion(x0), np.float32)
+
+    def __call__(self, audio_TxA: np.ndarray, seed: int) -> np.ndarray:
+        T = len(audio_TxA)
+        if T == 0:
+            return np.zeros((0, self.cfg.motion_dim), np.float32)
+        return np.concatenate(list(self.windows(audio_TxA, seed)), axis=1)[0, :T]
