@@ -105,3 +105,31 @@ def test_export_rejects_mismatched_audio(runs, tmp_path):
         ex.export_runs(face_run, motion_run, other, tmp_path / "demo")
     with pytest.raises(UserError, match="not a train-face run folder"):
         ex.export_runs(tmp_path, motion_run, other, tmp_path / "demo")
+
+
+def test_joyvasa_run_exports_beside_the_face_run_and_animates(runs, tmp_path):
+    """``train-motion --generator joyvasa`` → ``vasajax export --face-run``: a mixed export (VASA renderer, the
+    trained JoyVASA DiT as generator ``joyvasa-trained``, log-mel audio) that the Animator loads entry by entry."""
+    from vasajax.image import PORTRAITS
+    from vasajax.pipeline import Animator
+
+    data, face_run, _ = runs
+    jv_run = tmp_path / "jv-run"
+    argv = ["--config", "tiny", "--batch", "4", "--steps", "1", "--warmup", "0", "--no-progress", "--sample-every", "0"]
+    assert tm.cli_main([*argv, "--generator", "joyvasa", "--data", str(data), "--workdir", str(jv_run)]) == 0
+    with pytest.raises(UserError, match="--steps"):
+        ex.export_runs(face_run, jv_run, data, tmp_path / "bad", sampling_steps=7)
+    out = ex.export_runs(face_run, jv_run, data, tmp_path / "jv-export", cfg_audio=2.0)
+    manifest = ce.verify_export(out, required=())
+    assert manifest["stages"] == {"renderer": "vasa", "motion": "joyvasa-trained", "audio": "logmel",
+                                  "motion_space": "vasa"}  # fmt: skip
+    assert manifest["motion_run"]["config"]["generator"] == "joyvasa"
+    anim = Animator.from_pretrained(out)
+    assert anim.generator.name == "joyvasa-trained" and anim.generator.settings.cfg_scale == 2.0
+    t = np.arange(16000) / 16000
+    wave = (0.2 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    a, b = (anim.animate(PORTRAITS["astronaut"], wave, seed=0) for _ in range(2))
+    assert len(a.frames) == 25 and a.motion.shape == (25, M)  # 1 s at 25 fps, window after window
+    np.testing.assert_array_equal(a.frames, b.frames)  # deterministic
+    with pytest.raises(UserError, match="no gaze control"):
+        anim.animate(PORTRAITS["astronaut"], wave, seed=0, gaze=(0.2, 0.0))

@@ -162,6 +162,14 @@ class MotionTraining(Protocol):
         """Motion ``T×M`` for one clip's audio feature rows (plots and evaluation)."""
         ...
 
+    stage_name: str
+    """Its entry in ``MOTION_GENERATORS`` (what an export's manifest names)."""
+
+    def export_part(self, model, diffusion_cfg, pose_dim: int, *, steps=None, cfg_audio=None, cfg_gaze=None):
+        """``({file: (tensors, metadata)}, {config.json section: dict})`` for ``vasajax export``, with the export's
+        default sampling settings where given. (VASA-1's DiT keeps its own export layout, ``checkpoint_export``.)"""
+        ...
+
 
 class Registry:
     """Name → entry class for one kind of stage; entries may be lazy ``"module:attr"`` strings."""
@@ -212,7 +220,11 @@ RENDERERS = Registry(
 )
 MOTION_GENERATORS = Registry(
     "motion generator",
-    {"vasa": "vasajax.motion.stage:VasaMotionGenerator", "joyvasa": "vasajax.zoo.joyvasa.stage:JoyVASAGenerator"},
+    {
+        "vasa": "vasajax.motion.stage:VasaMotionGenerator",
+        "joyvasa": "vasajax.zoo.joyvasa.stage:JoyVASAGenerator",
+        "joyvasa-trained": "vasajax.zoo.joyvasa.training:TrainedJoyVASAGenerator",  # train-motion --generator joyvasa
+    },
 )
 AUDIO_ENCODERS = Registry(
     "audio encoder",

@@ -27,6 +27,7 @@ class VasaMotionTraining:
     """Trainable entry ``"vasa"``: VASA-1's motion DiT (the default of ``train-motion``)."""
 
     name = "vasa"
+    stage_name = "vasa"
     model_config = MotionConfig
     diffusion_config = DiffusionConfig
     batch_keys = ("motion", "audio", "gaze", "distance", "emotion")
@@ -100,6 +101,19 @@ class VasaMotionTraining:
     def loss(params, batch, key, *, graphdef, rest, diffusion_cfg: DiffusionConfig):
         """Pure: eq. 1 with condition dropout (``diffusion.loss_fn``) → ``(loss, metrics)``."""
         return diffusion.loss_fn(params, batch, key, graphdef=graphdef, rest=rest, dcfg=diffusion_cfg)
+
+    @staticmethod
+    def export_part(model: MotionDiT, diffusion_cfg: DiffusionConfig, pose_dim: int, **sampling):
+        """``motion.safetensors`` and config.json's ``motion``/``diffusion`` (``vasajax export`` writes VASA's DiT
+        through ``checkpoint_export``; this is the same layout for other writers)."""
+        from vasajax import config_io
+        from vasajax import export_format as ef
+
+        changes = {k: v for k, v in (("steps", sampling.get("steps")), ("lambda_audio", sampling.get("cfg_audio")),
+                                     ("lambda_gaze", sampling.get("cfg_gaze"))) if v is not None}  # fmt: skip
+        dcfg = dataclasses.replace(diffusion_cfg, **changes)
+        sections = {"motion": config_io.to_dict(model.cfg), "diffusion": config_io.to_dict(dcfg)}
+        return {ef.MOTION_FILE: (ef.model_tensors(model), {"model": "motion"})}, sections
 
     @staticmethod
     def generate(

@@ -38,6 +38,7 @@ import numpy as np
 
 from vasajax import checkpoint_export as ce
 from vasajax import config_io, params
+from vasajax import export_format as ef
 from vasajax.data import clips
 from vasajax.errors import UserError
 from vasajax.facetrack.crop import CropConfig
@@ -143,6 +144,7 @@ def export_runs(
     face_run, motion_run, motion_data = Path(face_run), Path(motion_run), Path(motion_data)
     face_model = face_train.load_model(face_run)
     motion_model = motion_train.load_model(motion_run)
+    run_cfg = motion_train.load_config(motion_run)
     if face_model.cfg.motion_dim != motion_model.cfg.motion_dim:
         raise UserError(
             f"the face run's motion latent has {face_model.cfg.motion_dim} dims, the motion run's DiT "
@@ -159,7 +161,6 @@ def export_runs(
             f"{motion_data}'s audio features have {feature_dim(audio)} values per frame, the motion run's DiT "
             f"expects {motion_model.cfg.audio_dim}: pass the motion data the motion run trained on"
         )
-    diffusion = _sampling_defaults(motion_train.load_config(motion_run).diffusion, sampling_steps, cfg_audio, cfg_gaze)
     conditions: dict[str, Any] = {}
     dist = _mean_distance(motion_data)
     if dist is not None:
@@ -190,6 +191,16 @@ def export_runs(
         },
         **dict(extra or {}),
     }
+    if run_cfg.generator != "vasa":  # another trainable generator on this face run's motion (a mixed export)
+        sampling = dict(steps=sampling_steps, cfg_audio=cfg_audio, cfg_gaze=cfg_gaze)
+        wfiles, sections = run_cfg.entry.export_part(motion_model, run_cfg.diffusion, 6, **sampling)
+        cfg_json = {"format": ef.FORMAT, "face": config_io.to_dict(face_model.cfg),
+                    "crop": config_io.to_dict(CropConfig(size=face_model.cfg.image_size)),
+                    "audio": config_io.to_dict(audio), "conditions": conditions, **sections}  # fmt: skip
+        files = {ef.FACE_FILE: (ef.model_tensors(face_model), {"model": "face"}), **wfiles, ef.CONFIG_FILE: cfg_json}
+        stages = {"renderer": "vasa", "motion": run_cfg.entry.stage_name, "audio": audio.kind, "motion_space": "vasa"}
+        return ef.write_folder(Path(out).expanduser(), files, {"stages": stages, **facts})
+    diffusion = _sampling_defaults(run_cfg.diffusion, sampling_steps, cfg_audio, cfg_gaze)
     return ce.save_export(
         out,
         face_model,
@@ -249,7 +260,7 @@ def export_with_renderer(
             f"({motion_data}), the renderer {renderer.name} reads {renderer.motion_dim}-dim "
             f"{renderer.motion_space!r}: encode the clips with encode-dataset --renderer {renderer_export}"
         )
-    diffusion = _sampling_defaults(motion_train.load_config(motion_run).diffusion, sampling_steps, cfg_audio, cfg_gaze)
+    run_cfg = motion_train.load_config(motion_run)
     conditions: dict[str, Any] = {}
     dist = _mean_distance(motion_data)
     if dist is not None:
@@ -263,9 +274,16 @@ def export_with_renderer(
             files[name] = (tensors, {k: v for k, v in meta.items() if k != "format"})
         else:
             files[name] = zoo_export.read_json(renderer_export, name)
-    files |= ce.motion_part_files(motion_model, {"audio": audio, "diffusion": diffusion, "conditions": conditions})
+    if run_cfg.generator == "vasa":
+        diffusion = _sampling_defaults(run_cfg.diffusion, sampling_steps, cfg_audio, cfg_gaze)
+        files |= ce.motion_part_files(motion_model, {"audio": audio, "diffusion": diffusion, "conditions": conditions})
+    else:
+        sampling = dict(steps=sampling_steps, cfg_audio=cfg_audio, cfg_gaze=cfg_gaze)
+        wfiles, sections = run_cfg.entry.export_part(motion_model, run_cfg.diffusion, renderer.pose_dim, **sampling)
+        cfg_json = {"format": ef.FORMAT, "audio": config_io.to_dict(audio), "conditions": conditions, **sections}
+        files |= {**wfiles, ce.CONFIG_FILE: cfg_json}
     portable = _portable_paths(renderer_export, motion_run, motion_data)
-    stages = {"renderer": stage_names(r_manifest)["renderer"], "motion": "vasa", "audio": audio.kind,
+    stages = {"renderer": stage_names(r_manifest)["renderer"], "motion": run_cfg.entry.stage_name, "audio": audio.kind,
               "motion_space": renderer.motion_space}  # fmt: skip
     provenance = {
         "renderer_export": {"path": portable(renderer_export), "provenance": r_manifest.get("provenance")},

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vasajax import config_io
+from vasajax import export_format as ef
 from vasajax.errors import UserError
 from vasajax.motion.dit import NormStats
 from vasajax.zoo.joyvasa import sample as jv_sample
@@ -92,9 +95,10 @@ def schedule_of(cfg: JoyVASAConfig):
 
 
 class JoyVASATraining:
-    """Trainable entry ``"joyvasa"`` (see the module docstring)."""
+    """Trainable entry ``"joyvasa"`` (see the module docstring); exported as generator ``"joyvasa-trained"``."""
 
     name = "joyvasa"
+    stage_name = "joyvasa-trained"
     model_config = JoyVASAConfig
     diffusion_config = JoyVASATrainSettings
     batch_keys = ("motion", "audio")
@@ -183,6 +187,11 @@ class JoyVASATraining:
         return total, {"loss": total, "loss_x0": loss_x0, "loss_vel": loss_vel}
 
     @staticmethod
+    def export_part(model: TrainableJoyVASA, diffusion_cfg: JoyVASATrainSettings, pose_dim: int, **sampling):
+        """Files and config.json sections of the trained model in an export (``vasajax export``)."""
+        return export_part(model, diffusion_cfg, pose_dim, **sampling)
+
+    @staticmethod
     def generate(
         model: TrainableJoyVASA, audio_TxA, diffusion_cfg: JoyVASATrainSettings, *, gaze, distance, emotion, seed: int
     ) -> np.ndarray:
@@ -212,27 +221,146 @@ class ClipSampler:
         fn = jv_sample.make_window_sampler(self.dit_graph, self.schedule, cfg_scale=cfg_scale, target=self.cfg.target)
         self.sample = jax.jit(fn)
         self.tokens = jax.jit(lambda a: model.audio_tokens(a))
+        self.audio_pad = np.asarray(model.audio_mean.get_value(), np.float32)
 
-    def windows(self, audio_TxA: np.ndarray, seed: int):
-        """Yield ``1×L×M`` motion windows (data space) for ``ceil(T / L)`` windows of audio rows."""
-        cfg = self.cfg
-        a = np.asarray(audio_TxA, np.float32)
-        T, L, M = len(a), cfg.window, cfg.motion_dim
-        n = -(-T // L)
-        pad = np.repeat(np.asarray(self.model.audio_mean.get_value(), np.float32)[None], n * L - T, 0)
-        tokens = self.tokens(jnp.asarray(np.concatenate([a, pad])[None]))
-        key = jax.random.key(seed)
-        x_T = jax.random.normal(key, (1, L, M))
-        prev_m, prev_a = self.model.dit.start_context(1)
-        for w in range(n):
-            win = tokens[:, w * L : (w + 1) * L]
-            z = jax.random.normal(jax.random.fold_in(key, w + 1), (self.schedule.num_steps - 1, 1, L, M))
-            x0 = self.sample(self.dit_params, win, prev_m, prev_a, x_T, z)
-            prev_m, prev_a = x0[:, -cfg.context :], win[:, -cfg.context :]
-            yield np.asarray(self.model.denormalize_motion(x0), np.float32)
+    def stream(self, seed: int) -> WindowStream:
+        return WindowStream(self, seed)
 
     def __call__(self, audio_TxA: np.ndarray, seed: int) -> np.ndarray:
         T = len(audio_TxA)
         if T == 0:
             return np.zeros((0, self.cfg.motion_dim), np.float32)
-        return np.concatenate(list(self.windows(audio_TxA, seed)), axis=1)[0, :T]
+        st = self.stream(seed)
+        return np.concatenate([*st.push(audio_TxA), *st.finish()], axis=1)[0, :T]
+
+
+class WindowStream:
+    """One clip: ``push`` per-frame audio rows, get ``1×L×M`` motion windows as each fills; ``finish`` pads the last
+    with the features' mean and returns its real frames (x_T from ``key(seed)`` for every window, window w's step
+    noises from ``fold_in(key, w + 1)``, the context the previous window's last K frames, the first the learned one)."""
+
+    def __init__(self, sampler: ClipSampler, seed: int):
+        cfg = sampler.cfg
+        self.s = sampler
+        self.key = jax.random.key(int(seed))
+        self.x_T = jax.random.normal(self.key, (1, cfg.window, cfg.motion_dim))
+        self.prev_m, self.prev_a = sampler.model.dit.start_context(1)
+        self.buf = np.zeros((0, cfg.audio_dim), np.float32)
+        self.w = 0
+
+    def _window(self, rows_LxA: np.ndarray) -> np.ndarray:
+        s, cfg = self.s, self.s.cfg
+        win = s.tokens(jnp.asarray(rows_LxA[None]))
+        z = jax.random.normal(jax.random.fold_in(self.key, self.w + 1), (s.schedule.num_steps - 1, *self.x_T.shape))
+        x0 = s.sample(s.dit_params, win, self.prev_m, self.prev_a, self.x_T, z)
+        self.prev_m, self.prev_a = x0[:, -cfg.context :], win[:, -cfg.context :]
+        self.w += 1
+        return np.asarray(s.model.denormalize_motion(x0), np.float32)
+
+    def push(self, audio_TxA: np.ndarray) -> list[np.ndarray]:
+        a = np.asarray(audio_TxA, np.float32).reshape(-1, self.s.cfg.audio_dim) if np.size(audio_TxA) else None
+        if a is None:
+            return []
+        self.buf = np.concatenate([self.buf, a])
+        out, L = [], self.s.cfg.window
+        while len(self.buf) >= L:
+            rows, self.buf = self.buf[:L], self.buf[L:]
+            out.append(self._window(rows))
+        return out
+
+    def finish(self) -> list[np.ndarray]:
+        n = len(self.buf)
+        if not n:
+            return []
+        pad = np.repeat(self.s.audio_pad[None], self.s.cfg.window - n, 0)
+        rows, self.buf = np.concatenate([self.buf, pad]), self.buf[:0]
+        return [self._window(rows)[:, :n]]
+
+
+# ------------------------------------------------------------------------------------------------ export, stage
+
+EXPORT_WEIGHTS = "motion_joyvasa.safetensors"
+"""The trained DiT and its statistics in an export (beside any renderer's files)."""
+EXPORT_SECTION = "motion_joyvasa"
+"""config.json section: ``model`` (JoyVASAConfig), ``sampling`` (JoyVASATrainSettings), ``pose_dim``."""
+STAGE_NAME = "joyvasa-trained"
+"""Its entry in ``vasajax.stages.MOTION_GENERATORS``."""
+
+
+def export_part(
+    model: TrainableJoyVASA, settings: JoyVASATrainSettings, pose_dim: int, *, steps=None, cfg_audio=None,
+    cfg_gaze=None,
+) -> tuple[dict, dict]:  # fmt: skip
+    """``({file: (tensors, metadata)}, {config.json section: dict})`` of a trained model for an export writer;
+    ``cfg_audio`` sets the export's default CFG scale (JoyVASA has no gaze scale and samples all its steps)."""
+    if steps is not None:
+        raise UserError(f"--steps: a JoyVASA DiT samples all {model.cfg.num_diffusion_steps} steps of its schedule")
+    if cfg_gaze is not None:
+        raise UserError("--cfg-gaze: JoyVASA has no gaze condition")
+    if cfg_audio is not None:
+        if not np.isfinite(cfg_audio) or cfg_audio < 0:
+            raise UserError(f"--cfg-audio must be a finite number ≥ 0, got {cfg_audio}")
+        settings = dataclasses.replace(settings, cfg_scale=float(cfg_audio))
+    section = {"model": config_io.to_dict(model.cfg), "sampling": config_io.to_dict(settings), "pose_dim": pose_dim}
+    return {EXPORT_WEIGHTS: (ef.model_tensors(model), {"model": STAGE_NAME})}, {EXPORT_SECTION: section}
+
+
+class TrainedJoyVASAGenerator:
+    """Generator entry ``"joyvasa-trained"``: a JoyVASA DiT trained by ``train-motion --generator joyvasa``, in the
+    motion space of the data it was trained on, reading the export's audio entry's per-frame features. No gaze,
+    distance or emotion controls (their defaults are accepted); ``cfg_audio`` is its CFG scale; ``steps`` only the
+    schedule's own count. It starts from its learned start context (``context = 0``: not primed with the portrait's
+    motion); the Animator's relative pose moves the head around the portrait by the generated deviation from the
+    training mean."""
+
+    name = STAGE_NAME
+    context = 0
+
+    def __init__(self, model: TrainableJoyVASA, settings: JoyVASATrainSettings, motion_space: str, pose_dim: int):
+        self.model, self.settings, self.cfg = model, settings, model.cfg
+        self.motion_space, self.pose_dim = motion_space, int(pose_dim)
+        self.motion_dim, self.audio_dim = self.cfg.motion_dim, self.cfg.audio_dim
+        self.conditions = {"distance": None}
+        self._samplers: dict[float, ClipSampler] = {}
+
+    @classmethod
+    def load(cls, directory, manifest: Mapping) -> TrainedJoyVASAGenerator:
+        d = Path(directory)
+        raw = ef.read_config(d)
+        if EXPORT_SECTION not in raw:
+            raise UserError(f"{d}/{ef.CONFIG_FILE} has no '{EXPORT_SECTION}' section; the checkpoint is damaged")
+        sec = raw[EXPORT_SECTION]
+        cfg = config_io.from_dict(JoyVASAConfig, sec.get("model") or {}, what=f"config.json: {EXPORT_SECTION}.model")
+        settings = config_io.from_dict(
+            JoyVASATrainSettings, sec.get("sampling") or {}, what=f"{EXPORT_SECTION}.sampling"
+        )
+        tensors = ef.read_weights(d, EXPORT_WEIGHTS)
+        model = ef.load_model(lambda: TrainableJoyVASA(cfg, rngs=nnx.Rngs(0)), tensors, f"{d}/{EXPORT_WEIGHTS}")
+        space = str(((manifest or {}).get("stages") or {}).get("motion_space", "vasa"))
+        return cls(model, settings, space, int(sec.get("pose_dim", 6)))
+
+    def mean_pose(self) -> np.ndarray:
+        return np.asarray(self.model.motion_mean.get_value(), np.float32)[: self.pose_dim]
+
+    def stream(self, *, seed: int, context_motion=None, context_audio=None, steps=None, cfg_audio=None,
+               cfg_gaze=None, gaze=None, distance=None, emotion=None, first_window=None) -> WindowStream:  # fmt: skip
+        n = self.cfg.num_diffusion_steps
+        if steps is not None and int(steps) != n:
+            raise UserError(f"this JoyVASA DiT samples every step of its {n}-step schedule; leave --steps out")
+        if gaze is not None and np.any(np.asarray(gaze, np.float32) != 0):
+            raise UserError("JoyVASA has no gaze control (leave --gaze at 0 0)")
+        if cfg_gaze is not None:
+            raise UserError("JoyVASA has no gaze control, so no gaze CFG scale (leave --cfg-gaze out)")
+        if distance is not None:
+            raise UserError("JoyVASA has no head-distance control (leave --distance out)")
+        if emotion is not None and not (isinstance(emotion, str) and emotion == "neutral"):
+            raise UserError("JoyVASA has no emotion control (leave --emotion at neutral)")
+        if first_window is not None:
+            raise UserError(f"JoyVASA generates whole {self.cfg.window}-frame windows; live first windows are not "
+                            "supported")  # fmt: skip
+        scale = float(self.settings.cfg_scale if cfg_audio is None else cfg_audio)
+        if not np.isfinite(scale) or scale < 0:
+            raise UserError(f"cfg_audio must be a finite number ≥ 0, got {cfg_audio}")
+        if scale not in self._samplers:
+            self._samplers[scale] = ClipSampler(self.model, scale)
+        return self._samplers[scale].stream(seed)
