@@ -4,6 +4,9 @@ EMA) jitted with its shardings, on synthetic windows.
     python benchmarks/train_motion.py --config tiny small            # 2-core CPU
     python benchmarks/train_motion.py --config paper --bf16          # one GPU
     python benchmarks/train_motion.py --config tiny --devices 1 2 4  # weak scaling (simulated CPU devices)
+    python benchmarks/train_motion.py --config small --generator vasa joyvasa \
+        --model num_layers=6 --model width=256 --model num_heads=4 --model window=50 --model context=10
+                                                                     # JoyVASA's DiT at VASA small's size
 
 Reports step time, windows/s, frames/s (windows × W), GFLOPs per step (XLA cost analysis of the lowered
 step), compile time and peak device memory; ``--devices`` keeps the per-device batch fixed and reports the
@@ -33,6 +36,9 @@ def main(argv=None) -> int:
     ap.add_argument("--devices", type=int, nargs="+", default=[1], help="mesh sizes (weak scaling)")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--generator", nargs="+", default=["vasa"], help="trainable generators (stages.MOTION_TRAINING)")
+    ap.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                    help="model config override for non-VASA generators (ints), e.g. width=256")  # fmt: skip
     args = ap.parse_args(argv)
     import jax
 
@@ -47,10 +53,13 @@ def main(argv=None) -> int:
 
     dev = device_name()
     rows = []
-    for name in args.config:
+    over = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.model)}
+    for name, gen in ((c, g) for c in args.config for g in args.generator):
         base_step = None
         for n in args.devices:
-            cfg = tm.PRESETS[name](precision="bfloat16" if args.bf16 else "float32")
+            cfg = tm.PRESETS[name](gen, precision="bfloat16" if args.bf16 else "float32")
+            if gen != "vasa" and over:
+                cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **over))
             per_dev = (args.batch or cfg.run.batch_size) // args.devices[0]
             cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_size=per_dev * n))
             mesh = common.make_mesh(1, jax.devices()[:n])
@@ -63,13 +72,15 @@ def main(argv=None) -> int:
                 "audio": rng.standard_normal((B, L, m.audio_dim)).astype(np.float32),
                 "gaze": rng.standard_normal((B, 2)).astype(np.float32),
                 "distance": rng.random((B, 1)).astype(np.float32),
-                "emotion": rng.random((B, m.emotion_dim)).astype(np.float32),
+                "emotion": rng.random((B, getattr(m, "emotion_dim", 52))).astype(np.float32),
             }
+            host = {k: host[k] for k in cfg.entry.batch_keys}
             zeros, ones = (lambda d: np.zeros(d, np.float32)), (lambda d: np.ones(d, np.float32))
             stats = dict(motion_mean=zeros(m.motion_dim), motion_std=ones(m.motion_dim),
-                         audio_mean=zeros(m.audio_dim), audio_std=ones(m.audio_dim))  # fmt: skip
+                         audio_mean=zeros(m.audio_dim), audio_std=ones(m.audio_dim), gaze_mean=zeros(2),
+                         gaze_std=ones(2), distance_mean=zeros(1), distance_std=ones(1))  # fmt: skip
             state = init(stats)
-            batch = common.global_batch(host, mesh, tm.BATCH_KEYS)
+            batch = common.global_batch(host, mesh, cfg.entry.batch_keys)
             t0 = time.perf_counter()
             lowered = step.lower(state, batch)
             gflops = flops_of(lowered) / 1e9
@@ -85,7 +96,7 @@ def main(argv=None) -> int:
             dt = float(np.median(times))
             base_step = dt if base_step is None else base_step
             row = dict(
-                config=name, devices=n, batch=B, window=m.window, context=m.context,
+                config=name, generator=gen, devices=n, batch=B, window=m.window, context=m.context,
                 precision=cfg.run.precision, params_M=count_params(tm.sampling_model(cfg, state)) / 1e6,
                 step_s=dt, windows_per_s=B / dt, frames_per_s=B * m.window / dt, gflops_per_step=gflops,
                 compile_s=compile_s, peak_memory_gib=peak_memory_gib(), weak_scaling_eff=base_step / dt,
