@@ -160,6 +160,11 @@ print(f"{renderer.name}: motion space {renderer.motion_space!r}, {renderer.motio
 #     vasajax export --renderer-export checkpoints/liveportrait --motion-run runs/motion-lp \
 #         --motion-data data/motion-lp --out checkpoints/vasa-on-liveportrait
 #
+# `train-motion --generator joyvasa` trains JoyVASA's own network (its decoder with the audio alignment mask, its
+# start context and objective; `zoo/joyvasa/training.py`) in the same loop instead of VASA's, and `export` writes
+# it as generator `joyvasa-trained` — JoyVASA's whole recipe in JAX, and a way to compare the two generators on one
+# dataset (`checkpoints/README.md`, "Two generators on one dataset").
+#
 # Here the clips are SynthTalk's (`vasajax synth --shards`, as in notebook 03).
 
 # %%

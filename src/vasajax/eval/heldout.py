@@ -36,6 +36,7 @@ from vasajax.errors import UserError
 from vasajax.eval import report
 from vasajax.image import PORTRAITS
 from vasajax.pipeline import Animator
+from vasajax.stages import describe
 
 DEFAULT_SETTINGS = ("none:0:0", "audio:0.5:0", "default", "strong-audio:1.0:1.0")
 """``name:λ_audio:λ_gaze`` (``default``: the export's own scales)."""
@@ -106,7 +107,7 @@ def generate(
                                cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, start=start)  # fmt: skip
         vid.save(out_dir / f"{stem}.mp4")
         shutil.copy(ref_dir / f"{stem}.json", out_dir / f"{stem}.json")  # portrait name (identity metric)
-        dist = animator.export.conditions.get("distance")
+        dist = (animator.generator.conditions or {}).get("distance")
         t = len(vid.frames)
         conditions[stem] = {"gaze": [[0.0, 0.0]] * t}  # camera space: (0, 0) = into the camera
         if dist:
@@ -123,21 +124,27 @@ def run(checkpoint: str | None, data: str, out: str, *, num_clips: int = 6,
     parsed = [parse_setting(s) for s in settings]
     truth = report.synthtalk_conditions(ref)
     real = report.evaluate_videos(ref, None, conditions=truth, label="real SynthTalk (held-out)")
-    d = animator.export.diffusion
+    d = animator.export.diffusion if animator.export is not None else None  # VASA-1's DiT: its CFG defaults
     results = {}
     for name, la, lg in parsed:
-        la_eff = d.lambda_audio if la is None else la
-        lg_eff = d.lambda_gaze if lg is None else lg
         gdir = out_p / f"gen-{name}"
         conds = generate(animator, ref, gdir, clips_info, cfg_audio=la, cfg_gaze=lg, start=start)
-        label = f"vasajax demo, λ_A={la_eff:g}, λ_g={lg_eff:g}" + (" (default)" if name == "default" else "")
+        if d is not None:
+            la_eff = d.lambda_audio if la is None else la
+            lg_eff = d.lambda_gaze if lg is None else lg
+            label = f"vasajax demo, λ_A={la_eff:g}, λ_g={lg_eff:g}"
+        else:  # another generator: its own scales
+            label = f"generator {animator.generator.name}" + (f", cfg_audio={la:g}" if la is not None else "")
+        label += " (default)" if name == "default" else ""
         results[name] = report.evaluate_videos(gdir, ref, conditions=conds, label=label)
     heldout = sorted({f for c in clips_info for f in c["heldout"]})  # always the sentence; voice/portrait by clip
+    stage_list = describe((animator.renderer, animator.generator, animator.audio))
     notes = [
         f"{len(clips_info)} held-out SynthTalk clips ({', '.join(heldout)} held out; "
         f"{sum(1 for c in clips_info if 'voice' in c['heldout'])} with the held-out voice), checkpoint "
-        f"{animator.export.face.image_size}² '{checkpoint or 'checkpoints/demo'}', seed 0, "
-        f"{d.steps} DDIM steps, first window started from the {'portrait' if start == 'portrait' else 'DiT alone'}.",
+        f"{animator.renderer.image_size}² '{checkpoint or 'checkpoints/demo'}' ({stage_list}), seed 0, "
+        + (f"{d.steps} DDIM steps, " if d is not None else "")
+        + f"first window started from the {'portrait' if start == 'portrait' else 'DiT alone'}.",
         "Generated videos request forward gaze and the export's default distance: gaze_err/dist_err measure how "
         "well the control is obeyed; for the real clips they measure the tracker against SynthTalk's truth.",
         "SynthTalk is synthetic (2 portraits, espeak-ng voices): compare settings and models on it, not with "
