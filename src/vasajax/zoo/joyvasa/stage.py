@@ -121,6 +121,30 @@ class JoyVASAAudioEncoder:
         return WholeClipStream(self.features)
 
 
+def check_controls(num_steps: int, window: int, default_cfg: float, *, steps, cfg_audio, cfg_gaze, gaze, distance,
+                   emotion, first_window) -> float:  # fmt: skip
+    """The CFG scale of a JoyVASA stream (``cfg_audio`` or ``default_cfg``); ``UserError`` for a control JoyVASA does
+    not have (gaze, its CFG scale, distance, emotion, live first windows) or another step count than its schedule's."""
+    if steps is not None and int(steps) != num_steps:
+        raise UserError(f"JoyVASA samples every step of its {num_steps}-step schedule; "
+                        f"steps={steps} is not supported (leave --steps out)")  # fmt: skip
+    if gaze is not None and np.any(np.asarray(gaze, np.float32) != 0):
+        raise UserError("JoyVASA has no gaze control (leave --gaze at 0 0)")
+    if cfg_gaze is not None:
+        raise UserError("JoyVASA has no gaze control, so no gaze CFG scale (leave --cfg-gaze out)")
+    if distance is not None:
+        raise UserError("JoyVASA has no head-distance control (leave --distance out)")
+    if emotion is not None and not (isinstance(emotion, str) and emotion == "neutral"):
+        raise UserError("JoyVASA has no emotion control (leave --emotion at neutral)")
+    if first_window is not None:
+        raise UserError(f"JoyVASA generates whole {window}-frame windows; live first windows "
+                        "(--live, audio from stdin) are not supported")  # fmt: skip
+    scale = float(default_cfg if cfg_audio is None else cfg_audio)
+    if not math.isfinite(scale) or scale < 0:
+        raise UserError(f"cfg_audio must be a finite number ≥ 0, got {cfg_audio}")
+    return scale
+
+
 class JoyVASAGenerator:
     """Generator entry ``"joyvasa"`` (see the module docstring)."""
 
@@ -204,23 +228,9 @@ class JoyVASAGenerator:
         emotion=None,
         first_window: int | None = None,
     ) -> JoyVASAStream:
-        if steps is not None and int(steps) != self.schedule.num_steps:
-            raise UserError(f"JoyVASA samples every step of its {self.schedule.num_steps}-step schedule; "
-                            f"steps={steps} is not supported (leave --steps out)")  # fmt: skip
-        if gaze is not None and np.any(np.asarray(gaze, np.float32) != 0):
-            raise UserError("JoyVASA has no gaze control (leave --gaze at 0 0)")
-        if cfg_gaze is not None:
-            raise UserError("JoyVASA has no gaze control, so no gaze CFG scale (leave --cfg-gaze out)")
-        if distance is not None:
-            raise UserError("JoyVASA has no head-distance control (leave --distance out)")
-        if emotion is not None and not (isinstance(emotion, str) and emotion == "neutral"):
-            raise UserError("JoyVASA has no emotion control (leave --emotion at neutral)")
-        if first_window is not None:
-            raise UserError(f"JoyVASA generates whole {self.cfg.window}-frame windows; live first windows "
-                            "(--live, audio from stdin) are not supported")  # fmt: skip
-        scale = DEFAULT_CFG if cfg_audio is None else float(cfg_audio)
-        if not math.isfinite(scale) or scale < 0:
-            raise UserError(f"cfg_audio must be a finite number ≥ 0, got {cfg_audio}")
+        scale = check_controls(self.schedule.num_steps, self.cfg.window, DEFAULT_CFG, steps=steps, cfg_audio=cfg_audio,
+                               cfg_gaze=cfg_gaze, gaze=gaze, distance=distance, emotion=emotion,
+                               first_window=first_window)  # fmt: skip
         portrait = None
         if context_motion is not None:
             portrait = np.asarray(context_motion, np.float32).reshape(-1)

@@ -40,6 +40,7 @@ from vasajax.zoo.joyvasa import sample as jv_sample
 from vasajax.zoo.joyvasa.config import JoyVASAConfig
 from vasajax.zoo.joyvasa.dit import JoyVASADiT
 from vasajax.zoo.joyvasa.schedule import make_schedule
+from vasajax.zoo.joyvasa.stage import check_controls
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -344,23 +345,9 @@ class TrainedJoyVASAGenerator:
 
     def stream(self, *, seed: int, context_motion=None, context_audio=None, steps=None, cfg_audio=None,
                cfg_gaze=None, gaze=None, distance=None, emotion=None, first_window=None) -> WindowStream:  # fmt: skip
-        n = self.cfg.num_diffusion_steps
-        if steps is not None and int(steps) != n:
-            raise UserError(f"this JoyVASA DiT samples every step of its {n}-step schedule; leave --steps out")
-        if gaze is not None and np.any(np.asarray(gaze, np.float32) != 0):
-            raise UserError("JoyVASA has no gaze control (leave --gaze at 0 0)")
-        if cfg_gaze is not None:
-            raise UserError("JoyVASA has no gaze control, so no gaze CFG scale (leave --cfg-gaze out)")
-        if distance is not None:
-            raise UserError("JoyVASA has no head-distance control (leave --distance out)")
-        if emotion is not None and not (isinstance(emotion, str) and emotion == "neutral"):
-            raise UserError("JoyVASA has no emotion control (leave --emotion at neutral)")
-        if first_window is not None:
-            raise UserError(f"JoyVASA generates whole {self.cfg.window}-frame windows; live first windows are not "
-                            "supported")  # fmt: skip
-        scale = float(self.settings.cfg_scale if cfg_audio is None else cfg_audio)
-        if not np.isfinite(scale) or scale < 0:
-            raise UserError(f"cfg_audio must be a finite number ≥ 0, got {cfg_audio}")
+        scale = check_controls(self.cfg.num_diffusion_steps, self.cfg.window, self.settings.cfg_scale, steps=steps,
+                               cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, gaze=gaze, distance=distance, emotion=emotion,
+                               first_window=first_window)  # fmt: skip
         if scale not in self._samplers:
             self._samplers[scale] = ClipSampler(self.model, scale)
         return self._samplers[scale].stream(seed)
