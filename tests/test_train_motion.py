@@ -209,3 +209,16 @@ def test_joyvasa_objective_lowers_its_loss():
         params, opt, loss = step(params, opt, jax.random.key(i % 4))
         losses.append(float(loss))
     assert np.isfinite(losses).all() and np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4]), losses
+
+
+def test_vasa_entry_export_part_matches_the_export_layout():
+    """``MotionTraining.export_part`` of VASA's DiT: ``motion.safetensors`` + the ``motion``/``diffusion`` sections
+    ``checkpoint_export`` writes, with the export's sampling defaults."""
+    from vasajax import export_format as ef
+    from vasajax.motion.training import VasaMotionTraining as V
+
+    mcfg, dcfg = V.presets("tiny")
+    files, sections = V.export_part(V.build(mcfg, 0), dcfg, 6, steps=7, cfg_audio=1.5)
+    assert list(files) == [ef.MOTION_FILE] and files[ef.MOTION_FILE][1] == {"model": "motion"}
+    assert sections["motion"]["motion_dim"] == mcfg.motion_dim
+    assert (sections["diffusion"]["steps"], sections["diffusion"]["lambda_audio"]) == (7, 1.5)

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 from flax import nnx
 
+from vasajax import config_io
+from vasajax import export_format as ef
 from vasajax.errors import UserError
 from vasajax.motion import diffusion, generate
 from vasajax.motion.diffusion import DiffusionConfig
@@ -106,9 +108,6 @@ class VasaMotionTraining:
     def export_part(model: MotionDiT, diffusion_cfg: DiffusionConfig, pose_dim: int, **sampling):
         """``motion.safetensors`` and config.json's ``motion``/``diffusion`` (``vasajax export`` writes VASA's DiT
         through ``checkpoint_export``; this is the same layout for other writers)."""
-        from vasajax import config_io
-        from vasajax import export_format as ef
-
         changes = {k: v for k, v in (("steps", sampling.get("steps")), ("lambda_audio", sampling.get("cfg_audio")),
                                      ("lambda_gaze", sampling.get("cfg_gaze"))) if v is not None}  # fmt: skip
         dcfg = dataclasses.replace(diffusion_cfg, **changes)
