@@ -125,6 +125,14 @@ def test_eval_metrics_helpers():
     assert cfg.windows.length == cfg.model.window + cfg.model.context
 
 
+def _same_params(run_a, run_b):
+    """Both runs' raw (non-EMA) models, after asserting their parameters are bitwise equal."""
+    ma, mb = tm.load_model(run_a, ema=False), tm.load_model(run_b, ema=False)
+    for x, y in zip(jax.tree.leaves(nnx.state(ma, nnx.Param)), jax.tree.leaves(nnx.state(mb, nnx.Param))):
+        np.testing.assert_array_equal(x, y)
+    return ma, mb
+
+
 def test_cli_two_steps_checkpoint_resume_plot_eval(motion_dir, tmp_path, capsys):
     """2 straight steps == 1 step, stop, resume 1 step (bitwise); plots, metrics, eval and config check."""
     base = [*BASE, "--data", str(motion_dir)]
@@ -144,9 +152,7 @@ def test_cli_two_steps_checkpoint_resume_plot_eval(motion_dir, tmp_path, capsys)
     rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
     assert tm.cli_main([*base, "--workdir", str(a)]) == 0
-    ma, mb = tm.load_model(a, ema=False), tm.load_model(b, ema=False)
-    for x, y in zip(jax.tree.leaves(nnx.state(ma, nnx.Param)), jax.tree.leaves(nnx.state(mb, nnx.Param))):
-        np.testing.assert_array_equal(x, y)
+    ma, mb = _same_params(a, b)
     np.testing.assert_array_equal(ma.motion_std.value, mb.motion_std.value)
     assert not np.allclose(ma.motion_std.value, 1.0)  # statistics measured on the data
 
@@ -167,9 +173,7 @@ def test_joyvasa_trains_in_the_same_loop(motion_dir, tmp_path, capsys):
     rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss_x0"]) for r in rows)
     assert tm.cli_main([*base, "--workdir", str(a)]) == 0
-    ma, mb = tm.load_model(a, ema=False), tm.load_model(b, ema=False)
-    for x, y in zip(jax.tree.leaves(nnx.state(ma, nnx.Param)), jax.tree.leaves(nnx.state(mb, nnx.Param))):
-        np.testing.assert_array_equal(x, y)
+    ma, mb = _same_params(a, b)
     assert not np.allclose(mb.motion_std.value, 1.0)  # statistics measured on the data
     vel = tm.build_config(tm.parser().parse_args([*base, "--workdir", "x", "--velocity-weight", "0.5"]))
     assert vel.diffusion.velocity_weight == 0.5 and vel.diffusion.p_null_audio == 0.1

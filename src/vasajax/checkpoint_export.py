@@ -55,7 +55,6 @@ from vasajax.motion.export_part import (
     check_audio,
     load_motion_model,
     load_motion_part,
-    motion_part_files,
 )
 from vasajax.params import read_safetensors, write_safetensors
 
@@ -75,7 +74,6 @@ __all__ = [
     "load_export",
     "load_motion_part",
     "model_tensors",
-    "motion_part_files",
     "random_export",
     "random_tensors",
     "read_safetensors",

@@ -3,7 +3,8 @@
 
 A VASA export holds it beside the face part; a mixed export (``vasajax export --renderer-export``) holds it beside
 another renderer's files, with no ``face.safetensors`` and no ``face``/``crop`` sections. ``load_motion_part`` reads
-just this part (``VasaMotionGenerator.load``), ``motion_part_files`` lays it out for a folder writer.
+just this part (``VasaMotionGenerator.load``); ``motion.training.VasaMotionTraining.export_part`` lays it out for a
+folder writer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 from flax import nnx
 
-from vasajax import config_io
 from vasajax import export_format as ef
 from vasajax.errors import UserError
 from vasajax.motion.audio import AudioConfig
@@ -72,17 +72,3 @@ def load_motion_part(directory: str | os.PathLike, manifest: Mapping[str, Any] |
         motion_model=load_motion_model(d, motion_cfg), motion=motion_cfg, audio=audio_cfg,
         diffusion=cfgs["diffusion"], conditions=dict(raw.get("conditions") or {}), manifest=dict(manifest), path=d,
     )  # fmt: skip
-
-
-def motion_part_files(motion_model: MotionDiT, configs: Mapping[str, Any]) -> dict[str, Any]:
-    """``motion.safetensors`` (tensors, metadata) and ``config.json`` (dict) of a motion part, in the layout
-    ``zoo.export.write_export`` writes; ``configs``: ``audio``, ``diffusion`` (default paper), ``conditions``."""
-    cfg_json = {
-        "format": ef.FORMAT,
-        "motion": config_io.to_dict(motion_model.cfg),
-        "audio": config_io.to_dict(configs["audio"]),
-        "diffusion": config_io.to_dict(configs.get("diffusion") or DiffusionConfig.paper()),
-        "conditions": dict(configs.get("conditions") or {}),
-    }
-    check_audio(Path("<new export>"), configs["audio"], motion_model.cfg)
-    return {ef.MOTION_FILE: (ef.model_tensors(motion_model), {"model": "motion"}), ef.CONFIG_FILE: cfg_json}

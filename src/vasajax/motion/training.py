@@ -12,6 +12,7 @@ CFG), exported as ``motion.safetensors`` (``vasajax export``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -105,12 +106,12 @@ class VasaMotionTraining:
         return diffusion.loss_fn(params, batch, key, graphdef=graphdef, rest=rest, dcfg=diffusion_cfg)
 
     @staticmethod
-    def export_part(model: MotionDiT, diffusion_cfg: DiffusionConfig, pose_dim: int, **sampling):
-        """``motion.safetensors`` and config.json's ``motion``/``diffusion`` (``vasajax export`` writes VASA's DiT
-        through ``checkpoint_export``; this is the same layout for other writers)."""
-        changes = {k: v for k, v in (("steps", sampling.get("steps")), ("lambda_audio", sampling.get("cfg_audio")),
-                                     ("lambda_gaze", sampling.get("cfg_gaze"))) if v is not None}  # fmt: skip
-        dcfg = dataclasses.replace(diffusion_cfg, **changes)
+    def export_part(
+        model: MotionDiT, diffusion_cfg: DiffusionConfig, pose_dim: int, *, steps=None, cfg_audio=None, cfg_gaze=None
+    ):
+        """``motion.safetensors`` and config.json's ``motion``/``diffusion`` sections (the layout of
+        ``motion.export_part``), with the export's sampling defaults (``sampling_defaults``)."""
+        dcfg = sampling_defaults(diffusion_cfg, steps, cfg_audio, cfg_gaze)
         sections = {"motion": config_io.to_dict(model.cfg), "diffusion": config_io.to_dict(dcfg)}
         return {ef.MOTION_FILE: (ef.model_tensors(model), {"model": "motion"})}, sections
 
@@ -122,3 +123,17 @@ class VasaMotionTraining:
         return generate.generate_motion(
             model, audio_TxA, diffusion_cfg, gaze=gaze, distance=distance, emotion=emotion, seed=seed
         )[0]
+
+
+def sampling_defaults(diffusion_cfg: DiffusionConfig, steps=None, cfg_audio=None, cfg_gaze=None) -> DiffusionConfig:
+    """The run's diffusion config with an export's default sampling steps and CFG scales (λ_A, λ_g of VASA-1's
+    eq. 2) where given: what ``vasajax animate`` uses when the user passes none."""
+    changes: dict[str, float | int] = {}
+    if steps is not None:
+        changes["steps"] = int(steps)
+    for name, value in (("lambda_audio", cfg_audio), ("lambda_gaze", cfg_gaze)):
+        if value is not None:
+            if not math.isfinite(value) or value < 0:
+                raise UserError(f"--{name.replace('lambda_', 'cfg-')} must be a finite number ≥ 0, got {value}")
+            changes[name] = float(value)
+    return dataclasses.replace(diffusion_cfg, **changes)

@@ -27,9 +27,7 @@ at the framing the model saw most.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from vasajax.errors import UserError
 from vasajax.facetrack.crop import CropConfig
 from vasajax.load import stage_names
 from vasajax.motion.audio import AudioConfig, feature_dim
+from vasajax.motion.training import sampling_defaults
 from vasajax.train import encode_dataset as ed
 from vasajax.train import face as face_train
 from vasajax.train import motion as motion_train
@@ -114,20 +113,6 @@ def _warm_start_chain(run: Path) -> list[Path]:
         chain.append(run)
 
 
-def _sampling_defaults(diffusion, steps: int | None, cfg_audio: float | None, cfg_gaze: float | None):
-    """The motion run's diffusion config with the export's default sampling steps and CFG scales (λ_A, λ_g of
-    VASA-1's eq. 2) where given: what ``vasajax animate`` uses when the user passes none."""
-    changes: dict[str, Any] = {}
-    if steps is not None:
-        changes["steps"] = int(steps)
-    for name, value in (("lambda_audio", cfg_audio), ("lambda_gaze", cfg_gaze)):
-        if value is not None:
-            if not math.isfinite(value) or value < 0:
-                raise UserError(f"--{name.replace('lambda_', 'cfg-')} must be a finite number ≥ 0, got {value}")
-            changes[name] = float(value)
-    return dataclasses.replace(diffusion, **changes)
-
-
 def export_runs(
     face_run: str | Path,
     motion_run: str | Path,
@@ -193,14 +178,15 @@ def export_runs(
     }
     if run_cfg.generator != "vasa":  # another trainable generator on this face run's motion (a mixed export)
         sampling = dict(steps=sampling_steps, cfg_audio=cfg_audio, cfg_gaze=cfg_gaze)
-        wfiles, sections = run_cfg.entry.export_part(motion_model, run_cfg.diffusion, 6, **sampling)
+        pose_dim = face_model.cfg.pose_dim
+        wfiles, sections = run_cfg.entry.export_part(motion_model, run_cfg.diffusion, pose_dim, **sampling)
         cfg_json = {"format": ef.FORMAT, "face": config_io.to_dict(face_model.cfg),
                     "crop": config_io.to_dict(CropConfig(size=face_model.cfg.image_size)),
                     "audio": config_io.to_dict(audio), "conditions": conditions, **sections}  # fmt: skip
         files = {ef.FACE_FILE: (ef.model_tensors(face_model), {"model": "face"}), **wfiles, ef.CONFIG_FILE: cfg_json}
         stages = {"renderer": "vasa", "motion": run_cfg.entry.stage_name, "audio": audio.kind, "motion_space": "vasa"}
         return ef.write_folder(Path(out).expanduser(), files, {"stages": stages, **facts})
-    diffusion = _sampling_defaults(run_cfg.diffusion, sampling_steps, cfg_audio, cfg_gaze)
+    diffusion = sampling_defaults(run_cfg.diffusion, sampling_steps, cfg_audio, cfg_gaze)
     return ce.save_export(
         out,
         face_model,
@@ -274,14 +260,10 @@ def export_with_renderer(
             files[name] = (tensors, {k: v for k, v in meta.items() if k != "format"})
         else:
             files[name] = zoo_export.read_json(renderer_export, name)
-    if run_cfg.generator == "vasa":
-        diffusion = _sampling_defaults(run_cfg.diffusion, sampling_steps, cfg_audio, cfg_gaze)
-        files |= ce.motion_part_files(motion_model, {"audio": audio, "diffusion": diffusion, "conditions": conditions})
-    else:
-        sampling = dict(steps=sampling_steps, cfg_audio=cfg_audio, cfg_gaze=cfg_gaze)
-        wfiles, sections = run_cfg.entry.export_part(motion_model, run_cfg.diffusion, renderer.pose_dim, **sampling)
-        cfg_json = {"format": ef.FORMAT, "audio": config_io.to_dict(audio), "conditions": conditions, **sections}
-        files |= {**wfiles, ce.CONFIG_FILE: cfg_json}
+    sampling = dict(steps=sampling_steps, cfg_audio=cfg_audio, cfg_gaze=cfg_gaze)
+    wfiles, sections = run_cfg.entry.export_part(motion_model, run_cfg.diffusion, renderer.pose_dim, **sampling)
+    cfg_json = {"format": ef.FORMAT, "audio": config_io.to_dict(audio), "conditions": conditions, **sections}
+    files |= {**wfiles, ce.CONFIG_FILE: cfg_json}
     portable = _portable_paths(renderer_export, motion_run, motion_data)
     stages = {"renderer": stage_names(r_manifest)["renderer"], "motion": run_cfg.entry.stage_name, "audio": audio.kind,
               "motion_space": renderer.motion_space}  # fmt: skip

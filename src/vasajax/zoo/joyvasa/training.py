@@ -24,6 +24,7 @@ those labels are ignored. ``JoyVASAConfig`` has no compute dtype: it trains in f
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -95,6 +96,34 @@ def schedule_of(cfg: JoyVASAConfig):
     return make_schedule(cfg.num_diffusion_steps, cfg.schedule)
 
 
+# ------------------------------------------------------------------------------------------------ export, stage
+
+EXPORT_WEIGHTS = "motion_joyvasa.safetensors"
+"""The trained DiT and its statistics in an export (beside any renderer's files)."""
+EXPORT_SECTION = "motion_joyvasa"
+"""config.json section: ``model`` (JoyVASAConfig), ``sampling`` (JoyVASATrainSettings), ``pose_dim``."""
+STAGE_NAME = "joyvasa-trained"
+"""Its entry in ``vasajax.stages.MOTION_GENERATORS``."""
+
+
+def export_part(
+    model: TrainableJoyVASA, settings: JoyVASATrainSettings, pose_dim: int, *, steps=None, cfg_audio=None,
+    cfg_gaze=None,
+) -> tuple[dict, dict]:  # fmt: skip
+    """``({file: (tensors, metadata)}, {config.json section: dict})`` of a trained model for an export writer;
+    ``cfg_audio`` sets the export's default CFG scale (JoyVASA has no gaze scale and samples all its steps)."""
+    if steps is not None:
+        raise UserError(f"--steps: a JoyVASA DiT samples all {model.cfg.num_diffusion_steps} steps of its schedule")
+    if cfg_gaze is not None:
+        raise UserError("--cfg-gaze: JoyVASA has no gaze condition")
+    if cfg_audio is not None:
+        if not np.isfinite(cfg_audio) or cfg_audio < 0:
+            raise UserError(f"--cfg-audio must be a finite number ≥ 0, got {cfg_audio}")
+        settings = dataclasses.replace(settings, cfg_scale=float(cfg_audio))
+    section = {"model": config_io.to_dict(model.cfg), "sampling": config_io.to_dict(settings), "pose_dim": pose_dim}
+    return {EXPORT_WEIGHTS: (ef.model_tensors(model), {"model": STAGE_NAME})}, {EXPORT_SECTION: section}
+
+
 class JoyVASATraining:
     """Trainable entry ``"joyvasa"`` (see the module docstring); exported as generator ``"joyvasa-trained"``."""
 
@@ -103,6 +132,8 @@ class JoyVASATraining:
     model_config = JoyVASAConfig
     diffusion_config = JoyVASATrainSettings
     batch_keys = ("motion", "audio")
+    export_part = staticmethod(export_part)
+    """Files and config.json sections of a trained model in an export (``vasajax export``)."""
 
     @staticmethod
     def presets(name: str) -> tuple[JoyVASAConfig, JoyVASATrainSettings]:
@@ -188,11 +219,6 @@ class JoyVASATraining:
         return total, {"loss": total, "loss_x0": loss_x0, "loss_vel": loss_vel}
 
     @staticmethod
-    def export_part(model: TrainableJoyVASA, diffusion_cfg: JoyVASATrainSettings, pose_dim: int, **sampling):
-        """Files and config.json sections of the trained model in an export (``vasajax export``)."""
-        return export_part(model, diffusion_cfg, pose_dim, **sampling)
-
-    @staticmethod
     def generate(
         model: TrainableJoyVASA, audio_TxA, diffusion_cfg: JoyVASATrainSettings, *, gaze, distance, emotion, seed: int
     ) -> np.ndarray:
@@ -200,28 +226,31 @@ class JoyVASATraining:
         window from the learned start context, each later one from the last K frames (motion and audio) of the one
         before; x_T drawn once from ``key(seed)``, window w's step noises from ``fold_in(key, w + 1)``; the last
         window's audio padded with the features' mean. Gaze, distance and emotion are ignored (no such condition)."""
-        key = (id(model), float(diffusion_cfg.cfg_scale))
-        if key not in _SAMPLERS:  # one compilation per model and scale (evaluation samples many clips)
-            _SAMPLERS.clear()
-            _SAMPLERS[key] = ClipSampler(model, diffusion_cfg.cfg_scale)
-        return _SAMPLERS[key](audio_TxA, seed)
+        return ClipSampler(model, diffusion_cfg.cfg_scale)(audio_TxA, seed)
 
 
-_SAMPLERS: dict[tuple[int, float], ClipSampler] = {}
-"""The last ``ClipSampler`` (it holds its model, so the id cannot be reused while cached)."""
+@functools.lru_cache(maxsize=8)
+def _jitted(graphdef: nnx.GraphDef, dit_graph: nnx.GraphDef, cfg: JoyVASAConfig, cfg_scale: float | None):
+    """``(schedule, sample, tokens, denormalize)`` for one model structure and CFG scale: jitted once, the weights
+    and statistics passed in (so evaluating or plotting a new checkpoint of the same run compiles nothing)."""
+    schedule = schedule_of(cfg)
+    sample = jax.jit(jv_sample.make_window_sampler(dit_graph, schedule, cfg_scale=cfg_scale, target=cfg.target))
+    tokens = jax.jit(lambda state, a: nnx.merge(graphdef, state).audio_tokens(a))
+    denormalize = jax.jit(lambda state, x0: nnx.merge(graphdef, state).denormalize_motion(x0))
+    return schedule, sample, tokens, denormalize
 
 
 class ClipSampler:
-    """JoyVASA's window sampler (``sample.make_window_sampler``, all T steps, CFG on the audio), jitted once per
-    model and scale, over a clip of per-frame audio rows; motion in the data's space."""
+    """JoyVASA's window sampler (``sample.make_window_sampler``, all T steps, CFG on the audio) over a clip of
+    per-frame audio rows, motion in the data's space; the jitted functions are shared by every model of one
+    structure and scale (``_jitted``)."""
 
     def __init__(self, model: TrainableJoyVASA, cfg_scale: float | None):
         self.model, self.cfg = model, model.cfg
-        self.schedule = schedule_of(model.cfg)
-        self.dit_graph, self.dit_params = nnx.split(model.dit)
-        fn = jv_sample.make_window_sampler(self.dit_graph, self.schedule, cfg_scale=cfg_scale, target=self.cfg.target)
-        self.sample = jax.jit(fn)
-        self.tokens = jax.jit(lambda a: model.audio_tokens(a))
+        graphdef, self.state = nnx.split(model)
+        self.dit_params = nnx.state(model.dit)
+        jitted = _jitted(graphdef, nnx.graphdef(model.dit), model.cfg, cfg_scale)
+        self.schedule, self.sample, self.tokens, self.denormalize = jitted
         self.audio_pad = np.asarray(model.audio_mean.get_value(), np.float32)
 
     def stream(self, seed: int) -> WindowStream:
@@ -251,12 +280,12 @@ class WindowStream:
 
     def _window(self, rows_LxA: np.ndarray) -> np.ndarray:
         s, cfg = self.s, self.s.cfg
-        win = s.tokens(jnp.asarray(rows_LxA[None]))
+        win = s.tokens(s.state, jnp.asarray(rows_LxA[None]))
         z = jax.random.normal(jax.random.fold_in(self.key, self.w + 1), (s.schedule.num_steps - 1, *self.x_T.shape))
         x0 = s.sample(s.dit_params, win, self.prev_m, self.prev_a, self.x_T, z)
         self.prev_m, self.prev_a = x0[:, -cfg.context :], win[:, -cfg.context :]
         self.w += 1
-        return np.asarray(s.model.denormalize_motion(x0), np.float32)
+        return np.asarray(s.denormalize(s.state, x0), np.float32)
 
     def push(self, audio_TxA: np.ndarray) -> list[np.ndarray]:
         a = np.asarray(audio_TxA, np.float32).reshape(-1, self.s.cfg.audio_dim) if np.size(audio_TxA) else None
@@ -278,34 +307,6 @@ class WindowStream:
         return [self._window(rows)[:, :n]]
 
 
-# ------------------------------------------------------------------------------------------------ export, stage
-
-EXPORT_WEIGHTS = "motion_joyvasa.safetensors"
-"""The trained DiT and its statistics in an export (beside any renderer's files)."""
-EXPORT_SECTION = "motion_joyvasa"
-"""config.json section: ``model`` (JoyVASAConfig), ``sampling`` (JoyVASATrainSettings), ``pose_dim``."""
-STAGE_NAME = "joyvasa-trained"
-"""Its entry in ``vasajax.stages.MOTION_GENERATORS``."""
-
-
-def export_part(
-    model: TrainableJoyVASA, settings: JoyVASATrainSettings, pose_dim: int, *, steps=None, cfg_audio=None,
-    cfg_gaze=None,
-) -> tuple[dict, dict]:  # fmt: skip
-    """``({file: (tensors, metadata)}, {config.json section: dict})`` of a trained model for an export writer;
-    ``cfg_audio`` sets the export's default CFG scale (JoyVASA has no gaze scale and samples all its steps)."""
-    if steps is not None:
-        raise UserError(f"--steps: a JoyVASA DiT samples all {model.cfg.num_diffusion_steps} steps of its schedule")
-    if cfg_gaze is not None:
-        raise UserError("--cfg-gaze: JoyVASA has no gaze condition")
-    if cfg_audio is not None:
-        if not np.isfinite(cfg_audio) or cfg_audio < 0:
-            raise UserError(f"--cfg-audio must be a finite number ≥ 0, got {cfg_audio}")
-        settings = dataclasses.replace(settings, cfg_scale=float(cfg_audio))
-    section = {"model": config_io.to_dict(model.cfg), "sampling": config_io.to_dict(settings), "pose_dim": pose_dim}
-    return {EXPORT_WEIGHTS: (ef.model_tensors(model), {"model": STAGE_NAME})}, {EXPORT_SECTION: section}
-
-
 class TrainedJoyVASAGenerator:
     """Generator entry ``"joyvasa-trained"``: a JoyVASA DiT trained by ``train-motion --generator joyvasa``, in the
     motion space of the data it was trained on, reading the export's audio entry's per-frame features. No gaze,
@@ -322,7 +323,6 @@ class TrainedJoyVASAGenerator:
         self.motion_space, self.pose_dim = motion_space, int(pose_dim)
         self.motion_dim, self.audio_dim = self.cfg.motion_dim, self.cfg.audio_dim
         self.conditions = {"distance": None}
-        self._samplers: dict[float, ClipSampler] = {}
 
     @classmethod
     def load(cls, directory, manifest: Mapping) -> TrainedJoyVASAGenerator:
@@ -348,6 +348,4 @@ class TrainedJoyVASAGenerator:
         scale = check_controls(self.cfg.num_diffusion_steps, self.cfg.window, self.settings.cfg_scale, steps=steps,
                                cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, gaze=gaze, distance=distance, emotion=emotion,
                                first_window=first_window)  # fmt: skip
-        if scale not in self._samplers:
-            self._samplers[scale] = ClipSampler(self.model, scale)
-        return self._samplers[scale].stream(seed)
+        return ClipSampler(self.model, scale).stream(seed)
