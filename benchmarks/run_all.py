@@ -303,7 +303,9 @@ def _train_rows(what: str) -> Callable:
     def parse(t: Tables, doc, dev, src):
         for r in _rows(doc):
             samples = r.get("samples_per_s") or r.get("windows_per_s")
-            t.add("train", what=what, config=r.get("config"), device=dev, dtype=r.get("dtype") or r.get("precision"),
+            gen = r.get("generator")
+            label = what if gen in (None, "vasa") else f"{what}, {gen}'s DiT"
+            t.add("train", what=label, config=r.get("config"), device=dev, dtype=r.get("dtype") or r.get("precision"),
                   batch=r.get("batch"), devices=r.get("devices", 1), **{"step (s)": r.get("step_s"),
                   "samples/s": samples, "scaling eff.": r.get("weak_scaling_eff"), "peak mem (GiB)": _gib(r)},
                   source=src)  # fmt: skip
