@@ -119,6 +119,30 @@ def test_whole_chain_parity():
 # ------------------------------------------------------------------------------------------ keypoints
 
 
+@pytest.mark.parametrize("shape", [(1, 4, 16, 16, 6, 3, 7), (2, 3, 17, 33, 5, 2, 5)], ids=["k7", "k5-odd-sizes"])
+def test_fft_conv3d_equals_the_direct_conv(shape):
+    """``conv3d_fft`` (the CPU form of large-kernel ``Conv3d``) against XLA's own 3D conv: batch, sizes that do not
+    divide into tiles, both kernel sizes it takes; and the stacked form ``Conv3d`` uses elsewhere."""
+    import jax
+
+    from vasajax.zoo.liveportrait import layers
+
+    b, d, h, w, cin, cout, k = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, d, h, w, cin)).astype(np.float32)
+    kern = rng.standard_normal((k, k, k, cin, cout)).astype(np.float32)
+    want = np.asarray(
+        jax.lax.conv_general_dilated(
+            x, kern, (1, 1, 1), "SAME", dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), precision="highest"
+        )
+    )
+    scale = np.abs(want).max()
+    for fn in (layers.conv3d_fft, layers.conv3d_stacked):
+        got = np.asarray(jax.jit(fn)(x, kern))
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-5 * scale, fn.__name__
+
+
 def test_headpose_bins_to_degrees():
     assert abs(float(kpt.headpose_to_degrees(jnp.zeros((1, 66)))[0])) < 1e-4  # uniform → 3·32.5 − 97.5 = 0
     onehot = jnp.full((3, 66), -1e4).at[jnp.arange(3), jnp.array([0, 10, 65])].set(0.0)
