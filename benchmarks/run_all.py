@@ -303,8 +303,9 @@ def _train_rows(what: str) -> Callable:
     def parse(t: Tables, doc, dev, src):
         for r in _rows(doc):
             samples = r.get("samples_per_s") or r.get("windows_per_s")
-            gen = r.get("generator")
+            gen, ren = r.get("generator"), r.get("renderer")
             label = what if gen in (None, "vasa") else f"{what}, {gen}'s DiT"
+            label = label if ren in (None, "vasa") else f"{label}, {ren} renderer ({r.get('image_size')}² frames)"
             t.add("train", what=label, config=r.get("config"), device=dev, dtype=r.get("dtype") or r.get("precision"),
                   batch=r.get("batch"), devices=r.get("devices", 1), **{"step (s)": r.get("step_s"),
                   "samples/s": samples, "scaling eff.": r.get("weak_scaling_eff"), "peak mem (GiB)": _gib(r)},

@@ -4,6 +4,7 @@ update, AdamW, EMA) jitted with its shardings, on synthetic uint8 frames.
     python benchmarks/train.py --config tiny small                 # 2-core CPU
     python benchmarks/train.py --config paper --bf16 --batch 8     # one GPU
     python benchmarks/train.py --config tiny --devices 1 2 4       # weak scaling (simulated CPU devices)
+    python benchmarks/train.py --renderer liveportrait --config small   # another trainable renderer's step
 
 Reports generator + discriminator step time, samples/s, GFLOPs per step (XLA cost analysis of the lowered
 steps), compile time and peak device memory; ``--devices`` keeps the per-device batch fixed and reports the
@@ -25,7 +26,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 
-def bench(name: str, n_dev: int, per_device: int, bf16: bool, gan: bool, iters: int) -> dict:
+LABELS = {"driver_mouth_4": [0.3, 0.6, 0.7, 0.8], "source_pose_6": [0.0] * 6, "driver_pose_6": [0.0] * 6}
+"""Constant stand-ins for the loader's per-example labels an objective may read (a mouth box, tracker poses)."""
+
+
+def bench(name: str, n_dev: int, per_device: int, bf16: bool, gan: bool, iters: int, renderer: str = "vasa") -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -35,16 +40,21 @@ def bench(name: str, n_dev: int, per_device: int, bf16: bool, gan: bool, iters: 
     from vasajax.train import common, face
 
     run = {"batch_size": per_device * n_dev, "precision": "bfloat16" if bf16 else "float32"}
-    cfg = dataclasses.replace(face.PRESETS[name](**run), adversarial=gan)
+    cfg = dataclasses.replace(face.FaceTrainConfig.preset(name, renderer=renderer, **run), adversarial=gan)
     mesh = common.make_mesh(1, devices=jax.devices()[:n_dev])
     t0 = time.perf_counter()
     steps = face.compiled_steps(cfg, mesh)
     state = steps.init()
-    s, b = cfg.model.image_size, cfg.run.batch_size
+    s, b = cfg.entry.frame_size(cfg.model), cfg.run.batch_size
     rng = np.random.default_rng(0)
+    keys = face.batch_keys(cfg)
+    unknown = [k for k in keys if k not in face.BATCH_KEYS and k not in LABELS]
+    if unknown:
+        raise SystemExit(f"benchmarks/train.py has no stand-in for the labels {unknown}")
     host = {k: rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8) for k in face.BATCH_KEYS}
-    batch = common.global_batch(host, mesh)
-    abstract_batch = {k: jax.ShapeDtypeStruct((b, s, s, 3), jnp.uint8) for k in face.BATCH_KEYS}
+    host |= {k: np.tile(np.asarray(LABELS[k], np.float32), (b, 1)) for k in keys if k in LABELS}
+    batch = common.global_batch(host, mesh, keys)
+    abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, jnp.asarray(v).dtype) for k, v in host.items() if k in keys}
     gflops = flops_of(steps.gen.lower(steps.abstract, steps.critic_params, abstract_batch)) / 1e9
 
     def one(state):
@@ -66,6 +76,8 @@ def bench(name: str, n_dev: int, per_device: int, bf16: bool, gan: bool, iters: 
     n_params = count_params(state["gen"]["params"])
     return dict(
         config=name,
+        renderer=renderer,
+        image_size=s,
         devices=n_dev,
         batch=b,
         precision=run["precision"],
@@ -89,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--no-gan", action="store_true", help="generator losses only (no discriminator)")
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--renderer", default="vasa", help="trainable renderer (vasajax.stages.RENDERER_TRAINING)")
     args = ap.parse_args(argv)
     import jax
 
@@ -100,7 +113,7 @@ def main(argv=None) -> int:
     for name in args.config:
         base = None
         for n in args.devices:
-            row = bench(name, n, args.batch, args.bf16, not args.no_gan, args.iters)
+            row = bench(name, n, args.batch, args.bf16, not args.no_gan, args.iters, args.renderer)
             base = base or row["step_s"]
             row["weak_scaling_eff"] = base / row["step_s"]
             rows.append(row)

@@ -71,10 +71,18 @@ print("full run" if FULL else ("smoke run" if SMOKE else "default run"), "→ ou
 # `manifest.json` names its entries (`{"stages": {"renderer": "liveportrait", "motion": "vasa", ...}}`), and
 # `vasajax.load.load_stages` loads each one from the folder. Entries are registered lazily (`"module:attr"`
 # strings), so listing them imports nothing heavy; user code adds its own with `RENDERERS.register("name", cls)`.
+#
+# Two more registries name what the trainers can train: `vasajax train-face --renderer NAME` takes any entry of
+# `RENDERER_TRAINING` (VASA-1's face latent model; LivePortrait's F, M, W, G with the objective its paper describes)
+# and `vasajax train-motion --generator NAME` any of `MOTION_TRAINING` (VASA-1's DiT; JoyVASA's). Each entry brings
+# its configs, its model and its loss; the loops (sharding, exact resume, EMA, checkpoints) are shared, and a run
+# exports to the files the inference registry above loads.
 
 # %%
 for registry in (stages.RENDERERS, stages.MOTION_GENERATORS, stages.AUDIO_ENCODERS):
-    print(f"{registry.kind:18s}: {', '.join(registry.names())}")
+    print(f"{registry.kind:27s}: {', '.join(registry.names())}")
+for registry in (stages.RENDERER_TRAINING, stages.MOTION_TRAINING):
+    print(f"{registry.kind:27s}: {', '.join(registry.names())}")
 
 # %% [markdown]
 # ## 2 · The interfaces, on one screen

@@ -16,7 +16,8 @@ by the portrait's own pose); a renderer and a generator fit together when their 
 Entries are registered by name (``RENDERERS``, ``MOTION_GENERATORS``, ``AUDIO_ENCODERS``), each as a class with
 ``load(directory, manifest)``, or as a lazy ``"module:attr"`` string so that listing them imports nothing heavy.
 Motion generators that ``vasajax train-motion`` can train have a second entry in ``MOTION_TRAINING``
-(``MotionTraining``: configs, build, batch, loss, sampling; ``train-motion --generator NAME``).
+(``MotionTraining``: configs, build, batch, loss, sampling; ``train-motion --generator NAME``), and renderers that
+``vasajax train-face`` can train one in ``RENDERER_TRAINING`` (``RendererTraining``; ``train-face --renderer NAME``).
 An export's ``manifest.json`` names its stages (``{"stages": {"renderer": "vasa", ...}}``; absent: VASA-1's).
 Adding a model touches its own files and one line here (or one ``register`` call in user code: see
 ``tests/test_stages.py``, which animates with a renderer defined in the test).
@@ -171,6 +172,57 @@ class MotionTraining(Protocol):
         ...
 
 
+class RendererTraining(Protocol):
+    """What ``vasajax train-face`` needs of a trainable renderer (``vasajax.face.training`` is VASA-1's face latent
+    model; ``vasajax.zoo.liveportrait.training`` LivePortrait's F, M, W, G). The loop (mesh, sharded state, the
+    patch discriminator and its step, checkpoints with exact resume, EMA, sample grids) is ``vasajax.train.face``'s;
+    the entry's functions are static, the model an ``nnx.Module``."""
+
+    name: str
+    model_config: type
+    """Dataclass of the model's sizes (JSON in the run's ``config.json``)."""
+    loss_config: type
+    """Dataclass of its objective's weights; has ``gan_weight``, ``feature_matching_weight`` and the perceptual
+    settings ``vasajax.face.losses.build_critics`` reads (``perceptual``, ``vgg_weights``, ``ssim_scales``)."""
+
+    precisions: tuple[str, ...]
+    """Compute dtypes it supports, the first its default (``run.precision`` of a preset falls back to it)."""
+
+    def presets(self, name: str, vgg_weights: str | None) -> tuple[Any, Any]:
+        """``(model config, loss config)`` of preset ``name`` (``tiny``, ``small``, ``paper``, and the entry's own)."""
+        ...
+
+    def with_dtype(self, cfg: Any, dtype: str) -> Any: ...
+    def frame_size(self, cfg: Any) -> int:
+        """Side of the frames the loader gives (the renderer's output: what the loss compares)."""
+        ...
+
+    def build(self, cfg: Any, rngs: Any) -> Any: ...
+    def trainable(self) -> Any:
+        """``nnx`` filter of the variables the optimiser trains (the rest, e.g. fixed statistics, travel along)."""
+        ...
+
+    def batch_keys(self, loss_cfg: Any) -> tuple[str, ...]:
+        """The ``loader.face_pairs`` fields the loss reads (frames ``source``, ``driver``, ``cross`` and labels)."""
+        ...
+
+    def loss(self, model, critics, disc, batch, loss_cfg, key) -> tuple[Any, tuple[dict[str, Any], Any]]:
+        """Pure and jittable: ``(scalar loss, (metrics, fakes))``, ``fakes`` the images the discriminator judges."""
+        ...
+
+    def reenact(self, model, source, driver) -> Any:
+        """``source`` driven by ``driver``'s motion (float images in [0, 1]): the sample grids and evaluation."""
+        ...
+
+    stage_name: str
+    """Its entry in ``RENDERERS`` (what an export's manifest names)."""
+    motion_space: str
+
+    def export_files(self, cfg: Any, model: Any) -> dict[str, Any]:
+        """``{file name: (tensors, metadata) or JSON dict}`` of a renderer export that ``RENDERERS`` loads."""
+        ...
+
+
 class Registry:
     """Name → entry class for one kind of stage; entries may be lazy ``"module:attr"`` strings."""
 
@@ -240,6 +292,11 @@ MOTION_TRAINING = Registry(
     "trainable motion generator",
     {"vasa": "vasajax.motion.training:VasaMotionTraining", "joyvasa": "vasajax.zoo.joyvasa.training:JoyVASATraining"},
 )
+RENDERER_TRAINING = Registry(
+    "trainable renderer",
+    {"vasa": "vasajax.face.training:VasaRendererTraining",
+     "liveportrait": "vasajax.zoo.liveportrait.training:LivePortraitTraining"},
+)  # fmt: skip
 
 
 def check_compatible(renderer: Renderer, generator: MotionGenerator, audio: AudioEncoder, motion_audio_dim=None):

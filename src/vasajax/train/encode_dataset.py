@@ -341,7 +341,7 @@ def encode_dataset(
 def load_face_model(checkpoint: str | Path):
     """A stage-1 ``FaceLatentModel`` from a ``vasajax train-face`` run folder (latest checkpoint, EMA if any)."""
 
-    return face_train.load_model(checkpoint)
+    return face_train.load_vasa_model(checkpoint, "encode-dataset --face-checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,14 @@ which copies the renderer export's files and adds ``motion.safetensors`` + ``con
 diffusion, conditions); its manifest names ``{"renderer": "liveportrait", "motion": "vasa", "audio": "logmel",
 "motion_space": "liveportrait"}`` and ``vasajax animate --checkpoint`` loads it entry by entry.
 
+A face run of another trainable renderer (``train-face --renderer liveportrait``) is written through its entry
+(``RendererTraining.export_files``: for LivePortrait, the files ``vasajax convert liveportrait`` writes); alone it
+makes a renderer-only export, the input of ``encode-dataset --renderer``::
+
+    vasajax export --face-run runs/lp --out checkpoints/lp-trained
+
+and with a motion run trained on that renderer's motion, one export of both (as ``--renderer-export`` does).
+
 It records in ``manifest.json`` where the weights came from: both runs' configs, final step and last logged
 metrics, the motion data's audio features and dimension names, and the training data each run read. The audio
 feature config is taken from the motion data's manifest (the DiT only understands the features it was trained
@@ -29,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +122,23 @@ def _warm_start_chain(run: Path) -> list[Path]:
         chain.append(run)
 
 
+def _run_facts(workdir: Path, portable) -> dict[str, Any]:
+    return {"workdir": portable(workdir), "config": json.loads((workdir / "config.json").read_text()),
+            "last_metrics": _last_metrics(workdir)}  # fmt: skip
+
+
+def export_renderer(face_run: str | Path, out: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+    """A renderer-only export of a face run (EMA weights of its latest checkpoint), written by its renderer entry
+    (``RendererTraining.export_files``); ``RENDERERS`` loads it, ``encode-dataset --renderer`` reads motion with it."""
+    face_run = Path(face_run)
+    entry = face_train.load_config(face_run).entry
+    model = face_train.load_model(face_run)
+    files = entry.export_files(model.cfg, model)
+    stages = {"renderer": entry.stage_name, "motion_space": entry.motion_space}
+    facts = {"face_run": _run_facts(face_run, _portable_paths(face_run)), **dict(extra or {})}
+    return zoo_export.write_export(out, files, stages, facts)
+
+
 def export_runs(
     face_run: str | Path,
     motion_run: str | Path,
@@ -127,6 +153,19 @@ def export_runs(
     """Write the export of a face run and a motion run (EMA weights of their latest checkpoints) to ``out``."""
 
     face_run, motion_run, motion_data = Path(face_run), Path(motion_run), Path(motion_data)
+    if face_train.load_config(face_run).renderer != "vasa":  # another renderer: its export, then the motion part
+        with tempfile.TemporaryDirectory(prefix="vasajax-renderer-") as tmp:
+            renderer_export = export_renderer(face_run, Path(tmp) / "renderer")
+            return export_with_renderer(
+                renderer_export,
+                motion_run,
+                motion_data,
+                out,
+                sampling_steps=sampling_steps,
+                cfg_audio=cfg_audio,
+                cfg_gaze=cfg_gaze,
+                extra={"face_run": _run_facts(face_run, _portable_paths(face_run, motion_run)), **dict(extra or {})},
+            )
     face_model = face_train.load_model(face_run)
     motion_model = motion_train.load_model(motion_run)
     run_cfg = motion_train.load_config(motion_run)
@@ -294,8 +333,11 @@ def parser() -> argparse.ArgumentParser:
         help="instead of a face run: a renderer-only export (vasajax convert liveportrait) whose motion the motion "
         "run was trained on (encode-dataset --renderer)",
     )
-    p.add_argument("--motion-run", required=True, help="train-motion run folder")
-    p.add_argument("--motion-data", required=True, help="the motion shards the motion run trained on")
+    p.add_argument(
+        "--motion-run",
+        help="train-motion run folder (without it, a face run of any renderer makes a renderer-only export)",
+    )
+    p.add_argument("--motion-data", help="the motion shards the motion run trained on (with --motion-run)")
     p.add_argument("--out", required=True, help="export folder to write (replaced atomically if it exists)")
     p.add_argument("--steps", type=int, help="default diffusion sampling steps of the export")
     p.add_argument("--cfg-audio", type=float, help="default audio CFG scale λ_A (default: the motion run's)")
@@ -315,6 +357,14 @@ def cli_main(argv: list[str] | None = None) -> int:
             extra.update(json.loads(Path(args.facts).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"--facts {args.facts}: {e}") from None
+    if args.motion_run is None:
+        if args.face_run is None:
+            raise UserError("--renderer-export needs --motion-run and --motion-data (it is already a renderer export)")
+        out = export_renderer(args.face_run, args.out, extra=extra)
+        print(f"wrote {out} (renderer only)")
+        return 0
+    if args.motion_data is None:
+        raise UserError("--motion-run needs --motion-data: the motion shards it trained on")
     export, face = export_runs, args.face_run
     if args.renderer_export:
         export, face = export_with_renderer, args.renderer_export

@@ -1,17 +1,22 @@
-"""Stage-1 trainer: the face latent space by self-reenactment (VASA-1 §3.1, MegaPortraits' recipe).
+"""Stage-1 trainer: a renderer by self-reenactment (VASA-1 §3.1, MegaPortraits' recipe; or another renderer's).
 
     vasajax train-face --config tiny --data data/clips --workdir runs/face-tiny --steps 300
     srun vasajax train-face --config paper --data /data/vox2 --workdir runs/face --fsdp 8   (train/slurm/)
+    vasajax train-face --renderer liveportrait --config small --data data/clips --workdir runs/lp
 
-Each step draws (source, driver, cross) frames from ``loader.face_pairs`` and runs two pure, jitted functions:
+The model and its objective come from a trainable renderer entry (``vasajax.stages.RENDERER_TRAINING``,
+``--renderer``; default ``vasa``: VASA-1's face latent model, ``vasajax.face.training``; ``liveportrait``:
+LivePortrait's F, M, W, G, ``vasajax.zoo.liveportrait.training``). Each step draws (source, driver, cross) frames
+from ``loader.face_pairs`` and runs two pure, jitted functions:
 
-* ``generator_step``: the whole generator objective of ``vasajax.face.losses`` (L1, perceptual, face, transfer
-  consistency, cross-identity identity, CosFace contrastive, hinge GAN + feature matching against the current
-  discriminator), gradients (accumulated over micro-batches if asked), clipping, AdamW, EMA;
+* ``generator_step``: the entry's whole generator objective (VASA's: ``vasajax.face.losses``: L1, perceptual, face,
+  transfer consistency, cross-identity identity, CosFace contrastive, hinge GAN + feature matching against the
+  current discriminator), gradients (accumulated over micro-batches if asked), clipping, AdamW, EMA;
 * ``discriminator_step``: the multi-scale patch discriminator's hinge loss on the driver frames (real) and the
   images the generator step produced (fake), AdamW.
 
-The state is one pytree ``{"step", "gen": {"params", "opt", "ema"}, "disc": {"params", "opt"}}``; batches are
+The state is one pytree ``{"step", "gen": {"params", "opt", "ema"}, "disc": {"params", "opt"}}`` (plus ``gen.rest``:
+variables the optimiser does not train, e.g. BatchNorm statistics, when the model has any); batches are
 sharded over every device, params replicated or FSDP-sharded (``vasajax.train.common``). There is no random state
 besides ``step_key(seed, step)``: stopping (SIGTERM/SIGINT, ``--stop-after``) and resuming gives the same params,
 bit for bit on CPU, as an uninterrupted run.
@@ -43,8 +48,7 @@ from vasajax.data import loader
 from vasajax.errors import UserError
 from vasajax.face import discriminator as disc_lib
 from vasajax.face import losses
-from vasajax.face.config import FaceConfig
-from vasajax.face.model import FaceLatentModel
+from vasajax.stages import RENDERER_TRAINING
 from vasajax.train import common
 
 log = logging.getLogger("vasajax.train.face")
@@ -54,19 +58,9 @@ BATCH_KEYS = ("source", "driver", "cross")
 
 
 def batch_keys(cfg: FaceTrainConfig) -> tuple[str, ...]:
-    """The loader fields a step of ``cfg`` uses: the frames, plus the labels its optional loss terms read (mouth
-    box, tracker poses, tracker blendshapes, tracker landmarks)."""
-    extra = (
-        (("driver_mouth_4",) if cfg.loss.mouth_weight > 0 else ())
-        + (("source_pose_6", "driver_pose_6") if cfg.loss.pose_weight > 0 else ())
-        + (("source_blendshapes_52", "driver_blendshapes_52") if cfg.loss.expression_weight > 0 else ())
-        + (
-            ("source_landmarks_Kx2", "driver_landmarks_Kx2")
-            if cfg.loss.flow_weight > 0 or cfg.loss.landmark_weight > 0
-            else ()
-        )
-    )
-    return BATCH_KEYS + extra
+    """The loader fields a step of ``cfg`` uses: the frames, plus the labels its optional loss terms read (VASA's:
+    mouth box, tracker poses, tracker blendshapes, tracker landmarks)."""
+    return tuple(cfg.entry.batch_keys(cfg.loss))
 
 
 EXIT_STOPPED = 75
@@ -81,12 +75,14 @@ a SLURM script requeues on it)."""
 class FaceTrainConfig:
     """Everything that defines a stage-1 run; saved as ``config.json`` and checked when a run resumes."""
 
-    model: FaceConfig
-    """The face latent model (its ``dtype`` is overridden by ``run.precision``)."""
+    model: Any
+    """The renderer's config (the entry's ``model_config``; VASA's ``FaceConfig``, whose ``dtype`` is overridden by
+    ``run.precision``)."""
     disc: disc_lib.DiscConfig
     """The multi-scale patch discriminator."""
-    loss: losses.FaceLossConfig
-    """Loss weights and the perceptual distance (VGG19 with weights, else the SSIM fallback)."""
+    loss: Any
+    """Loss weights and the perceptual distance (VGG19 with weights, else the SSIM fallback): the entry's
+    ``loss_config`` (VASA's ``FaceLossConfig``)."""
     optim: common.OptimConfig
     """Generator optimiser: AdamW, warm-up + cosine, clipping, accumulation, EMA."""
     disc_optim: common.OptimConfig
@@ -108,15 +104,27 @@ class FaceTrainConfig:
     """Top-level model parts the optimiser leaves unchanged (``common.freeze_parts``). ``("motion_encoder",)``
     fine-tunes the renderer of a trained run while its motion latents, and so a stage-2 model trained on them,
     stay valid."""
+    renderer: str = "vasa"
+    """The trainable renderer (``vasajax.stages.RENDERER_TRAINING``): ``model``/``loss`` are its configs."""
 
     def __post_init__(self):
-        if self.pairs.size not in (None, self.model.image_size):
-            raise ValueError("pairs.size must be None or model.image_size")
+        if self.run.precision not in self.entry.precisions:
+            raise UserError(
+                f"renderer {self.renderer} trains in {' or '.join(self.entry.precisions)}, not {self.run.precision}"
+                + (" (drop --bf16)" if self.run.precision == "bfloat16" else "")
+            )
+        if self.pairs.size not in (None, self.entry.frame_size(self.model)):
+            raise ValueError("pairs.size must be None or the renderer's frame size (VASA: model.image_size)")
 
     @property
-    def model_cfg(self) -> FaceConfig:
+    def entry(self):
+        """The renderer's ``RendererTraining`` entry."""
+        return RENDERER_TRAINING.get(self.renderer)
+
+    @property
+    def model_cfg(self) -> Any:
         """The model config with the run's compute dtype."""
-        return dataclasses.replace(self.model, dtype=common.compute_dtype(self.run.precision))
+        return self.entry.with_dtype(self.model, common.compute_dtype(self.run.precision))
 
     @property
     def disc_cfg(self) -> disc_lib.DiscConfig:
@@ -139,56 +147,63 @@ class FaceTrainConfig:
         """Inverse of ``to_dict``: missing fields keep their defaults (configs from before they existed)."""
         return config_io.from_dict(cls, d)
 
+    @staticmethod
+    def config_types(d: Mapping[str, Any]) -> dict[str, type]:
+        """``model``/``loss`` are the configs of the entry ``renderer`` names (absent: VASA-1's)."""
+        entry = RENDERER_TRAINING.get(str(d.get("renderer", "vasa")))
+        return {"model": entry.model_config, "loss": entry.loss_config}
+
+    # Presets: the model and loss configs are the entry's (``presets``); the discriminator, optimiser, run and
+    # pair-sampling settings are the loop's, by size class (``small_warp`` is VASA's ``small`` variant).
+
     @classmethod
-    def tiny(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
-        """64² model, batch 4, a few steps: tests and a minutes-long CPU run."""
-        m = FaceConfig.tiny()
+    def preset(cls, name: str, vgg_weights: str | None = None, renderer: str = "vasa", **run_overrides):
+        """Preset ``name`` of ``renderer``: ``tiny`` (64² VASA model, batch 4: tests and minutes on a CPU),
+        ``small`` (the 256² demo model on one machine), ``small_warp`` (VASA only), ``paper`` (VASA: 512² with
+        MegaPortraits' sizes and weights, bf16, its 512² phase: batch 16, 300K iterations)."""
+        model, loss = RENDERER_TRAINING.get(renderer).presets(name, vgg_weights)
+        size_class = "small" if name == "small_warp" else name
+        if size_class == "paper":
+            run_overrides = {"steps": 300_000, "batch_size": 16, **run_overrides}
+        run = getattr(common.RunConfig, size_class)(**run_overrides)
+        entry = RENDERER_TRAINING.get(renderer)
+        if run.precision not in entry.precisions and "precision" not in run_overrides:
+            run = dataclasses.replace(run, precision=entry.precisions[0])  # e.g. LivePortrait's port: float32 only
+        disc, optim = getattr(disc_lib.DiscConfig, size_class)(), getattr(common.OptimConfig, size_class)
+        size = entry.frame_size(model)
+        pairs = loader.PairsConfig(min_gap=1 if size_class == "tiny" else 2, size=size)
         return cls(
-            model=m,
-            disc=disc_lib.DiscConfig.tiny(),
-            loss=losses.FaceLossConfig.tiny(vgg_weights),
-            optim=common.OptimConfig.tiny(),
-            disc_optim=common.OptimConfig.tiny(),
-            run=common.RunConfig.tiny(**run_overrides),
-            pairs=loader.PairsConfig(min_gap=1, size=m.image_size),
+            model=model,
+            disc=disc,
+            loss=loss,
+            optim=optim(),
+            disc_optim=optim(),
+            run=run,
+            pairs=pairs,
+            renderer=renderer,
         )
 
     @classmethod
-    def small(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
+    def tiny(cls, vgg_weights: str | None = None, renderer: str = "vasa", **run_overrides) -> FaceTrainConfig:
+        """64² model, batch 4, a few steps: tests and a minutes-long CPU run."""
+        return cls.preset("tiny", vgg_weights, renderer, **run_overrides)
+
+    @classmethod
+    def small(cls, vgg_weights: str | None = None, renderer: str = "vasa", **run_overrides) -> FaceTrainConfig:
         """The 256² demo model on one machine."""
-        m = FaceConfig.small()
-        return cls(
-            model=m,
-            disc=disc_lib.DiscConfig.small(),
-            loss=losses.FaceLossConfig.small(vgg_weights),
-            optim=common.OptimConfig.small(),
-            disc_optim=common.OptimConfig.small(),
-            run=common.RunConfig.small(**run_overrides),
-            pairs=loader.PairsConfig(min_gap=2, size=m.image_size),
-        )
+        return cls.preset("small", vgg_weights, renderer, **run_overrides)
 
     @classmethod
     def small_warp(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
         """``small`` with the pixel-warp decoder (``FaceConfig.small_warp``) and two tracker-supervised terms: the
         mouth-region L1 and the head pose (weight 10 each); the design that learns fastest on a CPU (comparison
         in ``checkpoints/README.md``)."""
-        cfg = cls.small(vgg_weights, **run_overrides)
-        loss = dataclasses.replace(cfg.loss, mouth_weight=10.0, pose_weight=10.0)
-        return dataclasses.replace(cfg, model=FaceConfig.small_warp(), loss=loss)
+        return cls.preset("small_warp", vgg_weights, "vasa", **run_overrides)
 
     @classmethod
-    def paper(cls, vgg_weights: str | None = None, **run_overrides) -> FaceTrainConfig:
+    def paper(cls, vgg_weights: str | None = None, renderer: str = "vasa", **run_overrides) -> FaceTrainConfig:
         """512² with MegaPortraits' sizes and weights, bf16 (its 512² phase: batch 16, 300K iterations)."""
-        m = FaceConfig.paper()
-        return cls(
-            model=m,
-            disc=disc_lib.DiscConfig.paper(),
-            loss=losses.FaceLossConfig.paper(vgg_weights),
-            optim=common.OptimConfig.paper(),
-            disc_optim=common.OptimConfig.paper(),
-            run=common.RunConfig.paper(**{"steps": 300_000, "batch_size": 16, **run_overrides}),
-            pairs=loader.PairsConfig(min_gap=2, size=m.image_size),
-        )
+        return cls.preset("paper", vgg_weights, renderer, **run_overrides)
 
 
 PRESETS: dict[str, Callable[..., FaceTrainConfig]] = {
@@ -213,7 +228,7 @@ class Graphs:
 
 def make_graphs(cfg: FaceTrainConfig, critics: losses.FaceCritics) -> Graphs:
     """Graph definitions of the model, discriminator and critics (no parameter memory is allocated)."""
-    model_def, _ = nnx.split(nnx.eval_shape(lambda: FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(0))))
+    model_def = nnx.graphdef(nnx.eval_shape(lambda: cfg.entry.build(cfg.model_cfg, nnx.Rngs(0))))
     disc_def = None
     if cfg.adversarial:
         disc_def, _ = nnx.split(nnx.eval_shape(lambda: disc_lib.PatchDiscriminator(cfg.disc_cfg, rngs=nnx.Rngs(0))))
@@ -236,10 +251,13 @@ def init_state(cfg: FaceTrainConfig) -> dict:
     """
     gen_tx, disc_tx = optimizers(cfg)
     key = jax.random.key(cfg.run.seed, impl="rbg")
-    _, params = nnx.split(FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(jax.random.fold_in(key, 0))))
+    model = cfg.entry.build(cfg.model_cfg, nnx.Rngs(jax.random.fold_in(key, 0)))
+    _, params, rest = nnx.split(model, cfg.entry.trainable(), ...)
     gen = {"params": params, "opt": gen_tx.init(params)}
     if cfg.optim.ema_decay is not None:
         gen["ema"] = jax.tree.map(jnp.copy, params)
+    if jax.tree.leaves(rest):  # statistics the model keeps beside its trained params (absent for VASA's)
+        gen["rest"] = rest
     state = {"step": jnp.zeros((), jnp.int32), "gen": gen}
     if cfg.adversarial:
         drngs = nnx.Rngs(jax.random.fold_in(key, 1))
@@ -265,24 +283,30 @@ def generator_step(
     gen = state["gen"]
     loss_cfg = cfg.loss_cfg
     disc_params = state["disc"]["params"] if "disc" in state else None
+    rest = gen.get("rest")
+    entry = cfg.entry
 
     def loss_fn(params, mb, key):
-        del key  # the stage-1 objective is deterministic; the per-step key is kept for augmentations
-        model = nnx.merge(graphs.model, params)
+        # with statistics beside the params, the model may update them (BatchNorm): merge copies, read them back
+        states = (params,) if rest is None else (params, rest)
+        model = nnx.merge(graphs.model, *states, copy=rest is not None)
         critics = nnx.merge(graphs.critics, critic_params)
         disc = nnx.merge(graphs.disc, disc_params) if disc_params is not None else None
-        loss, (metrics, outputs) = losses.generator_loss_and_outputs(model, critics, disc, mb, loss_cfg)
-        return loss, (metrics, outputs["fakes"])
+        loss, (metrics, fakes) = entry.loss(model, critics, disc, mb, loss_cfg, key)
+        new_rest = nnx.split(model, entry.trainable(), ...)[2] if rest is not None else None
+        return loss, ((metrics, new_rest), fakes)  # new_rest averages over micro-batches, like the metrics
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     key = common.step_key(cfg.run.seed, state["step"])
-    (_, (metrics, fakes)), grads = common.accumulate(
+    (_, ((metrics, new_rest), fakes)), grads = common.accumulate(
         grad_fn, gen["params"], batch, key, cfg.optim.accum_steps, has_extra=True
     )
     metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
     updates, opt = tx.update(grads, gen["opt"], gen["params"])
     params = optax.apply_updates(gen["params"], updates)
     new_gen = {"params": params, "opt": opt}
+    if rest is not None:
+        new_gen["rest"] = new_rest
     if "ema" in gen:
         ema = common.ema_update(gen["ema"], params, cfg.optim.ema_decay, state["step"])
         # frozen parts keep their average too: the EMA weights are what an export ships
@@ -348,7 +372,7 @@ def _build_steps(cfg: FaceTrainConfig, mesh, critics: losses.FaceCritics) -> Ste
             out_shardings=(shardings, rep),
             donate_argnums=(0,),
         )
-    sample = jax.jit(functools.partial(sample_images, graphs.model), out_shardings=rep)
+    sample = jax.jit(functools.partial(sample_images, cfg.entry, graphs.model), out_shardings=rep)
     init = jax.jit(init_fn, out_shardings=shardings)
     return Steps(graphs, abstract, shardings, critic_params, init, gen, disc, sample)
 
@@ -372,11 +396,11 @@ class Steps:
 # ----------------------------------------------------------------------------------------------- samples
 
 
-def sample_images(graphdef: nnx.GraphDef, params: nnx.State, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+def sample_images(entry, graphdef: nnx.GraphDef, params: nnx.State, batch: Mapping[str, jax.Array], rest=None):
     """Self-reenactment (source driven by driver) and cross reenactment (cross identity driven by driver)."""
-    model = nnx.merge(graphdef, params)
+    model = nnx.merge(graphdef, params) if rest is None else nnx.merge(graphdef, params, rest)
     src, drv, crs = (losses.to_float(batch[k]) for k in BATCH_KEYS)
-    out = model.reenact(jnp.concatenate([src, crs]), jnp.concatenate([drv, drv])).astype(jnp.float32)
+    out = entry.reenact(model, jnp.concatenate([src, crs]), jnp.concatenate([drv, drv])).astype(jnp.float32)
     b = src.shape[0]
     return {"self": out[:b], "cross": out[b:]}
 
@@ -554,13 +578,15 @@ def warm_start(state: dict, cfg: FaceTrainConfig) -> dict:
     gen["params"] = place(params, gen["params"])
     if "ema" in gen:
         gen["ema"] = place(ema, gen["ema"])
+    if "rest" in gen and "rest" in theirs_gen:  # the statistics that go with those weights
+        gen["rest"] = place(theirs_gen["rest"], gen["rest"])
     return {**state, "gen": gen}
 
 
 def _write_samples(workdir, step, state, sample_fn, sample_batch, mesh) -> None:
     params = state["gen"].get("ema", state["gen"]["params"])
     inputs = {k: _replicated_input(v, mesh) for k, v in sample_batch.items()}
-    out = {k: np.asarray(v.addressable_data(0)) for k, v in sample_fn(params, inputs).items()}
+    out = {k: np.asarray(v.addressable_data(0)) for k, v in sample_fn(params, inputs, state["gen"].get("rest")).items()}
     if common.is_main_process():
         write_grid(Path(workdir) / "samples" / f"step_{step:07d}.png", sample_batch, out)
 
@@ -581,12 +607,15 @@ def load_config(workdir: str | Path) -> FaceTrainConfig:
     return FaceTrainConfig.from_dict(json.loads(path.read_text()))
 
 
-def load_params(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> tuple[FaceConfig, nnx.State]:
+def load_params(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> tuple[Any, nnx.State]:
     """``(model config, params)`` of a run's checkpoint (latest by default; EMA weights when kept), on the
-    default device. The config's dtype is the run's compute dtype. Runs written before a config field existed load
-    with that field's default."""
+    default device, with the statistics a model keeps beside them merged in. The config's dtype is the run's
+    compute dtype. Runs written before a config field existed load with that field's default."""
     cfg, gen = _restore_gen(workdir, step)
-    return cfg.model_cfg, gen["ema"] if ema and "ema" in gen else gen["params"]
+    params = gen["ema"] if ema and "ema" in gen else gen["params"]
+    if "rest" in gen:
+        params = nnx.merge_state(params, gen["rest"])
+    return cfg.model_cfg, params
 
 
 def _restore_gen(workdir: str | Path, step: int | None = None) -> tuple[FaceTrainConfig, dict]:
@@ -612,11 +641,57 @@ def _restore_gen(workdir: str | Path, step: int | None = None) -> tuple[FaceTrai
     return cfg, state["gen"]
 
 
-def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None) -> FaceLatentModel:
-    """A ``FaceLatentModel`` with a run's trained weights (what ``encode-dataset`` and the pipeline use)."""
+def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None):
+    """The model of a run with its trained weights (VASA's ``FaceLatentModel``: what ``encode-dataset`` and the
+    pipeline use; another renderer's module: what ``vasajax export`` writes through its entry)."""
+    entry = load_config(workdir).entry
     mcfg, params = load_params(workdir, ema=ema, step=step)
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: FaceLatentModel(mcfg, rngs=nnx.Rngs(0))))
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: entry.build(mcfg, nnx.Rngs(0))))
     return nnx.merge(graphdef, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSize:
+    image_size: int
+    """Side of the frames a ``Reenactor`` compares (its renderer's output)."""
+
+
+class Reenactor(nnx.Module):
+    """A trained renderer as the stage-1 evaluation (``vasajax.eval.face_recon``) sees a model: ``cfg.image_size``
+    and ``reenact(source, driver)`` (float images at that size), through its entry."""
+
+    def __init__(self, entry, model, frame_size: int):
+        self.entry, self.model, self.cfg = entry, model, FrameSize(int(frame_size))
+
+    def reenact(self, source, driver):
+        return self.entry.reenact(self.model, source, driver)
+
+
+def load_reenactor(workdir: str | Path):
+    """What ``vasajax face-recon`` evaluates: VASA's ``FaceLatentModel`` itself, another renderer's model behind a
+    :class:`Reenactor` at its frame size."""
+    cfg = load_config(workdir)
+    if cfg.renderer == "vasa":
+        return load_model(workdir)
+    return Reenactor(cfg.entry, load_model(workdir), cfg.entry.frame_size(cfg.model))
+
+
+def vasa_config(workdir: str | Path, what: str) -> FaceTrainConfig:
+    """The config of a run that tool ``what`` (which works on VASA-1's face latent model only) can use; a run of
+    another renderer is a UserError that says how to use it (export it: ``RENDERERS`` loads the export)."""
+    cfg = load_config(workdir)
+    if cfg.renderer != "vasa":
+        raise UserError(
+            f"{what} works on VASA-1's face latent model; {workdir} trained renderer {cfg.renderer!r}: export it "
+            f"(vasajax export --face-run {workdir} --out DIR) and pass the export where a renderer is taken"
+        )
+    return cfg
+
+
+def load_vasa_model(workdir: str | Path, what: str):
+    """:func:`load_model` after :func:`vasa_config`'s check."""
+    vasa_config(workdir, what)
+    return load_model(workdir)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -625,7 +700,9 @@ def load_model(workdir: str | Path, *, ema: bool = True, step: int | None = None
 def build_config(args: argparse.Namespace) -> FaceTrainConfig:
     """The run config of parsed ``train-face`` options (preset + overrides)."""
     overrides = common.run_overrides(args)
-    cfg = PRESETS[args.config](args.vgg_weights, **overrides)
+    if args.renderer != "vasa" and args.config == "small_warp":
+        raise UserError("--config small_warp is VASA's (pixel-warp decoder); use tiny, small or paper")
+    cfg = FaceTrainConfig.preset(args.config, args.vgg_weights, args.renderer, **overrides)
     optim = {}
     if args.lr is not None:
         optim["lr"] = args.lr
@@ -650,14 +727,16 @@ def build_config(args: argparse.Namespace) -> FaceTrainConfig:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **parse_loss_overrides(args.loss, cfg.loss)))
     if args.model:
         model = dataclasses.replace(cfg.model, **parse_model_overrides(args.model, cfg.model))
-        cfg = dataclasses.replace(cfg, model=model, pairs=dataclasses.replace(cfg.pairs, size=model.image_size))
+        size = cfg.entry.frame_size(model)
+        cfg = dataclasses.replace(cfg, model=model, pairs=dataclasses.replace(cfg.pairs, size=size))
     return cfg
 
 
-def parse_model_overrides(items: list[str], model_cfg: FaceConfig) -> dict[str, Any]:
+def parse_model_overrides(items: list[str], model_cfg: Any) -> dict[str, Any]:
     """``["pixel_warp=1", "g2d_blocks=2", "g3d_channels=32,64"]`` → ``{"pixel_warp": True, "g2d_blocks": 2,
     "g3d_channels": (32, 64)}`` for the bool, int, float, str and int-tuple fields of
-    :class:`~vasajax.face.config.FaceConfig`; anything else, or a config that does not validate, is a UserError."""
+    :class:`~vasajax.face.config.FaceConfig` (or another renderer's model config); anything else, or a config that
+    does not validate, is a UserError."""
     kinds = {f.name: type(getattr(model_cfg, f.name)) for f in dataclasses.fields(model_cfg)}
     settable = sorted(k for k, t in kinds.items() if t in (bool, int, float, str, tuple))
     out: dict[str, Any] = {}
@@ -688,7 +767,7 @@ def parse_model_overrides(items: list[str], model_cfg: FaceConfig) -> dict[str, 
     return out
 
 
-def parse_loss_overrides(items: list[str], loss_cfg: losses.FaceLossConfig) -> dict[str, float]:
+def parse_loss_overrides(items: list[str], loss_cfg: Any) -> dict[str, float]:
     """``["transfer_weight=0", ...]`` → ``{"transfer_weight": 0.0}``; unknown or non-numeric keys are a UserError.
 
     Only numeric fields of :class:`~vasajax.face.losses.FaceLossConfig` can be set this way (weights, margins,
@@ -712,6 +791,12 @@ def parse_loss_overrides(items: list[str], loss_cfg: losses.FaceLossConfig) -> d
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vasajax train-face", description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=sorted(PRESETS), default="tiny", help="model/run preset")
+    p.add_argument(
+        "--renderer",
+        default="vasa",
+        help="trainable renderer (vasajax.stages.RENDERER_TRAINING): vasa (VASA-1's face latent model) or "
+        "liveportrait (LivePortrait's F, M, W, G)",
+    )
     p.add_argument("--data", required=True, help="clip shards from `vasajax prep` or `vasajax synth` (folder)")
     p.add_argument("--workdir", required=True, help="run folder (created; resumed if it holds checkpoints)")
     p.add_argument("--steps", type=int, help="total optimiser steps of the run (sets the cosine schedule)")

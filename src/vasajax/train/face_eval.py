@@ -2,8 +2,9 @@
 
 The measures are ``vasajax.eval.face_recon``'s (self-reenactment PSNR against the copy-the-source baseline, in the
 mouth box too, sharpness, whether the rendered mouth follows the driver's; the cross-identity grid); this command
-loads the face model — a ``train-face`` run folder's latest EMA weights, or an export's — and prints them. It lives
-with the trainers because reading a run folder is the trainer's business, so ``eval`` needs nothing of ``train``.
+loads the face model — a ``train-face`` run folder's latest EMA weights (any trained renderer, compared at its output
+size), or an export's — and prints them. It lives with the trainers because reading a run folder is the trainer's
+business, so ``eval`` needs nothing of ``train``.
 
     vasajax face-recon --face-run runs/face --data HELDOUT_SHARDS --json recon.json --out grid.png
     vasajax face-recon --checkpoint checkpoints/demo --data HELDOUT_SHARDS
@@ -18,9 +19,10 @@ from collections.abc import Sequence
 from PIL import Image
 
 from vasajax.checkpoint_export import load_export
+from vasajax.errors import UserError
 from vasajax.eval.face_recon import cross_identity_grid, save_error_map, self_reenactment
 from vasajax.load import resolve_checkpoint
-from vasajax.train.face import load_model
+from vasajax.train.face import Reenactor, load_reenactor
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +40,9 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.face_run:
-        model = load_model(args.face_run)
+        model = load_reenactor(args.face_run)  # any trained renderer
+        if args.relative and isinstance(model, Reenactor):
+            raise UserError("--relative needs VASA-1's face latent model (a driver reference frame)")
     else:
         model = load_export(resolve_checkpoint(args.checkpoint)).face_model
     res = self_reenactment(

@@ -154,7 +154,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     cfg = LandmarkFitConfig(
         frames_per_clip=args.frames_per_clip, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed
     )
-    if not face_train.load_config(args.face_run).model.landmark_flow:
+    if not face_train.vasa_config(args.face_run, "fit-landmarks").model.landmark_flow:
         raise UserError(
             f"{args.face_run}'s model has no landmark flow; grow it first: train-face --init-from "
             f"{args.face_run} --model landmark_flow={len(FLOW_LANDMARKS)}"

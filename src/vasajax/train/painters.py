@@ -36,6 +36,7 @@ from flax import nnx
 
 from vasajax.data import clips
 from vasajax.errors import UserError
+from vasajax.face.model import FaceLatentModel
 from vasajax.train import common
 from vasajax.train import face as face_train
 
@@ -157,7 +158,7 @@ def write_run(
         base_ckpt.close()
     cfg = dataclasses.replace(cfg, init_from=str(base_run.absolute()))
 
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: face_train.FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(0))))
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: FaceLatentModel(cfg.model_cfg, rngs=nnx.Rngs(0))))
 
     def painted(tree):
         model = nnx.merge(graphdef, tree)
@@ -207,7 +208,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     cfg = PainterFitConfig(
         pairs_per_clip=args.pairs_per_clip, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed
     )
-    if not face_train.load_config(args.face_run).model.patch_channels:
+    if not face_train.vasa_config(args.face_run, "fit-painters").model.patch_channels:
         raise UserError(
             f"{args.face_run}'s model has no patch painters; grow them first: train-face --init-from "
             f"{args.face_run} --model patch_channels=32 (they start at zero)"

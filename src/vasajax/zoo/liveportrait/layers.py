@@ -16,8 +16,10 @@ from flax import nnx
 
 
 def batch_norm(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    """BatchNorm in inference form (running statistics); its ``mean``/``var`` come from the converter."""
-    return nnx.BatchNorm(c, use_running_average=True, epsilon=1e-5, rngs=rngs)
+    """BatchNorm in inference form (running statistics); its ``mean``/``var`` come from the converter. In training
+    (``model.train()``) it normalises by the batch and updates the running statistics as torch does (momentum 0.1,
+    flax's 0.9)."""
+    return nnx.BatchNorm(c, use_running_average=True, momentum=0.9, epsilon=1e-5, rngs=rngs)
 
 
 def conv(cin: int, cout: int, k: int, ndim: int, rngs: nnx.Rngs, *, stride: int = 1, bias: bool = True, groups=1):
@@ -153,16 +155,29 @@ class SpectralVector(nnx.Variable):
 
 
 class SpectralConv(nnx.Module):
-    """2D conv whose kernel is divided by its spectral norm estimate ``σ = u · (W v)`` (torch eval mode)."""
+    """2D conv whose kernel is divided by its spectral norm estimate ``σ = u · (W v)`` (torch eval mode). With
+    ``power_iteration`` set (``model.train(power_iteration=True)``: training), each call first runs one power
+    iteration from the stored vectors and stores the new ones, gradients not flowing through them (torch's
+    train mode)."""
 
     def __init__(self, cin: int, cout: int, k: int, rngs: nnx.Rngs, *, bias: bool = True):
         self.conv = conv(cin, cout, k, 2, rngs, bias=bias)
         self.u = SpectralVector(jnp.ones((cout,), jnp.float32) / cout**0.5)
         self.v = SpectralVector(jnp.ones((cin * k * k,), jnp.float32) / (cin * k * k) ** 0.5)
+        self.power_iteration = False
 
     def __call__(self, x_BxHxWxC):
         kernel = self.conv.kernel[...]  # k×k×I×O
         w_OxN = kernel.transpose(3, 2, 0, 1).reshape(kernel.shape[-1], -1)  # torch O×I×k×k, flattened
+        if self.power_iteration:
+            w = jax.lax.stop_gradient(w_OxN.astype(jnp.float32))
+
+            def unit(a):
+                return a / (jnp.linalg.norm(a) + 1e-12)  # torch's normalize eps
+
+            v = unit(jnp.dot(w.T, self.u[...], precision="highest"))
+            self.v.value = v
+            self.u.value = unit(jnp.dot(w, v, precision="highest"))
         sigma = jnp.dot(self.u[...], jnp.dot(w_OxN, self.v[...], precision="highest"), precision="highest")
         y = jax.lax.conv_general_dilated(
             x_BxHxWxC,
