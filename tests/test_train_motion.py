@@ -226,3 +226,34 @@ def test_vasa_entry_export_part_matches_the_export_layout():
     assert list(files) == [ef.MOTION_FILE] and files[ef.MOTION_FILE][1] == {"model": "motion"}
     assert sections["motion"]["motion_dim"] == mcfg.motion_dim
     assert (sections["diffusion"]["steps"], sections["diffusion"]["lambda_audio"]) == (7, 1.5)
+
+
+def test_joyvasa_pose_smoothing_is_one_ema_across_windows():
+    """The trained JoyVASA generator's pose EMA (upstream's smoothing, ``pose_smoothing``): over windows as they come
+    it equals one EMA over the whole clip, on the pose dims only; 1 turns it off; out of (0, 1] is refused."""
+    from vasajax.errors import UserError
+    from vasajax.zoo.joyvasa import template
+    from vasajax.zoo.joyvasa.training import JoyVASATrainSettings, PoseSmoothedStream
+
+    rng = np.random.default_rng(0)
+    clip = rng.standard_normal((1, 23, 9)).astype(np.float32)
+
+    class Windows:  # stands in for the sampler: windows of 8 frames, the rest at finish
+        def __init__(self):
+            self.sent = 0
+
+        def push(self, audio):
+            out = [clip[:, k : k + 8] for k in range(self.sent, 16, 8)]
+            self.sent = 16
+            return out
+
+        def finish(self):
+            return [clip[:, 16:]]
+
+    st = PoseSmoothedStream(Windows(), pose_dim=6, alpha=0.3)
+    got = np.concatenate([*st.push(np.zeros((16, 4))), *st.finish()], axis=1)[0]
+    np.testing.assert_allclose(got[:, :6], template.ema(clip[0, :, :6], 0.3), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got[:, 6:], clip[0, :, 6:])
+    assert JoyVASATrainSettings().pose_smoothing == 1.0
+    with pytest.raises(UserError, match="pose_smoothing"):
+        JoyVASATrainSettings(pose_smoothing=0.0)

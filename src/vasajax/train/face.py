@@ -161,12 +161,12 @@ class FaceTrainConfig:
         """Preset ``name`` of ``renderer``: ``tiny`` (64² VASA model, batch 4: tests and minutes on a CPU),
         ``small`` (the 256² demo model on one machine), ``small_warp`` (VASA only), ``paper`` (VASA: 512² with
         MegaPortraits' sizes and weights, bf16, its 512² phase: batch 16, 300K iterations)."""
-        model, loss = RENDERER_TRAINING.get(renderer).presets(name, vgg_weights)
+        entry = RENDERER_TRAINING.get(renderer)
+        model, loss = entry.presets(name, vgg_weights)
         size_class = "small" if name == "small_warp" else name
         if size_class == "paper":
             run_overrides = {"steps": 300_000, "batch_size": 16, **run_overrides}
         run = getattr(common.RunConfig, size_class)(**run_overrides)
-        entry = RENDERER_TRAINING.get(renderer)
         if run.precision not in entry.precisions and "precision" not in run_overrides:
             run = dataclasses.replace(run, precision=entry.precisions[0])  # e.g. LivePortrait's port: float32 only
         disc, optim = getattr(disc_lib.DiscConfig, size_class)(), getattr(common.OptimConfig, size_class)

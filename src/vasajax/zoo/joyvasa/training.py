@@ -57,11 +57,17 @@ class JoyVASATrainSettings:
     """Weight of the frame-difference term on the predicted window (0: upstream's plain MSE)."""
     cfg_scale: float = 2.8
     """CFG scale of the sampler (upstream's inference default)."""
+    pose_smoothing: float = 1.0
+    """Weight of each new frame in an exponential moving average of the generated head pose (the motion's first
+    ``pose_dim`` values) before rendering, carried across windows; 1 = none. Upstream smooths its pose this way with
+    0.01 (``template.ema``); the exported generator (``joyvasa-trained``) applies it, evaluation plots do not."""
 
     def __post_init__(self):
         for name in ("p_null_audio", "p_start"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"JoyVASA training: {name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.pose_smoothing <= 1.0:
+            raise UserError(f"JoyVASA: pose_smoothing must be in (0, 1], got {self.pose_smoothing}")
         if self.velocity_weight < 0 or self.cfg_scale < 0:
             raise UserError("JoyVASA training: velocity_weight and cfg_scale must be ≥ 0")
 
@@ -348,4 +354,32 @@ class TrainedJoyVASAGenerator:
         scale = check_controls(self.cfg.num_diffusion_steps, self.cfg.window, self.settings.cfg_scale, steps=steps,
                                cfg_audio=cfg_audio, cfg_gaze=cfg_gaze, gaze=gaze, distance=distance, emotion=emotion,
                                first_window=first_window)  # fmt: skip
-        return ClipSampler(self.model, scale).stream(seed)
+        stream = ClipSampler(self.model, scale).stream(seed)
+        alpha = float(self.settings.pose_smoothing)
+        return stream if alpha >= 1.0 else PoseSmoothedStream(stream, self.pose_dim, alpha)
+
+
+class PoseSmoothedStream:
+    """A motion stream whose first ``pose_dim`` values pass through an exponential moving average (``alpha``: the
+    new frame's weight; the first frame starts it), carried from window to window (upstream JoyVASA's pose EMA)."""
+
+    def __init__(self, inner, pose_dim: int, alpha: float):
+        self.inner, self.pose_dim, self.alpha = inner, int(pose_dim), np.float32(alpha)
+        self.state: np.ndarray | None = None
+
+    def _smooth(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for w in windows:
+            w = np.array(w, np.float32, copy=True)
+            for t in range(w.shape[1]):
+                pose = w[0, t, : self.pose_dim].copy()
+                self.state = pose if self.state is None else self.alpha * pose + (1 - self.alpha) * self.state
+                w[0, t, : self.pose_dim] = self.state
+            out.append(w)
+        return out
+
+    def push(self, audio_TxA: np.ndarray) -> list[np.ndarray]:
+        return self._smooth(self.inner.push(audio_TxA))
+
+    def finish(self) -> list[np.ndarray]:
+        return self._smooth(self.inner.finish())

@@ -72,18 +72,20 @@ class LivePortraitLossConfig:
     gan_weight: float = 1.0
     feature_matching_weight: float = 10.0
     equivariance_weight: float = 10.0
-    """face vid2vid: 20 on the keypoints' (x, y) L1 in [-1, 1] units; ours 10."""
+    """L1 of the keypoints' (x, y), in [-1, 1] units (face vid2vid's λ_E is 20; ours 10)."""
     equivariance_rotation: float = 10.0
     """Largest rotation (degrees) of the random transform; its scale is 1 ± 0.1·this/10, its shift ± 0.1·this/10."""
     keypoint_prior_weight: float = 10.0
+    """face vid2vid's λ_L."""
     keypoint_distance: float = 0.1
     """D_t of the keypoint prior: squared distance below which two keypoints push apart."""
     keypoint_depth: float = 0.33
     """z_t of the keypoint prior: target mean depth."""
     pose_weight: float = 20.0
-    """L1 (radians) between M's head angles and the tracker's (face vid2vid: 20 on degrees/… with its estimator)."""
+    """L1 (radians) between M's head angles and the tracker's (face vid2vid's λ_H is 20, against a pretrained
+    estimator's rotation)."""
     deformation_weight: float = 5.0
-    """L1 size of the expression offsets δ (face vid2vid: 5)."""
+    """L1 size of the expression offsets δ (face vid2vid's λ_Δ: 5)."""
 
     def __post_init__(self):
         if self.perceptual not in ("vgg19", "ssim"):
