@@ -308,11 +308,7 @@ def export_with_renderer(
               "motion_space": renderer.motion_space}  # fmt: skip
     provenance = {
         "renderer_export": {"path": portable(renderer_export), "provenance": r_manifest.get("provenance")},
-        "motion_run": {
-            "workdir": portable(motion_run),
-            "config": json.loads((motion_run / "config.json").read_text()),
-            "last_metrics": _last_metrics(motion_run),
-        },  # fmt: skip
+        "motion_run": _run_facts(motion_run, portable),
         "motion_data": {
             "path": portable(motion_data),
             "motion_names": manifest.get("motion_names"),

@@ -38,6 +38,7 @@ from vasajax import export_format as ef
 from vasajax.errors import UserError
 from vasajax.motion.dit import NormStats
 from vasajax.zoo.joyvasa import sample as jv_sample
+from vasajax.zoo.joyvasa import template
 from vasajax.zoo.joyvasa.config import JoyVASAConfig
 from vasajax.zoo.joyvasa.dit import JoyVASADiT
 from vasajax.zoo.joyvasa.schedule import make_schedule
@@ -364,17 +365,20 @@ class PoseSmoothedStream:
     new frame's weight; the first frame starts it), carried from window to window (upstream JoyVASA's pose EMA)."""
 
     def __init__(self, inner, pose_dim: int, alpha: float):
-        self.inner, self.pose_dim, self.alpha = inner, int(pose_dim), np.float32(alpha)
+        self.inner, self.pose_dim, self.alpha = inner, int(pose_dim), float(alpha)
         self.state: np.ndarray | None = None
 
     def _smooth(self, windows: list[np.ndarray]) -> list[np.ndarray]:
         out = []
         for w in windows:
             w = np.array(w, np.float32, copy=True)
-            for t in range(w.shape[1]):
-                pose = w[0, t, : self.pose_dim].copy()
-                self.state = pose if self.state is None else self.alpha * pose + (1 - self.alpha) * self.state
-                w[0, t, : self.pose_dim] = self.state
+            pose = w[0, :, : self.pose_dim]
+            if self.state is None:
+                smooth = template.ema(pose, self.alpha)
+            else:  # continue from the last smoothed frame
+                smooth = template.ema(np.concatenate([self.state[None], pose]), self.alpha)[1:]
+            w[0, :, : self.pose_dim] = smooth
+            self.state = smooth[-1] if len(smooth) else self.state
             out.append(w)
         return out
 
